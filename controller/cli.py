@@ -1,0 +1,135 @@
+"""`presence-controller` command line: run, demo, check-config, check-gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from controller import __version__
+from controller.config import ConfigError, Settings, load_settings, reference_markdown
+from controller.core.types import Presence
+from controller.gateway.base import GatewayError
+from controller.redaction import scrub
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presence-controller",
+        description="Keep a WhatsApp bot's presence honest: online only while its consumer is "
+        "healthy and keeping up. Configured from PRESENCE_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the controller from the environment/config file")
+    demo = sub.add_parser(
+        "demo", help="run the real controller against a simulated consumer and gateway"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="time scale of the scenario (2 = twice as fast); default 1",
+    )
+    check = sub.add_parser("check-config", help="validate and print the effective config")
+    check.add_argument(
+        "--reference", action="store_true", help="print the configuration reference table instead"
+    )
+    gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
+    gateway.add_argument(
+        "--set",
+        choices=[Presence.AVAILABLE.value, Presence.UNAVAILABLE.value],
+        help="also try one set-presence call",
+    )
+    return parser
+
+
+def _load() -> Settings | None:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(
+            f"presence-controller: invalid configuration ({len(exc.errors)} errors):",
+            file=sys.stderr,
+        )
+        for error in exc.errors:
+            print(f"  - {error}", file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from controller.sim.scenario import run_demo
+
+        return asyncio.run(run_demo(speed=args.speed))
+    if args.command == "check-config" and args.reference:
+        print(reference_markdown(), end="")
+        return EXIT_OK
+    settings = _load()
+    if settings is None:
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(json.dumps(settings.masked(), indent=2))
+        return EXIT_OK
+    if args.command == "check-gateway":
+        return asyncio.run(_check_gateway(settings, args.set))
+    return _run(settings)
+
+
+def _run(settings: Settings) -> int:
+    from controller.runtime.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        # Typically the admin port is taken: a start-up error, not something to retry in a loop.
+        print(f"presence-controller: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def serve(settings: Settings) -> None:
+    """Run the controller and its admin server until SIGTERM or SIGINT."""
+    from controller.runtime.admin import AdminServer
+    from controller.runtime.controller import Controller
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    controller = Controller(settings)
+    host, port = settings.listen_host_port
+    async with AdminServer(controller, host, port):
+        await controller.run(stop)
+
+
+async def _check_gateway(settings: Settings, set_to: str | None) -> int:
+    from controller.runtime.controller import build_gateway
+
+    gateway = build_gateway(settings)
+    secrets = settings.secrets()
+    try:
+        session = await gateway.session_status()
+        print(f"{gateway.provider}: credentials accepted; session is {session}")
+        if session != "WORKING":
+            print("presence cannot be set until the session is WORKING (scan the QR code?)")
+            if set_to is None:
+                return EXIT_FAILED
+        if set_to is not None:
+            await gateway.set_presence(Presence(set_to))
+            print(f"{gateway.provider}: presence set to {set_to}")
+    except GatewayError as exc:
+        print(f"{gateway.provider}: {scrub(exc.message, secrets)} [{exc.kind}]", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await gateway.aclose()
+    return EXIT_OK if session == "WORKING" else EXIT_FAILED

@@ -1,0 +1,432 @@
+"""Settings: the single source of truth for every option's name, default, validation and docs.
+
+Environment variables use the prefix `PRESENCE_` and `__` for nesting (`PRESENCE_WAWP__BASE_URL`);
+an optional YAML or TOML file (`PRESENCE_CONFIG_FILE`) holds the same fields, and the environment
+wins over it. The attribute docstrings below are the reference documentation:
+`docs/configuration.md` is generated from them (`presence-controller check-config --reference`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from controller.core.actuation import ActuationConfig
+from controller.core.hysteresis import HysteresisConfig
+
+ENV_PREFIX = "PRESENCE_"
+NESTED_DELIMITER = "__"
+CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
+
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def parse_duration(value: object) -> object:
+    """Seconds as a number, or a string like `500ms`, `30s`, `5m`, `1h` (plain `2.5` = seconds)."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(
+                f"invalid duration {value!r}: expected seconds or a number with a unit "
+                "ms, s, m or h (500ms, 30s, 5m, 1h)"
+            )
+        return float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"]
+    return value
+
+
+def _parse_pairs(value: object) -> object:
+    """`queue=inbound,tenant=a` -> {"queue": "inbound", "tenant": "a"}; mappings pass through."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, label_value = item.partition("=")
+        name = name.strip()
+        if not sep or not _LABEL_NAME.fullmatch(name):
+            raise ValueError(f"invalid label matcher {item!r}: expected name=value")
+        if name in pairs:
+            raise ValueError(f"label {name!r} given twice")
+        pairs[name] = label_value.strip().strip('"')
+    return pairs
+
+
+def _parse_value_pair(value: object) -> object:
+    """`available,unavailable` -> ("available", "unavailable")."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(","))
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class WawpSettings(BaseModel):
+    """Wawp gateway (`PRESENCE_PROVIDER=wawp`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    base_url: AnyHttpUrl = AnyHttpUrl("https://api.wawp.net")
+    """Base URL of the Wawp API."""
+    instance_id: str | None = None
+    """Wawp instance ID of the bot's WhatsApp session. Required with provider `wawp`."""
+    access_token: SecretStr | None = None
+    """Wawp access token (secret). Required with provider `wawp`, here or in `ACCESS_TOKEN_FILE`."""
+    access_token_file: Path | None = None
+    """File holding the access token (e.g. a mounted Secret); a trailing newline is ignored."""
+    field: str = Field(default="presence", min_length=1)
+    """JSON body field of the set-presence call."""
+    values: Annotated[tuple[str, str], NoDecode, BeforeValidator(_parse_value_pair)] = (
+        "available",
+        "unavailable",
+    )
+    """Body values for the two states, `available,unavailable` (WAHA style: `online,offline`)."""
+    timeout: PositiveDuration = 5.0
+    """Timeout of one gateway call."""
+
+    @field_validator("values")
+    @classmethod
+    def _two_distinct_values(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if not all(value) or value[0] == value[1]:
+            raise ValueError("expected two different non-empty values, e.g. available,unavailable")
+        return value
+
+    @model_validator(mode="after")
+    def _load_token_file(self) -> WawpSettings:
+        if self.access_token_file is None:
+            return self
+        if self.access_token is not None:
+            raise ValueError("set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both")
+        try:
+            token = self.access_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
+            ) from None
+        if not token:
+            raise ValueError(f"access token file {str(self.access_token_file)!r} is empty")
+        self.access_token = SecretStr(token)
+        return self
+
+
+class Settings(BaseSettings):
+    """presence-controller settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    config_file: Path | None = None
+    """Optional YAML (`.yaml`, `.yml`) or TOML (`.toml`) file with the same fields, nested as
+    `wawp: {instance_id: ...}`; environment variables win over it."""
+    health_url: AnyHttpUrl
+    """Consumer health endpoint (required). A 2xx answer within `TIMEOUT` is healthy."""
+    metrics_url: AnyHttpUrl | None = None
+    """Consumer Prometheus/OpenMetrics text endpoint; unset means no lag signal."""
+    lag_metric: str = "webhook_queue_lag_seconds"
+    """Name of the queue-lag sample to read from `METRICS_URL`."""
+    lag_labels: Annotated[dict[str, str], NoDecode, BeforeValidator(_parse_pairs)] = Field(
+        default_factory=dict
+    )
+    """Label matchers that select series, `queue=inbound,tenant=a` (all must match)."""
+    lag_aggregate: Literal["max", "sum", "min", "avg"] = "max"
+    """How to combine the matching series: `max`, `sum`, `min` or `avg`."""
+    lag_high: float = Field(default=30.0, ge=0)
+    """Lag at or above this makes a tick bad."""
+    lag_low: float = Field(default=10.0, ge=0)
+    """Lag below this (with health 2xx) makes a tick good; must be < `LAG_HIGH`."""
+    missing_lag: Literal["bad", "ignore"] = "bad"
+    """What an absent or unparseable lag metric means: a `bad` tick, or `ignore` the lag signal."""
+    interval: PositiveDuration = 5.0
+    """Tick interval: probes run and presence is decided this often."""
+    timeout: PositiveDuration = 2.0
+    """Per-probe timeout (whole request); must be < `INTERVAL`."""
+    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    """Random spread of each interval, as a fraction of it (0.1 = +/-10%)."""
+    rise: int = Field(default=3, ge=1)
+    """Consecutive good ticks needed to become available."""
+    fall: int = Field(default=3, ge=1)
+    """Consecutive bad ticks needed to become unavailable."""
+    hold_down: Duration = 30.0
+    """Minimum time unavailable before coming back."""
+    startup_grace: Duration = 60.0
+    """If neither `RISE` good nor `FALL` bad ticks come this long after start: unavailable."""
+    reassert_available: PositiveDuration = 20.0
+    """Re-send `available` this often (gateways drop it after 10-25 s)."""
+    reassert_unavailable: PositiveDuration = 300.0
+    """Re-send `unavailable` this often."""
+    session_check: PositiveDuration = 60.0
+    """Maximum age of the cached gateway session state before a set call."""
+    provider: Literal["wawp"] = "wawp"
+    """Gateway provider."""
+    wawp: WawpSettings = Field(default_factory=WawpSettings)
+    listen: str = "0.0.0.0:8090"
+    """Admin HTTP server address, `host:port` (`[::]:8090` for IPv6)."""
+    on_shutdown: Literal["unavailable", "keep"] = "unavailable"
+    """On SIGTERM/SIGINT: write `unavailable` (within 5 s) or `keep` the current presence."""
+    dry_run: bool = False
+    """Decide and report everything, call nothing at the gateway."""
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = "json"
+    """`json` (one object per line) or `text`."""
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
+        "info"
+    )
+    """`debug`, `info`, `warning` or `error`."""
+
+    @field_validator("lag_metric")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        if not _METRIC_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Prometheus metric name")
+        return value
+
+    @field_validator("lag_low")
+    @classmethod
+    def _low_below_high(cls, value: float, info: ValidationInfo) -> float:
+        high = info.data.get("lag_high")
+        if high is not None and not value < high:
+            raise ValueError(f"must be < LAG_HIGH ({high:g}), got {value:g}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and not value < interval:
+            raise ValueError(f"must be < INTERVAL ({interval:g}s), got {value:g}s")
+        return value
+
+    @field_validator("wawp")
+    @classmethod
+    def _wawp_complete(cls, value: WawpSettings, info: ValidationInfo) -> WawpSettings:
+        if info.data.get("provider") != "wawp":
+            return value
+        missing = []
+        if not value.instance_id:
+            missing.append(f"{ENV_PREFIX}WAWP__INSTANCE_ID")
+        if value.access_token is None:
+            missing.append(f"{ENV_PREFIX}WAWP__ACCESS_TOKEN (or ..._FILE)")
+        if missing:
+            raise ValueError(f"provider wawp requires {' and '.join(missing)}")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        listen_address(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        path = os.environ.get(CONFIG_FILE_VAR)
+        if path:
+            if Path(path).suffix.lower() == ".toml":
+                return (*sources, TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return (*sources, YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return sources
+
+    @classmethod
+    def from_values(cls, **values: Any) -> Settings:
+        """Settings from `values` and the defaults only, ignoring the environment and any file
+        (the demo and tests must not pick up a stray PRESENCE_* variable)."""
+        return _ExplicitSettings(**values)
+
+    # Views for the rest of the program.
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        return listen_address(self.listen)
+
+    def hysteresis(self) -> HysteresisConfig:
+        return HysteresisConfig(
+            rise=self.rise,
+            fall=self.fall,
+            hold_down=self.hold_down,
+            startup_grace=self.startup_grace,
+            lag_high=self.lag_high,
+            lag_low=self.lag_low,
+            missing_lag_is_bad=self.missing_lag == "bad",
+        )
+
+    def actuation(self) -> ActuationConfig:
+        return ActuationConfig(
+            reassert_available=self.reassert_available,
+            reassert_unavailable=self.reassert_unavailable,
+            session_check=self.session_check,
+            dry_run=self.dry_run,
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that log output can be scrubbed of them as a last line."""
+        token = self.wawp.access_token
+        return [token.get_secret_value()] if token is not None else []
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain JSON values, secrets masked."""
+        return self.model_dump(mode="json")
+
+
+class _ExplicitSettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """Split `host:port` or `[v6]:port` into its parts, checking the port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(
+            f"expected host:port with a port 0-65535 (0: any free port), got {value!r}"
+        )
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` lists every problem as `VARIABLE: reason`."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+_SECRET_FIELDS = {"access_token"}
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable for a validation error location: ('wawp', 'field') ->
+    PRESENCE_WAWP__FIELD."""
+    names = [str(part).upper() for part in loc if isinstance(part, str)]
+    return ENV_PREFIX + NESTED_DELIMITER.join(names) if names else ENV_PREFIX.rstrip("_")
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = error.get("input")
+    if (
+        error["type"] not in {"missing", "extra_forbidden"}
+        and isinstance(shown, str | int | float)
+        and not _SECRET_FIELDS.intersection(str(p) for p in loc)
+        and "got" not in message
+    ):
+        message += f" (got {shown!r})"
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    return f"{env_name(loc)}: {message}"
+
+
+def _format_errors(exc: ValidationError) -> Iterator[str]:
+    for error in exc.errors(include_url=False):
+        yield _describe(error)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and the optional config file.
+
+    Raises ConfigError listing every problem (never a traceback, never a secret).
+    """
+    path = os.environ.get(CONFIG_FILE_VAR)
+    if path:
+        file = Path(path)
+        if file.suffix.lower() not in {".yaml", ".yml", ".toml"}:
+            raise ConfigError(
+                [f"{CONFIG_FILE_VAR}: expected a .yaml, .yml or .toml file, got {path!r}"]
+            )
+        if not file.is_file():
+            raise ConfigError([f"{CONFIG_FILE_VAR}: no such file {path!r}"])
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(list(_format_errors(exc))) from None
+    except (yaml.YAMLError, ValueError, TypeError, OSError) as exc:
+        # Unparseable config files surface here (YAML/TOML errors are ValueError subclasses
+        # or yaml.YAMLError); a non-mapping document is a TypeError or AttributeError.
+        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot read {path!r}: {exc}"]) from None
+    except AttributeError:
+        raise ConfigError(
+            [f"{CONFIG_FILE_VAR}: {path!r} must hold a mapping of settings"]
+        ) from None
+
+
+def reference_markdown() -> str:
+    """The configuration reference table, generated from the settings model."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+
+    def add(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            var = f"{prefix}{name.upper()}"
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                add(annotation, f"{var}{NESTED_DELIMITER}")
+                continue
+            if field.is_required():
+                default = "required"
+            else:
+                value = field.get_default(call_default_factory=True)
+                if isinstance(value, tuple):
+                    value = ",".join(value)
+                elif isinstance(value, dict):
+                    value = ",".join(f"{k}={v}" for k, v in value.items())
+                elif isinstance(value, bool):
+                    value = str(value).lower()
+                elif isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                default = "unset" if value in (None, "") else f"`{value}`"
+            meaning = " ".join((field.description or "").split())
+            rows.append(f"| `{var}` | {default} | {meaning} |")
+
+    add(Settings, ENV_PREFIX)
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,45 @@
+"""The decision: precedence of maintenance, force, online hours and health (DESIGN section 3)."""
+
+from __future__ import annotations
+
+from controller.core.hysteresis import (
+    HysteresisConfig,
+    HysteresisState,
+    classify,
+    hold_down_left,
+    step,
+)
+from controller.core.types import Decision, Observation, Presence
+
+
+def decide(
+    state: HysteresisState, obs: Observation, now: float, cfg: HysteresisConfig
+) -> tuple[HysteresisState, Decision]:
+    """Decide the bot's presence from one observation at monotonic time `now`.
+
+    The hysteresis always advances, even while a higher rule wins, so that when maintenance or
+    a force ends the consumer's real condition takes over at once.
+    """
+    tick, why = classify(obs, cfg)
+    new = step(state, tick, why, now, cfg)
+    detail = f"{tick} tick: {why}; good {new.good}/{cfg.rise}, bad {new.bad}/{cfg.fall}"
+    left = hold_down_left(new, now, cfg)
+    if left > 0 and new.good > 0:
+        detail += f"; hold-down {left:.1f}s left"
+
+    policy = obs.policy
+    if policy.maintenance is not None:
+        return new, Decision(
+            Presence.UNAVAILABLE, f"maintenance: {policy.maintenance}", detail, tick
+        )
+    if policy.force is not None and policy.force is not Presence.UNKNOWN:
+        suffix = f": {policy.force_reason}" if policy.force_reason else ""
+        return new, Decision(policy.force, f"force {policy.force}{suffix}", detail, tick)
+    if policy.outside_online_hours is not None:
+        return new, Decision(
+            Presence.UNAVAILABLE,
+            f"outside online hours: {policy.outside_online_hours}",
+            detail,
+            tick,
+        )
+    return new, Decision(new.verdict, new.reason, detail, tick)

@@ -1,0 +1,108 @@
+"""The provider protocol and the error taxonomy every provider maps its answers onto."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+import httpx
+
+from controller.core.actuation import Failure, FailureKind, parse_retry_after
+from controller.core.types import Presence
+
+
+class GatewayError(Exception):
+    """A gateway call failed. Messages never contain credentials."""
+
+    kind: FailureKind = FailureKind.PERMANENT
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+    def as_failure(self) -> Failure:
+        return Failure(self.kind, self.message)
+
+
+class AuthError(GatewayError):
+    """401/403: the credentials are wrong or revoked. Fix the token; retried rarely."""
+
+    kind = FailureKind.AUTH
+
+
+class SessionNotReady(GatewayError):
+    """The WhatsApp session is not connected (not WORKING); presence cannot be set now."""
+
+    kind = FailureKind.SESSION_NOT_READY
+
+
+class RateLimited(GatewayError):
+    """429: slow down, for `retry_after` seconds when the gateway said so."""
+
+    kind = FailureKind.RATE_LIMITED
+
+    def __init__(
+        self, message: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+    def as_failure(self) -> Failure:
+        return Failure(self.kind, self.message, self.retry_after)
+
+
+class TransientError(GatewayError):
+    """5xx, timeouts, connection errors: retry with back-off."""
+
+    kind = FailureKind.TRANSIENT
+
+
+class PermanentError(GatewayError):
+    """Other 4xx or a malformed reply: a retry will not help soon; retried at the back-off cap."""
+
+    kind = FailureKind.PERMANENT
+
+
+class Gateway(Protocol):
+    """A WhatsApp gateway that can set the bot's presence."""
+
+    provider: str
+
+    async def session_status(self) -> str:
+        """The session state, normalised to WORKING, STARTING, SCAN_QR_CODE, STOPPED or FAILED."""
+        ...
+
+    async def set_presence(self, presence: Presence) -> None:
+        """Set AVAILABLE or UNAVAILABLE; raises a GatewayError subclass on failure."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def raise_for_response(
+    response: httpx.Response, what: str, *, not_ready: int | None = None
+) -> None:
+    """Map a non-2xx answer onto the taxonomy; `not_ready`: the provider's not-ready status."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    prefix = f"{what}: HTTP {status}"
+    if status in (401, 403):
+        raise AuthError(f"{prefix}: the gateway rejected the credentials", status_code=status)
+    if not_ready is not None and status == not_ready:
+        raise SessionNotReady(f"{prefix}: session not ready", status_code=status)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
+        raise RateLimited(f"{prefix}: rate limited{hint}", retry_after=retry_after)
+    if status >= 500 or status == 408:
+        raise TransientError(prefix, status_code=status)
+    raise PermanentError(prefix, status_code=status)
+
+
+def transport_error(what: str, exc: Exception, timeout: float) -> TransientError:
+    """A timeout or connection failure as a TransientError (type names only: no URLs, no tokens)."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return TransientError(f"{what}: timed out after {timeout:g}s")
+    return TransientError(f"{what}: connection failed ({type(exc).__name__})")

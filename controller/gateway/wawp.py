@@ -1,0 +1,81 @@
+"""Wawp: `POST /v2/presence` and `GET /v2/session/info`, authenticated by query parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from controller.config import WawpSettings
+from controller.core.types import Presence
+from controller.gateway.base import (
+    PermanentError,
+    raise_for_response,
+    transport_error,
+)
+
+SESSION_STATES = frozenset({"WORKING", "STARTING", "SCAN_QR_CODE", "STOPPED", "FAILED"})
+
+
+class WawpGateway:
+    """Client for the Wawp presence API. Body field and values are configurable."""
+
+    provider = "wawp"
+
+    def __init__(self, settings: WawpSettings, *, client: httpx.AsyncClient | None = None) -> None:
+        if settings.instance_id is None or settings.access_token is None:
+            raise ValueError("Wawp needs an instance ID and an access token")
+        self._settings = settings
+        self._auth = {
+            "instance_id": settings.instance_id,
+            "access_token": settings.access_token.get_secret_value(),
+        }
+        self._timeout = settings.timeout
+        self._client = client or httpx.AsyncClient(
+            base_url=str(settings.base_url).rstrip("/"),
+            timeout=settings.timeout,
+            follow_redirects=False,
+            headers={"User-Agent": "presence-controller"},
+        )
+        self._values = {
+            Presence.AVAILABLE: settings.values[0],
+            Presence.UNAVAILABLE: settings.values[1],
+        }
+
+    async def session_status(self) -> str:
+        what = "session info"
+        response = await self._request("GET", "/v2/session/info", what)
+        raise_for_response(response, what)
+        try:
+            body: Any = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PermanentError(f"{what}: reply is not JSON") from None
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str):
+            raise PermanentError(f"{what}: reply has no string 'status' field")
+        status = status.upper()
+        if status not in SESSION_STATES:
+            raise PermanentError(f"{what}: unknown session status {status[:40]!r}")
+        return status
+
+    async def set_presence(self, presence: Presence) -> None:
+        if presence not in self._values:
+            raise ValueError(f"cannot set presence {presence}")
+        what = f"set presence {presence}"
+        body = {self._settings.field: self._values[presence]}
+        response = await self._request("POST", "/v2/presence", what, json=body)
+        raise_for_response(response, what, not_ready=422)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self, method: str, path: str, what: str, json: dict[str, str] | None = None
+    ) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._client.request(method, path, params=self._auth, json=json)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise transport_error(what, exc, self._timeout) from None

@@ -1,0 +1,190 @@
+"""Carry out `core.actuation.plan()` against a gateway: one call in flight, results folded back.
+
+The actuator runs as its own task and converges on the latest desired presence, so a slow or
+failing gateway never delays the probes (level-triggered, like a Kubernetes controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from controller.core.actuation import (
+    WORKING,
+    ActuationConfig,
+    ActuationState,
+    CheckSession,
+    SetPresence,
+    Wait,
+    on_failure,
+    on_session,
+    on_set_ok,
+    on_set_started,
+    plan,
+)
+from controller.core.types import Presence
+from controller.gateway.base import Gateway, GatewayError, PermanentError
+from controller.runtime.logs import event
+from controller.runtime.metrics import Metrics
+
+log = logging.getLogger("presence.actuator")
+T = TypeVar("T")
+
+
+class Actuator:
+    """Makes the gateway show the desired presence, idempotently, with back-off."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        cfg: ActuationConfig,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.cfg = cfg
+        self.metrics = metrics
+        self.state = ActuationState()
+        self.desired = Presence.UNKNOWN
+        self.next_action = "idle"
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._call_lock = asyncio.Lock()
+
+    def want(self, presence: Presence) -> None:
+        """Set the desired presence (called every tick; only a change wakes the actuator)."""
+        if presence is not self.desired:
+            self.desired = presence
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Converge forever; cancel to stop (an in-flight call is abandoned)."""
+        while True:
+            self._wake.clear()
+            action = plan(self.state, self.desired, self._clock(), self.cfg)
+            if isinstance(action, Wait):
+                self.next_action = f"wait: {action.why}"
+                timeout = None if action.until is None else max(0.0, action.until - self._clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            elif isinstance(action, CheckSession):
+                self.next_action = "checking gateway session"
+                await self._check_session()
+            else:
+                self.next_action = f"setting {action.presence} ({action.why})"
+                await self._set(action)
+
+    async def shutdown_write(self, deadline: float) -> bool:
+        """Write UNAVAILABLE once, past back-off and budget, within `deadline` s; True if done."""
+        if self.cfg.dry_run:
+            event(log, logging.INFO, "shutdown", "dry run: would set unavailable on shutdown")
+            return True
+        try:
+            async with asyncio.timeout(deadline):
+                await self._set(SetPresence(Presence.UNAVAILABLE, "shutdown"), budget=False)
+        except TimeoutError:
+            event(log, logging.ERROR, "shutdown", f"shutdown write timed out after {deadline:g}s")
+            return False
+        return self.state.applied is Presence.UNAVAILABLE
+
+    async def _check_session(self) -> None:
+        try:
+            status = await self._call("session", self.gateway.session_status())
+        except GatewayError as exc:
+            self._failed(exc)
+            return
+        before = self.state.session
+        self.state = on_session(self.state, status, self._clock(), self.cfg, self._rng)
+        self.metrics.gateway_session_working.set(1 if status == WORKING else 0)
+        self.metrics.gateway_auth_failed.set(0)
+        if status != before:
+            level = logging.INFO if status == WORKING else logging.WARNING
+            retry = (
+                ""
+                if status == WORKING
+                else f"; presence calls paused, re-checking in {self._backoff_left():.1f}s"
+            )
+            event(
+                log, level, "gateway_session", f"gateway session is {status}{retry}", session=status
+            )
+
+    async def _set(self, action: SetPresence, *, budget: bool = True) -> None:
+        now = self._clock()
+        if budget:
+            self.state = on_set_started(self.state, now, self.cfg)
+        if self.cfg.dry_run:
+            self._applied(action, now, "dry run: would set")
+            return
+        try:
+            await self._call("set", self.gateway.set_presence(action.presence))
+        except GatewayError as exc:
+            self._failed(exc)
+            return
+        self._applied(action, self._clock(), "gateway accepted")
+
+    def _applied(self, action: SetPresence, now: float, how: str) -> None:
+        before = self.state.applied
+        self.state = on_set_ok(self.state, action.presence, now)
+        Metrics.set_state(self.metrics.applied_state, action.presence)
+        self.metrics.gateway_auth_failed.set(0)
+        level = logging.INFO if action.presence is not before else logging.DEBUG
+        event(
+            log,
+            level,
+            "presence_applied",
+            f"{how}: presence {action.presence} ({action.why})",
+            presence=action.presence.value,
+            why=action.why,
+        )
+
+    async def _call(self, operation: str, call: Awaitable[T]) -> T:
+        """Await one gateway call under the in-flight lock, counting its outcome and duration."""
+        async with self._call_lock:
+            started = time.perf_counter()
+            outcome = "cancelled"
+            try:
+                result = await call
+            except GatewayError as exc:
+                outcome = exc.kind.value
+                raise
+            except Exception as exc:
+                # A provider bug must not kill the loop: report it and treat it as permanent.
+                outcome = PermanentError.kind.value
+                log.exception("unexpected error in gateway %s call", operation)
+                raise PermanentError(
+                    f"{operation}: unexpected {type(exc).__name__} in the gateway client"
+                ) from None
+            else:
+                outcome = "ok"
+                return result
+            finally:
+                self.metrics.gateway_duration.observe(time.perf_counter() - started)
+                self.metrics.gateway_requests.labels(
+                    provider=self.gateway.provider, outcome=outcome
+                ).inc()
+
+    def _failed(self, exc: GatewayError) -> None:
+        failure = exc.as_failure()
+        self.state = on_failure(self.state, failure, self._clock(), self.cfg, self._rng)
+        self.metrics.gateway_auth_failed.set(1 if self.state.auth_failed else 0)
+        level = logging.ERROR if self.state.auth_failed else logging.WARNING
+        event(
+            log,
+            level,
+            "gateway_error",
+            f"{failure.message}; next attempt in {self._backoff_left():.1f}s",
+            outcome=failure.kind.value,
+            status_code=exc.status_code,
+            failures=self.state.failures,
+        )
+
+    def _backoff_left(self) -> float:
+        return max(0.0, self.state.backoff_until - self._clock())

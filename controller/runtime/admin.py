@@ -1,0 +1,60 @@
+"""The admin HTTP server: /healthz, /readyz, /status, /metrics (aiohttp)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from controller.runtime.controller import Controller
+
+CONTROLLER_KEY = web.AppKey("controller", Controller)
+
+
+def make_app(controller: Controller) -> web.Application:
+    app = web.Application()
+    app[CONTROLLER_KEY] = controller
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/status", _status)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    ok = request.app[CONTROLLER_KEY].healthy()
+    return web.Response(status=200 if ok else 503, text="ok\n" if ok else "not ticking\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ok, why = request.app[CONTROLLER_KEY].ready()
+    return web.Response(status=200 if ok else 503, text=why + "\n")
+
+
+async def _status(request: web.Request) -> web.Response:
+    body = json.dumps(request.app[CONTROLLER_KEY].status(), indent=2)
+    return web.Response(text=body + "\n", content_type="application/json")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[CONTROLLER_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class AdminServer:
+    """Runs the admin app on host:port; `port` is the bound one (useful with port 0)."""
+
+    def __init__(self, controller: Controller, host: str, port: int) -> None:
+        self._runner = web.AppRunner(make_app(controller), access_log=None)
+        self._host, self._port = host, port
+        self.port = port
+
+    async def __aenter__(self) -> AdminServer:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,296 @@
+"""The controller: tick (observe, decide), hand the decision to the actuator, report it all.
+
+`Controller.run(stop)` owns the clock, the HTTP clients, the admin server and the tasks; it
+returns after the shutdown write once `stop` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from controller.config import Settings
+from controller.core.hysteresis import HysteresisState
+from controller.core.policy import decide
+from controller.core.types import (
+    Decision,
+    HealthResult,
+    LagResult,
+    Observation,
+    PolicyInputs,
+    Presence,
+    TickKind,
+)
+from controller.gateway.base import Gateway
+from controller.gateway.wawp import WawpGateway
+from controller.runtime.actuator import Actuator
+from controller.runtime.logs import event
+from controller.runtime.metrics import Metrics
+from controller.sources.health import HealthProbe
+from controller.sources.lag import LagProbe
+
+log = logging.getLogger("presence.controller")
+
+SHUTDOWN_DEADLINE = 5.0
+"""DESIGN: on SIGTERM the unavailable write must be done within 5 s."""
+_SHUTDOWN_WRITE_BUDGET = 4.5
+"""Leave room inside the deadline for closing clients and the admin server."""
+TRANSITIONS_KEPT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: datetime
+    from_: Presence
+    to: Presence
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "at": self.at.isoformat(),
+            "from": self.from_.value,
+            "to": self.to.value,
+            "reason": self.reason,
+        }
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    """The gateway client for the configured provider."""
+    return WawpGateway(settings.wawp)
+
+
+class Controller:
+    """One presence controller: probes, decision state, actuator and what it reports."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        gateway: Gateway | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.gateway = gateway or build_gateway(settings)
+        self._clock = clock
+        self._wall = wall_clock
+        self._rng = rng or random.Random()
+        self._hysteresis_cfg = settings.hysteresis()
+        self.actuator = Actuator(
+            self.gateway, settings.actuation(), self.metrics, clock=clock, rng=self._rng
+        )
+        self.state = HysteresisState()
+        self.decision: Decision | None = None
+        self.observation: Observation | None = None
+        self.since: datetime | None = None
+        self.transitions: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)
+        self.last_tick: float | None = None
+        self.ticks = 0
+        self.ready_event = asyncio.Event()
+        """Set once the first decision is made (tests and the demo wait on it)."""
+        self.listeners: list[Callable[[Transition], None]] = []
+        """Called with every transition of the desired presence."""
+        self._health: HealthProbe | None = None
+        self._lag: LagProbe | None = None
+
+    # The loop.
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then write the shutdown presence and return."""
+        s = self.settings
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
+        async with httpx.AsyncClient(
+            timeout=s.timeout, limits=limits, follow_redirects=True, max_redirects=5
+        ) as probes:
+            self._health = HealthProbe(probes, str(s.health_url), s.timeout)
+            if s.metrics_url is not None:
+                self._lag = LagProbe(
+                    probes,
+                    str(s.metrics_url),
+                    s.timeout,
+                    s.lag_metric,
+                    s.lag_labels,
+                    s.lag_aggregate,
+                )
+            try:
+                await self._run_until(stop)
+            finally:
+                await self._shutdown()
+
+    async def _run_until(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            ticking = tasks.create_task(self._tick_loop(), name="tick-loop")
+            acting = tasks.create_task(self.actuator.run(), name="actuator")
+            await stop.wait()
+            event(log, logging.INFO, "shutdown", "stopping: no more ticks")
+            ticking.cancel()
+            acting.cancel()
+
+    async def _tick_loop(self) -> None:
+        interval, jitter = self.settings.interval, self.settings.jitter
+        while True:
+            started = self._clock()
+            await self.tick()
+            spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
+            await asyncio.sleep(max(0.0, started + interval + spread - self._clock()))
+
+    async def tick(self) -> Decision:
+        """One reconcile: probe, decide, hand the decision to the actuator, report."""
+        started = time.perf_counter()
+        health, lag = await self._observe()
+        obs = Observation(health=health, lag=lag, at=self._wall(), policy=self._policy_inputs())
+        now = self._clock()
+        previous = self.decision
+        self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
+        self.observation, self.decision = obs, decision
+        self.actuator.want(decision.presence)
+        self._report(obs, previous, decision)
+        self.last_tick = now
+        self.ticks += 1
+        self.ready_event.set()
+        self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        self.metrics.last_tick.set(time.time())
+        return decision
+
+    async def _observe(self) -> tuple[HealthResult, LagResult]:
+        assert self._health is not None, "tick() runs inside run()"
+        if self._lag is None:
+            return await self._health(), LagResult.not_configured()
+        health, lag = await asyncio.gather(self._health(), self._lag())
+        return health, lag
+
+    def _policy_inputs(self) -> PolicyInputs:
+        return PolicyInputs()
+
+    def _report(self, obs: Observation, previous: Decision | None, decision: Decision) -> None:
+        m = self.metrics
+        m.probes.labels(probe="health", result=obs.health.status.value).inc()
+        if self._lag is not None:
+            m.probes.labels(probe="lag", result=obs.lag.status.value).inc()
+            m.queue_lag.set(obs.lag.value if obs.lag.value is not None else math.nan)
+        m.maintenance_active.set(1 if obs.policy.maintenance is not None else 0)
+
+        old = previous.presence if previous is not None else Presence.UNKNOWN
+        if decision.presence is not old:
+            self.since = obs.at
+            transition = Transition(obs.at, old, decision.presence, decision.reason)
+            self.transitions.append(transition)
+            for listener in self.listeners:
+                listener(transition)
+            Metrics.set_state(m.desired_state, decision.presence)
+            m.transitions.labels(to=decision.presence.value).inc()
+            fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
+            message = f"presence {old} -> {decision.presence}: {decision.reason}"
+            event(log, logging.INFO, "transition", message, **fields, detail=decision.detail)
+        elif previous is not None and decision.reason != previous.reason:
+            message = f"presence stays {decision.presence}: {decision.reason}"
+            event(log, logging.INFO, "reason", message, reason=decision.reason)
+        was_bad = previous is not None and previous.tick is TickKind.BAD
+        if decision.tick is TickKind.BAD and not was_bad:
+            event(log, logging.WARNING, "signal_bad", f"bad tick: {decision.detail}")
+        elif was_bad and decision.tick is not TickKind.BAD:
+            event(log, logging.INFO, "signal_recovered", f"{decision.tick} tick: {decision.detail}")
+
+    async def _shutdown(self) -> None:
+        try:
+            if self.settings.on_shutdown == "keep":
+                event(log, logging.INFO, "shutdown", "on_shutdown=keep: presence left as is")
+                return
+            if await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
+                event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
+            else:
+                error = self.actuator.state.last_error
+                event(log, logging.ERROR, "shutdown", f"could not write unavailable: {error}")
+        finally:
+            await self.gateway.aclose()
+
+    # What it reports.
+
+    def healthy(self) -> bool:
+        """The loop has ticked within 3 intervals."""
+        if self.last_tick is None:
+            return False
+        return self._clock() - self.last_tick <= 3 * self.settings.interval
+
+    def ready(self) -> tuple[bool, str]:
+        if self.decision is None:
+            return False, "no decision yet"
+        if self.actuator.state.auth_failed:
+            return False, f"gateway auth failure: {self.actuator.state.last_error}"
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        """The `/status` document (DESIGN section 4). Holds no secrets."""
+        act = self.actuator.state
+        obs, decision = self.observation, self.decision
+        now = self._clock()
+        backoff_until = None
+        if act.backoff_until > now:
+            backoff_until = self._wall().timestamp() + act.backoff_until - now
+        policy = obs.policy if obs is not None else PolicyInputs()
+        cfg = self._hysteresis_cfg
+        return {
+            "presence": {
+                "desired": (decision.presence if decision else Presence.UNKNOWN).value,
+                "applied": act.applied.value,
+                "reason": decision.reason if decision else self.state.reason,
+                "detail": decision.detail if decision else None,
+                "since": self.since.isoformat() if self.since else None,
+                "dry_run": self.settings.dry_run,
+            },
+            "signals": {
+                "health": obs.health.status.value if obs else None,
+                "health_detail": obs.health.detail if obs else None,
+                "lag_seconds": obs.lag.value if obs else None,
+                "lag_status": obs.lag.status.value if obs else None,
+                "lag_detail": obs.lag.detail if obs else None,
+                "observed_at": obs.at.isoformat() if obs else None,
+            },
+            "hysteresis": {
+                "verdict": self.state.verdict.value,
+                "good": self.state.good,
+                "bad": self.state.bad,
+                "rise": cfg.rise,
+                "fall": cfg.fall,
+                "lag_low": cfg.lag_low,
+                "lag_high": cfg.lag_high,
+            },
+            "maintenance": {
+                "active": policy.maintenance is not None,
+                "reason": policy.maintenance,
+                "errors": [],
+            },
+            "override": {
+                "force": policy.force.value if policy.force else None,
+                "reason": policy.force_reason or None,
+                "outside_online_hours": policy.outside_online_hours,
+            },
+            "gateway": {
+                "provider": self.gateway.provider,
+                "session": act.session,
+                "last_error": act.last_error,
+                "auth_failed": act.auth_failed,
+                "backoff_until": (
+                    datetime.fromtimestamp(backoff_until, UTC).isoformat()
+                    if backoff_until is not None
+                    else None
+                ),
+                "next": self.actuator.next_action,
+                "set_calls_last_minute": len(act.set_calls),
+            },
+            "transitions": [t.as_json() for t in reversed(self.transitions)],
+            "ticks": self.ticks,
+        }

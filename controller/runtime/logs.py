@@ -1,0 +1,85 @@
+"""Structured logs: one JSON object per event (or a readable line), secrets scrubbed.
+
+Log an event with `event(log, "transition", "presence changed", to="unavailable", ...)`: the
+event name and fields land as top-level JSON keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.redaction import scrub
+
+_FIELDS = "presence_fields"
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+
+
+def event(log: logging.Logger, level: int, name: str, message: str, **fields: Any) -> None:
+    """Log one event with structured fields."""
+    log.log(level, message, extra={_FIELDS: {"event": name, **fields}})
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "event", "msg", ...fields}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, _FIELDS, None) or {}
+        payload.update(fields)
+        payload["msg"] = record.getMessage()
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and key != _FIELDS and not key.startswith("_"):
+                payload.setdefault(key, value)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`ts level event: msg key=value ...` for people reading a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        fields = dict(getattr(record, _FIELDS, None) or {})
+        name = fields.pop("event", record.name)
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{ts} {record.levelname.lower():<7} {name}: {record.getMessage()}"
+        if extra:
+            line += f" [{extra}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class ScrubbingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that masks every configured secret in the final text."""
+
+    def __init__(self, secrets: Iterable[str], stream: Any = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record), self._secrets)
+
+
+def configure_logging(fmt: str, level: str, secrets: Iterable[str], stream: Any = None) -> None:
+    """Route all logging through one scrubbing handler in the chosen format."""
+    handler = ScrubbingHandler(secrets, stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, and our gateway URLs carry the token in the query.
+    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

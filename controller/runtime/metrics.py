@@ -1,0 +1,89 @@
+"""Prometheus metrics (DESIGN section 4, prefix `presence_`), on a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from controller.core.types import Presence
+
+_STATES = tuple(Presence)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the controller exports. One instance per controller (tests make many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.desired_state = Gauge(
+            "presence_desired_state",
+            "1 for the presence the controller wants",
+            ["state"],
+            registry=r,
+        )
+        self.applied_state = Gauge(
+            "presence_applied_state",
+            "1 for the presence the gateway last accepted",
+            ["state"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "presence_transitions", "Changes of the desired presence", ["to"], registry=r
+        )
+        self.gateway_requests = Counter(
+            "presence_gateway_requests",
+            "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
+            "transient_error, permanent_error)",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.gateway_duration = Histogram(
+            "presence_gateway_request_duration_seconds",
+            "Duration of gateway calls",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.gateway_auth_failed = Gauge(
+            "presence_gateway_auth_failed",
+            "1 while the gateway rejects our credentials (readiness fails)",
+            registry=r,
+        )
+        self.gateway_session_working = Gauge(
+            "presence_gateway_session_working",
+            "1 when the gateway session was last seen WORKING",
+            registry=r,
+        )
+        self.probes = Counter(
+            "presence_probe", "Consumer probes by result", ["probe", "result"], registry=r
+        )
+        self.queue_lag = Gauge(
+            "presence_queue_lag_seconds", "Last queue lag read (NaN when missing)", registry=r
+        )
+        self.maintenance_active = Gauge(
+            "presence_maintenance_active", "1 while a maintenance window is active", registry=r
+        )
+        self.reconcile_duration = Histogram(
+            "presence_reconcile_duration_seconds",
+            "Duration of one tick (probe and decide)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.last_tick = Gauge(
+            "presence_last_tick_timestamp_seconds", "Unix time of the last tick", registry=r
+        )
+        for state in _STATES:
+            self.desired_state.labels(state=state.value)
+            self.applied_state.labels(state=state.value)
+        self.set_state(self.desired_state, Presence.UNKNOWN)
+        self.set_state(self.applied_state, Presence.UNKNOWN)
+        for to in (Presence.AVAILABLE, Presence.UNAVAILABLE):
+            self.transitions.labels(to=to.value)
+
+    @staticmethod
+    def set_state(gauge: Gauge, presence: Presence) -> None:
+        for state in _STATES:
+            gauge.labels(state=state.value).set(1 if state is presence else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

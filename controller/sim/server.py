@@ -1,0 +1,24 @@
+"""Run an aiohttp app on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    """`async with LoopbackServer(app) as server:` serves on 127.0.0.1; `server.url` is its base."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        self._host, self._port = host, port
+        self.url = ""
+
+    async def __aenter__(self) -> LoopbackServer:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        port = int(self._runner.addresses[0][1])
+        self.url = f"http://{self._host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,137 @@
+"""The consumer's queue-lag metric, scraped from its Prometheus or OpenMetrics text endpoint.
+
+Parsing is prometheus_client's own; this module only selects the series (name and label
+matchers) and aggregates them. Every failure is a `LagResult.missing(reason)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
+
+from controller.core.types import LagResult
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""A metrics body larger than this is refused: a consumer's exposition is never that big."""
+
+_THREAD_PARSE_BYTES = 256 * 1024
+"""Bodies above this are parsed in a worker thread so the event loop keeps serving."""
+
+_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+Aggregate = Literal["max", "sum", "min", "avg"]
+
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "max": max,
+    "min": min,
+    "sum": math.fsum,
+    "avg": lambda values: math.fsum(values) / len(values),
+}
+
+
+def select_lag(
+    families: Iterable[Metric], metric: str, labels: Mapping[str, str], aggregate: Aggregate
+) -> LagResult:
+    """Aggregate the samples named `metric` whose labels include all of `labels`."""
+    values: list[float] = []
+    nan = 0
+    for family in families:
+        for sample in family.samples:
+            if sample.name != metric:
+                continue
+            if any(sample.labels.get(k) != v for k, v in labels.items()):
+                continue
+            if math.isnan(sample.value):
+                nan += 1
+            else:
+                values.append(float(sample.value))
+    matchers = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    if not values:
+        why = f"{nan} series are NaN" if nan else "no such series"
+        return LagResult.missing(f"metric {metric}{matchers} absent: {why}")
+    value = _AGGREGATES[aggregate](values)
+    return LagResult.of(value, f"{aggregate} over {len(values)} series")
+
+
+def parse_lag(
+    text: str, openmetrics: bool, metric: str, labels: Mapping[str, str], aggregate: Aggregate
+) -> LagResult:
+    """Parse an exposition and select the lag; unparseable text is a missing value."""
+    parser = parse_openmetrics if openmetrics else parse_prometheus
+    kind = "OpenMetrics" if openmetrics else "Prometheus text"
+    try:
+        families = list(parser(text))
+    except Exception as exc:  # the parsers raise ValueError, but also others on odd input
+        return LagResult.missing(f"unparseable {kind}: {str(exc)[:120]}")
+    return select_lag(families, metric, labels, aggregate)
+
+
+class LagProbe:
+    """Scrape `url` within `timeout` and read the lag from it."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        timeout: float,
+        metric: str,
+        labels: Mapping[str, str],
+        aggregate: Aggregate,
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._timeout = timeout
+        self._metric = metric
+        self._labels = dict(labels)
+        self._aggregate: Aggregate = aggregate
+
+    async def __call__(self) -> LagResult:
+        try:
+            async with asyncio.timeout(self._timeout):
+                fetched = await self._fetch()
+            if isinstance(fetched, LagResult):
+                return fetched
+            body, content_type = fetched
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return LagResult.missing("metrics body is not UTF-8 text")
+            openmetrics = content_type.lower().startswith("application/openmetrics-text")
+            args = (text, openmetrics, self._metric, self._labels, self._aggregate)
+            if len(body) > _THREAD_PARSE_BYTES:
+                return await asyncio.to_thread(parse_lag, *args)
+            return parse_lag(*args)
+        except (TimeoutError, httpx.TimeoutException):
+            return LagResult.missing(f"metrics scrape timed out after {self._timeout:g}s")
+        except httpx.HTTPError as exc:
+            return LagResult.missing(f"metrics scrape failed ({type(exc).__name__})")
+
+    async def _fetch(self) -> tuple[bytes, str] | LagResult:
+        async with self._client.stream("GET", self._url, headers={"Accept": _ACCEPT}) as resp:
+            if not 200 <= resp.status_code < 300:
+                return LagResult.missing(f"metrics endpoint answered HTTP {resp.status_code}")
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                return LagResult.missing(_too_large(int(declared)))
+            body = bytearray()
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return LagResult.missing(_too_large(None))
+            return bytes(body), resp.headers.get("content-type", "")
+
+
+def _too_large(size: int | None) -> str:
+    shown = f"{size} bytes" if size is not None else "more"
+    return f"metrics body of {shown} refused: limit is {MAX_BODY_BYTES // (1024 * 1024)} MiB"
