@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -380,25 +381,38 @@ def load_settings(**overrides: Any) -> Settings:
     """
     path = os.environ.get(CONFIG_FILE_VAR)
     if path:
-        file = Path(path)
-        if file.suffix.lower() not in {".yaml", ".yml", ".toml"}:
-            raise ConfigError(
-                [f"{CONFIG_FILE_VAR}: expected a .yaml, .yml or .toml file, got {path!r}"]
-            )
-        if not file.is_file():
-            raise ConfigError([f"{CONFIG_FILE_VAR}: no such file {path!r}"])
+        _check_config_file(Path(path))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(list(_format_errors(exc))) from None
-    except (yaml.YAMLError, ValueError, TypeError, OSError) as exc:
-        # Unparseable config files surface here (YAML/TOML errors are ValueError subclasses
-        # or yaml.YAMLError); a non-mapping document is a TypeError or AttributeError.
-        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot read {path!r}: {exc}"]) from None
-    except AttributeError:
+
+
+def _check_config_file(path: Path) -> None:
+    """Refuse a missing, unreadable, unparseable or non-mapping config file with a clear reason
+    (pydantic-settings would skip a missing file silently and garble the others)."""
+    suffix = path.suffix.lower()
+    if suffix not in {".yaml", ".yml", ".toml"}:
         raise ConfigError(
-            [f"{CONFIG_FILE_VAR}: {path!r} must hold a mapping of settings"]
-        ) from None
+            [f"{CONFIG_FILE_VAR}: expected a .yaml, .yml or .toml file, got {str(path)!r}"]
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{CONFIG_FILE_VAR}: no such file {str(path)!r}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot read {str(path)!r}: {exc}"]) from None
+    try:
+        document = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot parse {str(path)!r}: {exc}"]) from None
+    if document is not None and not isinstance(document, dict):
+        raise ConfigError(
+            [
+                f"{CONFIG_FILE_VAR}: {str(path)!r} must hold a mapping of settings, "
+                f"not a {type(document).__name__}"
+            ]
+        )
 
 
 def reference_markdown() -> str:
@@ -429,4 +443,18 @@ def reference_markdown() -> str:
             rows.append(f"| `{var}` | {default} | {meaning} |")
 
     add(Settings, ENV_PREFIX)
-    return "\n".join(rows) + "\n"
+    return _REFERENCE_INTRO + "\n".join(rows) + "\n"
+
+
+_REFERENCE_INTRO = """\
+# Configuration reference
+
+<!-- Generated from controller/config.py by `make docs`; edit the docstrings there. -->
+
+Every setting is an environment variable (prefix `PRESENCE_`, `__` for nesting) and may also be
+given in the optional YAML/TOML file named by `PRESENCE_CONFIG_FILE` (keys in lower case, nested
+as `wawp: {instance_id: ...}`); the environment wins. Durations are seconds and also accept
+`500ms`, `30s`, `5m`, `1h`. `presence-controller check-config` validates a configuration and
+prints it with secrets masked; every invalid setting is listed, and the exit code is 2.
+
+"""

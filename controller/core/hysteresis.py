@@ -104,10 +104,12 @@ def step(
     if state.verdict is not Presence.AVAILABLE and good >= cfg.rise:
         held = 0.0 if state.down_since is None else now - state.down_since
         if state.down_since is None or held >= cfg.hold_down:
+            # More good ticks than `rise` means the hold-down is what kept us down: say so.
+            waited = f", after the {_fmt(cfg.hold_down)}s hold-down" if good > cfg.rise else ""
             return replace(
                 new,
                 verdict=Presence.AVAILABLE,
-                reason=f"healthy: {why} ({good} consecutive good ticks, rise {cfg.rise})",
+                reason=f"healthy: {why} ({good} consecutive good ticks, rise {cfg.rise}{waited})",
             )
     if state.verdict is Presence.UNKNOWN and now - started_at >= cfg.startup_grace:
         return replace(

@@ -1,0 +1,215 @@
+"""The actuation planner: when to call the gateway and how each answer changes the next call."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.core.actuation import (
+    ActuationConfig,
+    ActuationState,
+    CheckSession,
+    Failure,
+    FailureKind,
+    SetPresence,
+    Wait,
+    backoff_delay,
+    on_failure,
+    on_session,
+    on_set_ok,
+    on_set_started,
+    parse_retry_after,
+    plan,
+)
+from controller.core.types import Presence
+
+A, U, UNK = Presence.AVAILABLE, Presence.UNAVAILABLE, Presence.UNKNOWN
+CFG = ActuationConfig()
+RNG = random.Random(7)
+
+
+def working(now: float = 0.0, state: ActuationState | None = None) -> ActuationState:
+    return on_session(state or ActuationState(), "WORKING", now, CFG, RNG)
+
+
+def test_nothing_to_do_while_undecided() -> None:
+    assert plan(ActuationState(), UNK, 0.0, CFG) == Wait(None, "no presence decided yet")
+
+
+def test_session_is_checked_before_the_first_set() -> None:
+    assert plan(ActuationState(), A, 0.0, CFG) == CheckSession()
+    assert plan(working(0.0), A, 1.0, CFG) == SetPresence(A, "change")
+
+
+def test_session_cache_expires_after_session_check() -> None:
+    state = on_set_ok(working(0.0), A, 0.0)
+    assert plan(state, U, 59.9, CFG) == SetPresence(U, "change")
+    assert plan(state, U, 60.0, CFG) == CheckSession()
+
+
+@pytest.mark.parametrize(
+    ("applied", "period"), [(A, CFG.reassert_available), (U, CFG.reassert_unavailable)]
+)
+def test_reasserts_on_each_states_period(applied: Presence, period: float) -> None:
+    state = on_set_ok(working(100.0), applied, 100.0)
+    action = plan(state, applied, 100.0 + period - 0.01, CFG)
+    assert isinstance(action, Wait) and action.until == pytest.approx(100.0 + period)
+    state = working(100.0 + period, state)
+    assert plan(state, applied, 100.0 + period, CFG) == SetPresence(applied, "re-assert")
+
+
+def test_a_change_is_written_at_once() -> None:
+    state = on_set_ok(working(0.0), A, 0.0)
+    assert plan(state, U, 0.5, CFG) == SetPresence(U, "change")
+
+
+def test_session_not_working_backs_off_and_rechecks() -> None:
+    state = on_session(ActuationState(), "SCAN_QR_CODE", 0.0, CFG, random.Random(1))
+    assert state.session == "SCAN_QR_CODE" and state.session_at is None
+    assert state.last_error == "gateway session is SCAN_QR_CODE, not WORKING"
+    action = plan(state, A, 0.0, CFG)
+    assert isinstance(action, Wait) and action.until == state.backoff_until
+    assert 0.0 <= state.backoff_until <= CFG.backoff_base
+    assert plan(state, A, state.backoff_until, CFG) == CheckSession()
+
+
+@pytest.mark.parametrize(
+    ("failure", "low", "high"),
+    [
+        (Failure(FailureKind.AUTH, "401"), 300.0, 300.0),
+        (Failure(FailureKind.RATE_LIMITED, "429", retry_after=7.0), 7.0, 7.0),
+        (Failure(FailureKind.RATE_LIMITED, "429", retry_after=1e9), 3600.0, 3600.0),
+        (Failure(FailureKind.RATE_LIMITED, "429"), 0.0, 1.0),
+        (Failure(FailureKind.TRANSIENT, "503"), 0.0, 1.0),
+        (Failure(FailureKind.SESSION_NOT_READY, "422"), 0.0, 1.0),
+        (Failure(FailureKind.PERMANENT, "404"), 60.0, 60.0),
+    ],
+)
+def test_each_failure_sets_its_retry_time(failure: Failure, low: float, high: float) -> None:
+    state = on_failure(working(0.0), failure, 10.0, CFG, random.Random(3))
+    assert low <= state.backoff_until - 10.0 <= high
+    assert state.session_at is None, "every error forgets the session state"
+    assert state.auth_failed is (failure.kind is FailureKind.AUTH)
+    assert state.last_error == failure.message
+    assert state.failures == 1
+
+
+def test_auth_failure_clears_on_success() -> None:
+    state = on_failure(working(0.0), Failure(FailureKind.AUTH, "401"), 0.0, CFG, RNG)
+    assert state.auth_failed
+    action = plan(state, A, 299.0, CFG)
+    assert isinstance(action, Wait) and action.why.startswith("auth failure after: 401")
+    state = on_session(state, "WORKING", 300.0, CFG, RNG)
+    assert not state.auth_failed
+
+
+def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
+    rng = random.Random(11)
+    for failures, ceiling in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (500, 60)]:
+        samples = [backoff_delay(failures, CFG, rng) for _ in range(300)]
+        assert all(0.0 <= s <= ceiling for s in samples)
+        assert max(samples) > ceiling * 0.8, "full jitter spreads over the whole range"
+        assert min(samples) < ceiling * 0.2
+
+
+def test_budget_allows_twenty_sets_per_sliding_minute() -> None:
+    state = working(0.0)
+    for i in range(20):
+        state = on_set_started(state, float(i), CFG)
+    state = working(19.0, state)
+    action = plan(state, A, 19.5, CFG)
+    assert action == Wait(60.0, "call budget spent: 20 set calls in 60s")
+    assert plan(state, A, 60.0, CFG) == SetPresence(A, "change")
+
+
+def test_dry_run_never_checks_the_session() -> None:
+    assert plan(ActuationState(), A, 0.0, ActuationConfig(dry_run=True)) == SetPresence(A, "change")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        ("-3", None),
+        ("soon", None),
+        ("1.5", None),
+    ],
+)
+def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header, datetime(2026, 1, 1, tzinfo=UTC)) == expected
+
+
+def test_retry_after_http_date() -> None:
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+    header = format_datetime(now + timedelta(seconds=90), usegmt=True)
+    assert header.endswith("GMT")
+    assert parse_retry_after(header, now) == 90.0
+    assert parse_retry_after(format_datetime(now - timedelta(hours=1), usegmt=True), now) == 0.0
+
+
+# The hard limits hold whatever the gateway answers and however the desire changes.
+
+outcomes = st.sampled_from(
+    ["ok", "ok", "ok", "auth", "429", "429-after", "5xx", "4xx", "not-working", "422"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([A, U, UNK]), outcomes, st.floats(0.0, 30.0)),
+        min_size=1,
+        max_size=200,
+    ),
+    st.integers(0, 2**32),
+)
+def test_hard_limits_hold_under_any_answers(
+    seq: list[tuple[Presence, str, float]], seed: int
+) -> None:
+    rng = random.Random(seed)
+    state, now = ActuationState(), 0.0
+    sets: list[float] = []
+    calls: list[float] = []
+    for desired, outcome, dt in seq:
+        now += dt
+        action = plan(state, desired, now, CFG)
+        if isinstance(action, Wait):
+            assert action.until is None or action.until > now
+            continue
+        assert now >= state.backoff_until, "no call during back-off"
+        if state.auth_failed:
+            assert not calls or now - calls[-1] >= CFG.auth_retry
+        calls.append(now)
+        if isinstance(action, CheckSession):
+            state = on_session(
+                state, "STARTING" if outcome == "not-working" else "WORKING", now, CFG, rng
+            )
+            continue
+        assert action.presence is desired
+        assert state.session == "WORKING" and state.session_at is not None
+        assert now - state.session_at < CFG.session_check
+        state = on_set_started(state, now, CFG)
+        sets.append(now)
+        assert sum(1 for t in sets if t > now - 60.0) <= 20
+        if outcome == "ok":
+            state = on_set_ok(state, desired, now)
+            assert state.applied is desired
+            continue
+        kind, retry_after = {
+            "auth": (FailureKind.AUTH, None),
+            "429": (FailureKind.RATE_LIMITED, None),
+            "429-after": (FailureKind.RATE_LIMITED, 12.0),
+            "5xx": (FailureKind.TRANSIENT, None),
+            "4xx": (FailureKind.PERMANENT, None),
+            "422": (FailureKind.SESSION_NOT_READY, None),
+            "not-working": (FailureKind.SESSION_NOT_READY, None),
+        }[outcome]
+        state = on_failure(state, Failure(kind, outcome, retry_after), now, CFG, rng)

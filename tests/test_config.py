@@ -1,0 +1,272 @@
+"""Settings: environment and files, durations, cross-field checks, secrets, every error at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_duration,
+    reference_markdown,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cr3t-t0ken-value"
+
+
+@pytest.fixture
+def minimal_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:8080/healthz")
+    monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "inst-1")
+    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", TOKEN)
+
+
+def errors_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return caught.value.errors
+
+
+def test_defaults_match_the_contract(minimal_env: None) -> None:
+    s = load_settings()
+    assert (s.lag_metric, s.lag_aggregate, s.lag_high, s.lag_low) == (
+        "webhook_queue_lag_seconds",
+        "max",
+        30.0,
+        10.0,
+    )
+    assert (s.missing_lag, s.interval, s.timeout, s.jitter, s.rise, s.fall) == (
+        "bad",
+        5.0,
+        2.0,
+        0.1,
+        3,
+        3,
+    )
+    assert (s.hold_down, s.startup_grace, s.reassert_available, s.reassert_unavailable) == (
+        30.0,
+        60.0,
+        20.0,
+        300.0,
+    )
+    assert (s.session_check, s.provider, s.listen, s.on_shutdown, s.dry_run) == (
+        60.0,
+        "wawp",
+        "0.0.0.0:8090",
+        "unavailable",
+        False,
+    )
+    assert (s.log_format, s.log_level) == ("json", "info")
+    assert str(s.wawp.base_url) == "https://api.wawp.net/"
+    assert (s.wawp.field, s.wawp.values) == ("presence", ("available", "unavailable"))
+    assert s.metrics_url is None and s.lag_labels == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2", 2.0),
+        ("2.5", 2.5),
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        (".5s", 0.5),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["5x", "1d", "-1s", "", "ms", "1 h 2m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_env_values_are_parsed(minimal_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "PRESENCE_INTERVAL": "500ms",
+        "PRESENCE_TIMEOUT": "200ms",
+        "PRESENCE_HOLD_DOWN": "5m",
+        "PRESENCE_LAG_LABELS": "queue=inbound, tenant=a",
+        "PRESENCE_WAWP__VALUES": "online,offline",
+        "PRESENCE_WAWP__FIELD": "state",
+        "PRESENCE_LOG_LEVEL": "DEBUG",
+        "PRESENCE_LISTEN": "[::1]:9000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.interval, s.timeout, s.hold_down) == (0.5, 0.2, 300.0)
+    assert s.lag_labels == {"queue": "inbound", "tenant": "a"}
+    assert s.wawp.values == ("online", "offline") and s.wawp.field == "state"
+    assert s.log_level == "debug"
+    assert s.listen_host_port == ("::1", 9000)
+
+
+def test_every_error_is_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_HEALTH_URL="not a url",
+        PRESENCE_LAG_HIGH="10",
+        PRESENCE_LAG_LOW="20",
+        PRESENCE_INTERVAL="1s",
+        PRESENCE_TIMEOUT="2s",
+        PRESENCE_RISE="0",
+        PRESENCE_MISSING_LAG="maybe",
+        PRESENCE_LAG_LABELS="queue",
+        PRESENCE_LISTEN="8090",
+    )
+    text = "\n".join(errors)
+    assert len(errors) == 8, text
+    assert "PRESENCE_HEALTH_URL: Input should be a valid URL" in text
+    assert "PRESENCE_LAG_LOW: must be < LAG_HIGH (10), got 20" in text
+    assert "PRESENCE_TIMEOUT: must be < INTERVAL (1s), got 2s" in text
+    assert "PRESENCE_RISE: Input should be greater than or equal to 1" in text
+    assert "PRESENCE_MISSING_LAG: Input should be 'bad' or 'ignore'" in text
+    assert "PRESENCE_LAG_LABELS: invalid label matcher 'queue': expected name=value" in text
+    assert "PRESENCE_LISTEN: expected host:port" in text
+    assert "PRESENCE_WAWP: provider wawp requires PRESENCE_WAWP__INSTANCE_ID and " in text
+
+
+def test_missing_health_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    errors = errors_of(monkeypatch, PRESENCE_WAWP__INSTANCE_ID="i", PRESENCE_WAWP__ACCESS_TOKEN="t")
+    assert errors == ["PRESENCE_HEALTH_URL: Field required"]
+
+
+def test_unknown_nested_setting_is_refused(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert errors_of(monkeypatch, PRESENCE_WAWP__TOKEN="x") == [
+        "PRESENCE_WAWP__TOKEN: unknown setting"
+    ]
+
+
+def test_secret_never_appears_in_errors(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("other-token")
+    errors = errors_of(
+        monkeypatch, PRESENCE_WAWP__ACCESS_TOKEN_FILE=str(token_file), PRESENCE_LAG_HIGH="x"
+    )
+    assert "PRESENCE_WAWP: set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both" in errors
+    assert len(errors) == 2
+    assert all(TOKEN not in e and "other-token" not in e for e in errors)
+
+
+def test_wrongly_typed_token_is_not_echoed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("health_url: http://h/\nwawp: {instance_id: i, access_token: 987654321}\n")
+    errors = errors_of(monkeypatch, PRESENCE_CONFIG_FILE=str(path))
+    assert errors == ["PRESENCE_WAWP__ACCESS_TOKEN: Input should be a valid string"]
+
+
+def test_token_from_file(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token\n")
+    monkeypatch.delenv("PRESENCE_WAWP__ACCESS_TOKEN")
+    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN_FILE", str(token_file))
+    s = load_settings()
+    assert s.wawp.access_token is not None
+    assert s.wawp.access_token.get_secret_value() == "file-token"
+    assert s.secrets() == ["file-token"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read access token file"), ("\n", "is empty")],
+)
+def test_bad_token_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
+) -> None:
+    token_file = tmp_path / "token"
+    if content is not None:
+        token_file.write_text(content)
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_HEALTH_URL="http://h/",
+        PRESENCE_WAWP__INSTANCE_ID="i",
+        PRESENCE_WAWP__ACCESS_TOKEN_FILE=str(token_file),
+    )
+    assert len(errors) == 1 and errors[0].startswith("PRESENCE_WAWP: ") and message in errors[0]
+
+
+def test_masked_output_hides_the_token(minimal_env: None) -> None:
+    masked = load_settings().masked()
+    assert masked["wawp"]["access_token"] == "**********"
+    assert TOKEN not in repr(masked)
+    assert TOKEN not in repr(load_settings())
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_config_file_with_env_winning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"presence{suffix}"
+    if suffix == ".yaml":
+        path.write_text(
+            "health_url: http://consumer:8080/healthz\n"
+            "interval: 10s\n"
+            "rise: 4\n"
+            "lag_labels: {queue: inbound}\n"
+            "wawp:\n  instance_id: from-file\n  access_token: file-token\n"
+        )
+    else:
+        path.write_text(
+            'health_url = "http://consumer:8080/healthz"\n'
+            'interval = "10s"\n'
+            "rise = 4\n"
+            'lag_labels = { queue = "inbound" }\n'
+            '[wawp]\ninstance_id = "from-file"\naccess_token = "file-token"\n'
+        )
+    monkeypatch.setenv("PRESENCE_CONFIG_FILE", str(path))
+    monkeypatch.setenv("PRESENCE_RISE", "5")
+    s = load_settings()
+    assert str(s.health_url) == "http://consumer:8080/healthz"
+    assert (s.interval, s.rise, s.lag_labels) == (10.0, 5, {"queue": "inbound"})
+    assert s.wawp.instance_id == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.yaml", None, "no such file"),
+        ("config.json", "{}", "expected a .yaml, .yml or .toml file"),
+        ("bad.yaml", "health_url: [unclosed\n", "cannot parse"),
+        ("bad.toml", "health_url = \n", "cannot parse"),
+        ("list.yaml", "- a\n- b\n", "must hold a mapping of settings, not a list"),
+    ],
+)
+def test_bad_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    errors = errors_of(monkeypatch, PRESENCE_CONFIG_FILE=str(path))
+    assert len(errors) == 1
+    assert errors[0].startswith("PRESENCE_CONFIG_FILE: ") and message in errors[0]
+
+
+def test_from_values_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESENCE_DRY_RUN", "true")
+    s = Settings.from_values(health_url="http://h/", wawp={"instance_id": "i", "access_token": "t"})
+    assert s.dry_run is False
+
+
+def test_reference_doc_is_generated_from_the_model() -> None:
+    table = reference_markdown()
+    assert "| `PRESENCE_HEALTH_URL` | required | Consumer health endpoint" in table
+    assert "| `PRESENCE_WAWP__VALUES` | `available,unavailable` |" in table
+    assert "| `PRESENCE_INTERVAL` | `5` |" in table
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert doc == table, "docs/configuration.md is stale: run `make docs`"

@@ -1,0 +1,110 @@
+"""decide(): the precedence maintenance > force > online hours > health (DESIGN section 3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.core.hysteresis import HysteresisConfig, HysteresisState
+from controller.core.policy import decide
+from controller.core.types import (
+    HealthResult,
+    HealthStatus,
+    LagResult,
+    Observation,
+    PolicyInputs,
+    Presence,
+    TickKind,
+)
+
+AT = datetime(2026, 11, 24, tzinfo=UTC)
+CFG = HysteresisConfig(rise=1, fall=1, hold_down=0)
+HEALTHY = HealthResult(HealthStatus.OK, "HTTP 200", 200)
+SICK = HealthResult(HealthStatus.HTTP_ERROR, "HTTP 500", 500)
+A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
+
+
+def observe(health: HealthResult, policy: PolicyInputs) -> Observation:
+    return Observation(health=health, lag=LagResult.not_configured(), at=AT, policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("health", "policy", "presence", "reason"),
+    [
+        (HEALTHY, PolicyInputs(), A, "healthy: health HTTP 200"),
+        (SICK, PolicyInputs(), U, "unhealthy: health HTTP 500"),
+        (
+            HEALTHY,
+            PolicyInputs(maintenance="window 'Sat 02:00-04:00 UTC'"),
+            U,
+            "maintenance: window",
+        ),
+        (HEALTHY, PolicyInputs(maintenance="m", force=A), U, "maintenance: m"),
+        (SICK, PolicyInputs(force=A, force_reason="ops"), A, "force available: ops"),
+        (HEALTHY, PolicyInputs(force=U), U, "force unavailable"),
+        (HEALTHY, PolicyInputs(force=A, outside_online_hours="Mon-Fri 09:00-17:00"), A, "force"),
+        (
+            HEALTHY,
+            PolicyInputs(outside_online_hours="Mon-Fri 09:00-17:00 UTC"),
+            U,
+            "outside online",
+        ),
+        (SICK, PolicyInputs(maintenance="m", outside_online_hours="h"), U, "maintenance: m"),
+    ],
+)
+def test_precedence(
+    health: HealthResult, policy: PolicyInputs, presence: Presence, reason: str
+) -> None:
+    _, decision = decide(HysteresisState(), observe(health, policy), 0.0, CFG)
+    assert decision.presence is presence
+    assert decision.reason.startswith(reason)
+
+
+def test_hysteresis_keeps_tracking_under_a_higher_rule() -> None:
+    state, decision = decide(
+        HysteresisState(), observe(SICK, PolicyInputs(maintenance="m")), 0.0, CFG
+    )
+    assert decision.presence is U and state.verdict is U
+    state, decision = decide(state, observe(HEALTHY, PolicyInputs(maintenance="m")), 1.0, CFG)
+    assert decision.presence is U and state.verdict is A
+    _, decision = decide(state, observe(HEALTHY, PolicyInputs()), 2.0, CFG)
+    assert decision.presence is A  # maintenance over: health takes over at once
+
+
+def test_detail_reports_streaks_and_hold_down() -> None:
+    cfg = HysteresisConfig(rise=3, fall=1, hold_down=30)
+    state, _ = decide(HysteresisState(), observe(SICK, PolicyInputs()), 0.0, cfg)
+    _, decision = decide(state, observe(HEALTHY, PolicyInputs()), 5.0, cfg)
+    assert decision.tick is TickKind.GOOD
+    assert decision.detail == (
+        "good tick: health HTTP 200; good 1/3, bad 0/1; hold-down 25.0s left"
+    )
+
+
+policies = st.builds(
+    PolicyInputs,
+    maintenance=st.one_of(st.none(), st.text(min_size=1, max_size=10)),
+    force=st.one_of(st.none(), st.sampled_from([A, U])),
+    outside_online_hours=st.one_of(st.none(), st.just("Mon-Fri 09:00-17:00 UTC")),
+)
+
+
+@given(st.lists(st.tuples(st.booleans(), policies), min_size=1, max_size=30))
+def test_maintenance_always_wins_and_force_beats_the_rest(
+    seq: list[tuple[bool, PolicyInputs]],
+) -> None:
+    state = HysteresisState()
+    for i, (healthy, policy) in enumerate(seq):
+        state, decision = decide(state, observe(HEALTHY if healthy else SICK, policy), i, CFG)
+        if policy.maintenance is not None:
+            assert decision.presence is U
+            assert decision.reason.startswith("maintenance: ")
+        elif policy.force is not None:
+            assert decision.presence is policy.force
+        elif policy.outside_online_hours is not None:
+            assert decision.presence is U
+        else:
+            assert decision.presence is state.verdict
