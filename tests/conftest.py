@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,12 +13,11 @@ from controller.sim import LoopbackServer, SimConsumer, SimGateway
 
 
 @pytest.fixture(autouse=True)
-def _clean_presence_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_presence_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a PRESENCE_* variable it did not set itself."""
     for name in list(os.environ):
         if name.startswith("PRESENCE_"):
             monkeypatch.delenv(name)
-    yield
 
 
 class Sim:

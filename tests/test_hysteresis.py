@@ -129,6 +129,18 @@ def test_hold_down_delays_recovery_until_served() -> None:
     assert state.reason == "healthy: ok (5 consecutive good ticks, rise 2, after the 30s hold-down)"
 
 
+def test_a_neutral_tick_never_ends_the_hold_down() -> None:
+    # Found by hypothesis: good streak complete during the hold-down, then lag drifts between
+    # the watermarks as the hold-down runs out. Neutral holds: the bot stays offline.
+    cfg = HysteresisConfig(rise=1, fall=1, hold_down=1.0, startup_grace=0.0)
+    state = step(HysteresisState(), B, "", 0.0, cfg)
+    state = step(state, G, "", 0.0, cfg)
+    assert state.verdict is U
+    state = step(state, N, "", 1.0, cfg)
+    assert state.verdict is U
+    assert step(state, G, "", 1.0, cfg).verdict is A
+
+
 def test_startup_grace_writes_unavailable_when_undecided() -> None:
     cfg = HysteresisConfig(rise=3, fall=3, startup_grace=60)
     verdicts = run("gbgbgbgbgbgbgbgb", cfg, dt=5.0)

@@ -94,14 +94,16 @@ def step(
         good, bad = 0, bad + 1
     new = replace(state, good=good, bad=bad, started_at=started_at)
 
-    if state.verdict is not Presence.UNAVAILABLE and bad >= cfg.fall:
+    # Only a bad tick can take the verdict down and only a good one bring it up: a neutral tick
+    # holds the state even when the hold-down runs out under a complete good streak.
+    if tick is TickKind.BAD and state.verdict is not Presence.UNAVAILABLE and bad >= cfg.fall:
         return replace(
             new,
             verdict=Presence.UNAVAILABLE,
             reason=f"unhealthy: {why} ({bad} consecutive bad ticks, fall {cfg.fall})",
             down_since=now,
         )
-    if state.verdict is not Presence.AVAILABLE and good >= cfg.rise:
+    if tick is TickKind.GOOD and state.verdict is not Presence.AVAILABLE and good >= cfg.rise:
         held = 0.0 if state.down_since is None else now - state.down_since
         if state.down_since is None or held >= cfg.hold_down:
             # More good ticks than `rise` means the hold-down is what kept us down: say so.

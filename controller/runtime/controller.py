@@ -200,9 +200,9 @@ class Controller:
             event(log, logging.INFO, "reason", message, reason=decision.reason)
         was_bad = previous is not None and previous.tick is TickKind.BAD
         if decision.tick is TickKind.BAD and not was_bad:
-            event(log, logging.WARNING, "signal_bad", f"bad tick: {decision.detail}")
+            event(log, logging.WARNING, "signal_bad", decision.detail)
         elif was_bad and decision.tick is not TickKind.BAD:
-            event(log, logging.INFO, "signal_recovered", f"{decision.tick} tick: {decision.detail}")
+            event(log, logging.INFO, "signal_recovered", decision.detail)
 
     async def _shutdown(self) -> None:
         try:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -50,12 +50,26 @@ class SimGateway:
     presence: str | None = None
     """The presence last set successfully, as the gateway's users would see it."""
     on_call: Callable[[GatewayCall], None] | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
+    """The most requests ever handled at once (the controller promises 1)."""
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._count_in_flight])
         app.router.add_post("/v2/presence", self._set)
         app.router.add_get("/v2/session/info", self._session)
         return app
+
+    @web.middleware
+    async def _count_in_flight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
     def sets(self, status: int | None = 200) -> list[GatewayCall]:
         """The set calls received, those answered `status` only (None: all)."""

@@ -133,5 +133,5 @@ class LagProbe:
 
 
 def _too_large(size: int | None) -> str:
-    shown = f"{size} bytes" if size is not None else "more"
-    return f"metrics body of {shown} refused: limit is {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+    shown = f" of {size} bytes" if size is not None else ""
+    return f"metrics body{shown} refused: limit is {MAX_BODY_BYTES // (1024 * 1024)} MiB"

@@ -1,0 +1,188 @@
+"""The actuator shell against the simulated gateway: it carries out the plan, one call at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from conftest import Sim
+
+from controller.config import WawpSettings
+from controller.core.actuation import ActuationConfig
+from controller.core.types import Presence
+from controller.gateway.wawp import WawpGateway
+from controller.runtime.actuator import Actuator
+from controller.runtime.metrics import Metrics
+from controller.sim.gateway import Fault
+
+A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
+FAST = ActuationConfig(
+    reassert_available=0.3,
+    reassert_unavailable=0.6,
+    session_check=10.0,
+    backoff_base=0.05,
+    backoff_cap=0.2,
+    auth_retry=300.0,
+)
+
+
+@asynccontextmanager
+async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actuator]:
+    gateway = WawpGateway(
+        WawpSettings.model_validate(
+            {
+                "base_url": sim.gateway_url,
+                "instance_id": sim.gateway.instance_id,
+                "access_token": sim.gateway.access_token,
+                "timeout": 0.5,
+            }
+        )
+    )
+    actuator = Actuator(gateway, cfg, Metrics(), rng=random.Random(5))
+    task = asyncio.create_task(actuator.run())
+    try:
+        yield actuator
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gateway.aclose()
+
+
+async def until(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def counter(actuator: Actuator, outcome: str) -> float:
+    value = actuator.metrics.registry.get_sample_value(
+        "presence_gateway_requests_total", {"provider": "wawp", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_checks_session_then_sets_then_reasserts(sim: Sim) -> None:
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: len(sim.gateway.sets()) >= 3, within=2.0)
+    ops = [(c.operation, c.presence) for c in sim.gateway.calls]
+    assert ops[:3] == [("session", None), ("set", "available"), ("set", "available")]
+    times = [c.at for c in sim.gateway.sets()]
+    assert times[1] - times[0] >= FAST.reassert_available * 0.95
+    assert act.state.applied is A
+    assert counter(act, "ok") >= 4
+
+
+async def test_a_change_is_written_without_waiting(sim: Sim) -> None:
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: act.state.applied is A)
+        act.want(U)
+        await until(lambda: act.state.applied is U, within=0.2)
+    assert sim.gateway.presence == "unavailable"
+
+
+async def test_no_set_while_the_session_is_not_working(sim: Sim) -> None:
+    sim.gateway.session_state = "SCAN_QR_CODE"
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: len(sim.gateway.calls) >= 3)
+        assert sim.gateway.sets(None) == []
+        assert act.state.session == "SCAN_QR_CODE"
+        assert act.state.last_error == "gateway session is SCAN_QR_CODE, not WORKING"
+        assert act.metrics.registry.get_sample_value("presence_gateway_session_working") == 0
+        sim.gateway.session_state = "WORKING"
+        await until(lambda: sim.gateway.presence == "available")
+
+
+async def test_retry_after_is_respected(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(429, {"Retry-After": "1"}))
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: act.state.applied is A, within=3.0)
+    first, second = sim.gateway.sets(None)[:2]
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 0.99
+    assert counter(act, "rate_limited") == 1
+
+
+async def test_a_burst_of_5xx_is_retried_with_backoff(sim: Sim) -> None:
+    sim.gateway.set_faults.extend([Fault(503), Fault(500), Fault(502)])
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: act.state.applied is A, within=3.0)
+    assert [c.status for c in sim.gateway.sets(None)] == [503, 500, 502, 200]
+    assert counter(act, "transient_error") == 3
+    assert act.state.failures == 0 and act.state.last_error is None
+
+
+async def test_auth_failure_stops_calls_and_is_flagged(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(401))
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: act.state.auth_failed)
+        calls = len(sim.gateway.calls)
+        act.want(U)  # even a change does not hammer a gateway that rejects us
+        await asyncio.sleep(0.3)
+        assert len(sim.gateway.calls) == calls
+        assert act.metrics.registry.get_sample_value("presence_gateway_auth_failed") == 1
+        assert act.next_action.startswith(
+            "wait: auth failure after: set presence available: HTTP 401"
+        )
+
+
+async def test_budget_caps_set_calls_whatever_the_desire_does(sim: Sim) -> None:
+    async with actuating(sim) as act:
+        for i in range(120):
+            act.want(A if i % 2 else U)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+    assert len(sim.gateway.sets(None)) == 20
+    assert act.next_action.startswith("wait: call budget spent: 20 set calls in 60s")
+
+
+async def test_dry_run_calls_nothing(sim: Sim) -> None:
+    async with actuating(sim, ActuationConfig(dry_run=True, reassert_available=0.1)) as act:
+        act.want(A)
+        await until(lambda: act.state.applied is A)
+        await asyncio.sleep(0.25)
+        assert await act.shutdown_write(1.0)
+    assert sim.gateway.calls == []
+
+
+async def test_shutdown_write_ignores_backoff_and_budget(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(503))
+    async with actuating(sim, ActuationConfig(backoff_base=30, backoff_cap=60)) as act:
+        act.want(A)
+        await until(lambda: act.state.failures == 1)
+        assert act.state.backoff_until > 0
+        assert await act.shutdown_write(1.0)
+    assert sim.gateway.presence == "unavailable"
+
+
+async def test_one_call_in_flight_even_with_a_concurrent_shutdown_write(sim: Sim) -> None:
+    sim.gateway.set_delay = 0.2
+    async with actuating(sim) as act:
+        act.want(A)
+        await until(lambda: sim.gateway.in_flight == 1)
+        assert await act.shutdown_write(2.0)
+    assert sim.gateway.max_in_flight == 1
+    assert sim.gateway.presence == "unavailable"
+
+
+async def test_a_crashing_provider_is_reported_not_fatal(sim: Sim) -> None:
+    async with actuating(sim) as act:
+
+        async def broken(presence: Presence) -> None:
+            raise KeyError("bug")
+
+        act.gateway.set_presence = broken  # type: ignore[method-assign]
+        act.want(A)
+        await until(lambda: act.state.failures >= 1)
+        assert act.state.last_error == "set: unexpected KeyError in the gateway client"
+        assert counter(act, "permanent_error") == 1

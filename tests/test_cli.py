@@ -1,0 +1,126 @@
+"""The command line through real subprocesses: exit codes, output, signals, no tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+from conftest import Sim
+
+CLI = [sys.executable, "-m", "controller"]
+
+
+async def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        env=env or {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_version_and_help() -> None:
+    code, out, _ = await cli("--version")
+    assert (code, out.strip()) == (0, "presence-controller 0.1.0")
+    code, out, _ = await cli("--help")
+    assert code == 0
+    for command in ("run", "demo", "check-config", "check-gateway"):
+        assert command in out
+
+
+async def test_check_config_prints_the_effective_config_masked(sim: Sim) -> None:
+    code, out, err = await cli("check-config", env=sim.env(PRESENCE_LAG_LABELS="queue=inbound"))
+    assert code == 0, err
+    config = json.loads(out)
+    assert config["interval"] == 0.05
+    assert config["lag_labels"] == {"queue": "inbound"}
+    assert config["wawp"]["access_token"] == "**********"
+    assert sim.gateway.access_token not in out + err
+
+
+async def test_bad_config_lists_every_error_and_exits_2() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+    env.update(PRESENCE_INTERVAL="fast", PRESENCE_RISE="-1", PRESENCE_WAWP__ACCESS_TOKEN="tok3n")
+    for command in ("check-config", "run", "check-gateway"):
+        code, out, err = await cli(command, env=env)
+        assert code == 2, command
+        assert "invalid configuration (4 errors)" in err
+        assert "  - PRESENCE_HEALTH_URL: Field required" in err
+        assert "  - PRESENCE_INTERVAL: invalid duration 'fast'" in err
+        assert "  - PRESENCE_RISE: Input should be greater than or equal to 1" in err
+        assert "  - PRESENCE_WAWP: provider wawp requires PRESENCE_WAWP__INSTANCE_ID" in err
+        assert "Traceback" not in err and "tok3n" not in out + err
+
+
+async def test_check_gateway(sim: Sim) -> None:
+    code, out, err = await cli("check-gateway", env=sim.env())
+    assert (code, out.strip()) == (0, "wawp: credentials accepted; session is WORKING"), err
+    code, out, err = await cli("check-gateway", "--set", "unavailable", env=sim.env())
+    assert code == 0 and "wawp: presence set to unavailable" in out, err
+    assert sim.gateway.presence == "unavailable"
+
+
+async def test_check_gateway_reports_failures_without_the_token(sim: Sim) -> None:
+    code, out, err = await cli("check-gateway", env=sim.env(PRESENCE_WAWP__ACCESS_TOKEN="bad-tok"))
+    assert code == 1
+    assert "wawp: session info: HTTP 401: the gateway rejected the credentials [auth_error]" in err
+    assert "bad-tok" not in out + err and "Traceback" not in err
+    sim.gateway.session_state = "SCAN_QR_CODE"
+    code, out, err = await cli("check-gateway", env=sim.env())
+    assert code == 1 and "session is SCAN_QR_CODE" in out
+
+
+async def test_run_then_sigterm_writes_unavailable_and_exits_0(sim: Sim) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "run",
+        env=sim.env(PRESENCE_REASSERT_AVAILABLE="100ms"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while sim.gateway.presence != "available":
+        assert loop.time() < deadline, "never became available"
+        await asyncio.sleep(0.02)
+    sim.gateway.set_delay = 0.3  # the SIGTERM lands while a call is in flight
+    await asyncio.sleep(0.15)
+    sent = loop.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0
+    assert loop.time() - sent < 5.0
+    assert sim.gateway.presence == "unavailable"
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    assert lines[-1]["msg"] == "wrote unavailable on shutdown"
+    assert any(line.get("event") == "transition" for line in lines)
+    assert sim.gateway.access_token not in err.decode()
+
+
+async def test_run_with_the_admin_port_taken_fails_cleanly(sim: Sim) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, _, err = await cli("run", env=sim.env(PRESENCE_LISTEN=f"127.0.0.1:{port}"))
+    assert code == 1
+    assert "presence-controller: cannot start:" in err and "Traceback" not in err
+
+
+async def test_demo_runs_the_scenario_and_exits_0() -> None:
+    code, out, err = await cli("demo", "--speed", "4", timeout=60)
+    assert code == 0, out + err
+    assert "8/8 steps behaved as expected" in out
+    for text in ("lag spike", "flapping health", "no flip", "POST /v2/presence -> 429", "SIGTERM"):
+        assert text in out, text

@@ -1,0 +1,269 @@
+"""The whole controller on loopback: simulated consumer and gateway, real admin server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Sim
+
+from controller.config import Settings
+from controller.runtime.admin import AdminServer
+from controller.runtime.controller import Controller
+from controller.runtime.logs import configure_logging
+from controller.sim.consumer import MetricsMode
+from controller.sim.gateway import Fault
+
+
+@dataclass
+class Running:
+    controller: Controller
+    admin: httpx.AsyncClient
+    logs: io.StringIO
+
+    async def status(self) -> dict[str, Any]:
+        response = await self.admin.get("/status")
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def code(self, path: str) -> int:
+        return (await self.admin.get(path)).status_code
+
+    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return self.controller.metrics.registry.get_sample_value(name, labels or {})
+
+    def log_events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs.getvalue().splitlines()]
+
+
+@asynccontextmanager
+async def running(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Running]:
+    logs = io.StringIO()
+    configure_logging("json", "info", settings.secrets(), stream=logs)
+    controller = Controller(settings)
+    stop = stop or asyncio.Event()
+    async with AdminServer(controller, "127.0.0.1", 0) as admin:
+        task = asyncio.create_task(controller.run(stop))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin.port}") as client:
+            try:
+                yield Running(controller, client, logs)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 6.0)
+
+
+async def until(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_follows_the_consumer_and_explains_itself(sim: Sim) -> None:
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        assert await run.code("/healthz") == 200
+        assert await run.code("/readyz") == 200
+        status = await run.status()
+        assert status["presence"]["desired"] == "available"
+        assert status["presence"]["applied"] == "available"
+        assert status["presence"]["reason"].startswith("healthy: health HTTP 200, queue lag 1")
+        assert status["signals"]["health"] == "ok" and status["signals"]["lag_seconds"] == 1.0
+        assert status["gateway"]["session"] == "WORKING"
+        assert status["maintenance"] == {"active": False, "reason": None, "errors": []}
+
+        sim.consumer.lag = 45
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await run.status()
+        assert status["presence"]["reason"] == (
+            "unhealthy: queue lag 45 >= lag_high 30 (2 consecutive bad ticks, fall 2)"
+        )
+        assert [(t["from"], t["to"]) for t in status["transitions"]] == [
+            ("available", "unavailable"),
+            ("unknown", "available"),
+        ]
+        assert await run.metric("presence_transitions_total", {"to": "unavailable"}) == 1
+        assert await run.metric("presence_desired_state", {"state": "unavailable"}) == 1
+        assert await run.metric("presence_queue_lag_seconds") == 45
+        ticks = run.controller.ticks
+        await until(lambda: run.controller.ticks >= ticks + 8)
+
+    transitions = [e for e in run.log_events() if e.get("event") == "transition"]
+    assert [(e["from"], e["to"]) for e in transitions] == [
+        ("unknown", "available"),
+        ("available", "unavailable"),
+    ]
+    assert len(run.log_events()) < run.controller.ticks, "log lines are per event, not per tick"
+
+
+async def test_metrics_endpoint_exports_the_contract_names(sim: Sim) -> None:
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        response = await run.admin.get("/metrics")
+    text = response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    for name in (
+        'presence_desired_state{state="available"} 1.0',
+        'presence_applied_state{state="available"} 1.0',
+        'presence_transitions_total{to="available"} 1.0',
+        'presence_gateway_requests_total{outcome="ok",provider="wawp"}',
+        "presence_gateway_request_duration_seconds_bucket",
+        'presence_probe_total{probe="health",result="ok"}',
+        'presence_probe_total{probe="lag",result="ok"}',
+        "presence_queue_lag_seconds 1.0",
+        "presence_maintenance_active 0.0",
+        "presence_reconcile_duration_seconds_count",
+    ):
+        assert name in text, name
+
+
+async def test_hanging_consumer_goes_unavailable_and_the_loop_keeps_ticking(sim: Sim) -> None:
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        sim.consumer.health_delay = math.inf
+        await until(lambda: sim.gateway.presence == "unavailable")
+        ticks = run.controller.ticks
+        await asyncio.sleep(0.3)
+        assert run.controller.ticks > ticks
+        assert await run.code("/healthz") == 200
+        status = await run.status()
+        assert status["signals"]["health"] == "timeout"
+        assert "health timed out after 0.04s" in status["presence"]["reason"]
+
+
+@pytest.mark.parametrize(("missing", "expected"), [("bad", "unavailable"), ("ignore", "available")])
+async def test_garbage_metrics_follow_missing_lag(sim: Sim, missing: str, expected: str) -> None:
+    sim.consumer.metrics_mode = MetricsMode.GARBAGE
+    async with running(sim.settings(missing_lag=missing)) as run:
+        await until(lambda: sim.gateway.presence == expected)
+        status = await run.status()
+        assert status["signals"]["lag_status"] == "missing"
+        assert "unparseable Prometheus text" in status["signals"]["lag_detail"]
+        assert await run.metric("presence_probe_total", {"probe": "lag", "result": "missing"})
+        assert math.isnan(await run.metric("presence_queue_lag_seconds") or 0.0)
+
+
+async def test_auth_failure_fails_readiness(sim: Sim) -> None:
+    settings = sim.settings(wawp={"access_token": "wrong-token"})
+    async with running(settings) as run:
+        await until(lambda: run.controller.actuator.state.auth_failed)
+        assert await run.code("/readyz") == 503
+        assert "gateway auth failure" in (await run.admin.get("/readyz")).text
+        assert await run.code("/healthz") == 200
+        status = await run.status()
+        assert status["gateway"]["auth_failed"] is True
+        assert status["gateway"]["backoff_until"] is not None
+        assert await run.metric("presence_gateway_auth_failed") == 1
+    errors = [e for e in run.log_events() if e.get("event") == "gateway_error"]
+    assert errors and errors[0]["level"] == "error" and errors[0]["outcome"] == "auth_error"
+
+
+async def test_session_not_working_means_no_set_calls(sim: Sim) -> None:
+    sim.gateway.session_state = "SCAN_QR_CODE"
+    async with running(sim.settings()) as run:
+        await until(lambda: len(sim.gateway.calls) >= 2)
+        assert sim.gateway.sets(None) == []
+        status = await run.status()
+        assert status["presence"]["desired"] == "available"
+        assert status["presence"]["applied"] == "unknown"
+        assert status["gateway"]["session"] == "SCAN_QR_CODE"
+        assert "SCAN_QR_CODE" in status["gateway"]["last_error"]
+        sim.gateway.session_state = "WORKING"
+        await until(lambda: sim.gateway.presence == "available")
+
+
+async def test_a_slow_gateway_does_not_stall_the_ticks(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(200, delay=0.45))
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.in_flight == 1)
+        ticks = run.controller.ticks
+        await asyncio.sleep(0.3)  # six intervals while the set call hangs
+        assert run.controller.ticks >= ticks + 3
+        assert await run.code("/healthz") == 200
+
+
+async def test_rate_limits_and_5xx_bursts_end_in_the_right_presence(sim: Sim) -> None:
+    sim.gateway.set_faults.extend(
+        [Fault(429, {"Retry-After": "1"}), Fault(503), Fault(502), Fault(500)]
+    )
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.presence == "available", within=8.0)
+        assert [c.status for c in sim.gateway.sets(None)][:5] == [429, 503, 502, 500, 200]
+        assert (
+            await run.metric(
+                "presence_gateway_requests_total", {"provider": "wawp", "outcome": "rate_limited"}
+            )
+            == 1
+        )
+
+
+async def test_shutdown_writes_unavailable(sim: Sim) -> None:
+    stop = asyncio.Event()
+    async with running(sim.settings(), stop) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        started = asyncio.get_running_loop().time()
+        stop.set()
+        await until(lambda: run.controller.actuator.state.applied.value == "unavailable")
+        assert asyncio.get_running_loop().time() - started < 1.0
+    assert sim.gateway.presence == "unavailable"
+    shutdown = [e for e in run.log_events() if e.get("event") == "shutdown"]
+    assert shutdown[-1]["msg"] == "wrote unavailable on shutdown"
+
+
+async def test_on_shutdown_keep_leaves_presence(sim: Sim) -> None:
+    async with running(sim.settings(on_shutdown="keep")):
+        await until(lambda: sim.gateway.presence == "available")
+    assert sim.gateway.presence == "available"
+    assert sim.gateway.sets()[-1].presence == "available"
+
+
+async def test_dry_run_decides_but_calls_nothing(sim: Sim) -> None:
+    async with running(sim.settings(dry_run=True)) as run:
+        await until(lambda: run.controller.actuator.state.applied.value == "available")
+        status = await run.status()
+        assert status["presence"]["dry_run"] is True
+        assert status["presence"]["desired"] == "available"
+    assert sim.gateway.calls == []
+
+
+async def test_startup_grace_writes_unavailable_when_undecided(sim: Sim) -> None:
+    sim.consumer.flap = True  # never two good or two bad probes in a row
+    async with running(sim.settings(startup_grace=0.3)) as run:
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await run.status()
+        assert status["presence"]["reason"].startswith("startup grace 0.3s expired")
+
+
+async def test_not_ticking_is_unhealthy_and_undecided_is_unready(sim: Sim) -> None:
+    controller = Controller(sim.settings())
+    async with AdminServer(controller, "127.0.0.1", 0) as admin, httpx.AsyncClient() as client:
+        base = f"http://127.0.0.1:{admin.port}"
+        assert (await client.get(f"{base}/healthz")).status_code == 503
+        response = await client.get(f"{base}/readyz")
+        assert (response.status_code, response.text) == (503, "no decision yet\n")
+        status = (await client.get(f"{base}/status")).json()
+        assert status["presence"]["desired"] == "unknown"
+    await controller.gateway.aclose()
+
+
+async def test_the_token_appears_nowhere(sim: Sim) -> None:
+    token = sim.gateway.access_token
+    sim.gateway.set_faults.extend([Fault(500, body=f'{{"echo": "{token}"}}'), Fault(401)])
+    async with running(sim.settings(reassert_available=0.1)) as run:
+        await until(lambda: run.controller.actuator.state.auth_failed, within=5.0)
+        texts = [
+            (await run.admin.get(path)).text
+            for path in ("/status", "/metrics", "/healthz", "/readyz")
+        ]
+    texts.append(run.logs.getvalue())
+    assert all(token not in text for text in texts)
+    assert run.logs.getvalue(), "there were log lines to check"
