@@ -186,3 +186,22 @@ async def test_a_crashing_provider_is_reported_not_fatal(sim: Sim) -> None:
         await until(lambda: act.state.failures >= 1)
         assert act.state.last_error == "set: unexpected KeyError in the gateway client"
         assert counter(act, "permanent_error") == 1
+
+
+async def test_a_bug_in_a_step_is_logged_and_the_actuator_goes_on(
+    sim: Sim, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with actuating(sim) as act:
+        original, calls = act._check_session, 0
+
+        async def broken() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("bug")
+            await original()
+
+        act._check_session = broken  # type: ignore[method-assign]
+        act.want(A)
+        await until(lambda: act.state.applied is A, within=3.0)
+    assert "actuator step failed" in caplog.text

@@ -267,3 +267,21 @@ async def test_the_token_appears_nowhere(sim: Sim) -> None:
     texts.append(run.logs.getvalue())
     assert all(token not in text for text in texts)
     assert run.logs.getvalue(), "there were log lines to check"
+
+
+async def test_a_failing_tick_is_logged_and_the_loop_goes_on(sim: Sim) -> None:
+    async with running(sim.settings()) as run:
+        original = run.controller._observe
+        failures = 0
+
+        async def flaky() -> Any:
+            nonlocal failures
+            if failures < 3:
+                failures += 1
+                raise RuntimeError("bug in a probe")
+            return await original()
+
+        run.controller._observe = flaky  # type: ignore[method-assign]
+        await until(lambda: sim.gateway.presence == "available")
+    errors = [e for e in run.log_events() if e["msg"] == "tick failed"]
+    assert len(errors) == 3 and "RuntimeError: bug in a probe" in errors[0]["exception"]

@@ -68,19 +68,29 @@ class Actuator:
     async def run(self) -> None:
         """Converge forever; cancel to stop (an in-flight call is abandoned)."""
         while True:
-            self._wake.clear()
-            action = plan(self.state, self.desired, self._clock(), self.cfg)
-            if isinstance(action, Wait):
-                self.next_action = f"wait: {action.why}"
-                timeout = None if action.until is None else max(0.0, action.until - self._clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            elif isinstance(action, CheckSession):
-                self.next_action = "checking gateway session"
-                await self._check_session()
-            else:
-                self.next_action = f"setting {action.presence} ({action.why})"
-                await self._set(action)
+            try:
+                await self._step()
+            except Exception:
+                # A bug, not a gateway failure (those are folded into the state): report it and
+                # pause before planning again, so a persistent bug cannot spin.
+                log.exception("actuator step failed")
+                await asyncio.sleep(self.cfg.backoff_base)
+
+    async def _step(self) -> None:
+        """Plan once and carry the action out."""
+        self._wake.clear()
+        action = plan(self.state, self.desired, self._clock(), self.cfg)
+        if isinstance(action, Wait):
+            self.next_action = f"wait: {action.why}"
+            timeout = None if action.until is None else max(0.0, action.until - self._clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        elif isinstance(action, CheckSession):
+            self.next_action = "checking gateway session"
+            await self._check_session()
+        else:
+            self.next_action = f"setting {action.presence} ({action.why})"
+            await self._set(action)
 
     async def shutdown_write(self, deadline: float) -> bool:
         """Write UNAVAILABLE once, past back-off and budget, within `deadline` s; True if done."""

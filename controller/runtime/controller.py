@@ -143,7 +143,12 @@ class Controller:
         interval, jitter = self.settings.interval, self.settings.jitter
         while True:
             started = self._clock()
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:
+                # A bug, not a probe failure (those are values). Keep ticking; if it persists
+                # /healthz goes 503 after 3 intervals and the kubelet restarts us.
+                log.exception("tick failed")
             spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
             await asyncio.sleep(max(0.0, started + interval + spread - self._clock()))
 
