@@ -220,18 +220,12 @@ class Settings(BaseSettings):
     @field_validator("lag_low")
     @classmethod
     def _low_below_high(cls, value: float, info: ValidationInfo) -> float:
-        high = info.data.get("lag_high")
-        if high is not None and not value < high:
-            raise ValueError(f"must be < LAG_HIGH ({high:g}), got {value:g}")
-        return value
+        return _below(value, info, "lag_high")
 
     @field_validator("timeout")
     @classmethod
     def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
-        interval = info.data.get("interval")
-        if interval is not None and not value < interval:
-            raise ValueError(f"must be < INTERVAL ({interval:g}s), got {value:g}s")
-        return value
+        return _below(value, info, "interval", unit="s")
 
     @field_validator("wawp")
     @classmethod
@@ -309,6 +303,14 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain JSON values, secrets masked."""
         return self.model_dump(mode="json")
+
+
+def _below(value: float, info: ValidationInfo, other: str, unit: str = "") -> float:
+    """Check `value` < the already validated field `other` (skipped when `other` was invalid)."""
+    limit = info.data.get(other)
+    if limit is not None and not value < limit:
+        raise ValueError(f"must be < {other.upper()} ({limit:g}{unit}), got {value:g}{unit}")
+    return float(value)
 
 
 class _ExplicitSettings(Settings):
