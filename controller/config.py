@@ -39,6 +39,8 @@ from pydantic_settings import (
 
 from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
+from controller.core.schedule import Schedule, ScheduleError
+from controller.core.schedule import parse as parse_schedule
 
 ENV_PREFIX = "PRESENCE_"
 NESTED_DELIMITER = "__"
@@ -197,6 +199,17 @@ class Settings(BaseSettings):
     provider: Literal["wawp"] = "wawp"
     """Gateway provider."""
     wawp: WawpSettings = Field(default_factory=WawpSettings)
+    annotations_file: Path | None = None
+    """Downward API annotations file, e.g. `/etc/podinfo/annotations`; must exist at start.
+    Read every tick (re-parsed only when kubelet swapped it)."""
+    annotation_prefix: str = Field(default="presence-controller/", min_length=1)
+    """Prefix of our annotation keys (`<prefix>maintenance`, `<prefix>force`, ...)."""
+    maintenance_windows: str | None = None
+    """Maintenance windows from config, in the window grammar (docs/maintenance.md)."""
+    online_hours: str | None = None
+    """Windows in the window grammar; outside them the bot is unavailable. Unset: no limit."""
+    maintenance_lead: Duration = 0.0
+    """Scheduled maintenance windows take effect this long before they start (drain)."""
     listen: str = "0.0.0.0:8090"
     """Admin HTTP server address, `host:port` (`[::]:8090` for IPv6)."""
     on_shutdown: Literal["unavailable", "keep"] = "unavailable"
@@ -239,6 +252,31 @@ class Settings(BaseSettings):
             missing.append(f"{ENV_PREFIX}WAWP__ACCESS_TOKEN (or ..._FILE)")
         if missing:
             raise ValueError(f"provider wawp requires {' and '.join(missing)}")
+        return value
+
+    @field_validator("annotations_file")
+    @classmethod
+    def _annotations_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(
+                f"no such file {str(value)!r}: mount the Downward API volume, or unset it"
+            )
+        return value
+
+    @field_validator("maintenance_windows", "online_hours")
+    @classmethod
+    def _window_grammar(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            schedule = parse_schedule(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        if info.field_name == "online_hours" and not schedule:
+            raise ValueError(
+                f"{value!r} would keep the bot offline for good: leave ONLINE_HOURS unset "
+                "for no limit"
+            )
         return value
 
     @field_validator("listen")
@@ -294,6 +332,12 @@ class Settings(BaseSettings):
             session_check=self.session_check,
             dry_run=self.dry_run,
         )
+
+    def maintenance_schedule(self) -> Schedule:
+        return parse_schedule(self.maintenance_windows or "")
+
+    def online_hours_schedule(self) -> Schedule | None:
+        return parse_schedule(self.online_hours) if self.online_hours is not None else None
 
     def secrets(self) -> list[str]:
         """Every secret value, so that log output can be scrubbed of them as a last line."""
@@ -364,6 +408,7 @@ def _describe(error: Mapping[str, Any]) -> str:
         and isinstance(shown, str | int | float)
         and not _SECRET_FIELDS.intersection(str(p) for p in loc)
         and "got" not in message
+        and str(shown) not in message
     ):
         message += f" (got {shown!r})"
     if error["type"] == "extra_forbidden":

@@ -79,7 +79,9 @@ async def test_follows_the_consumer_and_explains_itself(sim: Sim) -> None:
         assert status["presence"]["reason"].startswith("healthy: health HTTP 200, queue lag 1")
         assert status["signals"]["health"] == "ok" and status["signals"]["lag_seconds"] == 1.0
         assert status["gateway"]["session"] == "WORKING"
-        assert status["maintenance"] == {"active": False, "reason": None, "errors": []}
+        assert status["maintenance"]["active"] is False and status["maintenance"]["errors"] == []
+        assert status["override"]["active"] is False
+        assert status["online_hours"] == {"configured": None, "inside": True, "next_change": None}
 
         sim.consumer.lag = 45
         await until(lambda: sim.gateway.presence == "unavailable")

@@ -20,14 +20,21 @@ from typing import Any
 import httpx
 
 from controller.config import Settings
+from controller.core.annotations import Directives, read_directives
 from controller.core.hysteresis import HysteresisState
+from controller.core.overrides import (
+    Evaluation,
+    MaintenanceReport,
+    OnlineHoursReport,
+    OverrideReport,
+    evaluate,
+)
 from controller.core.policy import decide
 from controller.core.types import (
     Decision,
     HealthResult,
     LagResult,
     Observation,
-    PolicyInputs,
     Presence,
     TickKind,
 )
@@ -36,6 +43,7 @@ from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
 from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
+from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 
@@ -62,6 +70,10 @@ class Transition:
             "to": self.to.value,
             "reason": self.reason,
         }
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -105,6 +117,14 @@ class Controller:
         """Called with every transition of the desired presence."""
         self._health: HealthProbe | None = None
         self._lag: LagProbe | None = None
+        self._annotations = (
+            AnnotationFile(settings.annotations_file) if settings.annotations_file else None
+        )
+        self._maintenance_windows = settings.maintenance_schedule()
+        self._online_hours = settings.online_hours_schedule()
+        self._snapshot = AnnotationSnapshot()
+        self._directives = Directives(prefix=settings.annotation_prefix)
+        self.evaluation: Evaluation | None = None
 
     # The loop.
 
@@ -156,7 +176,8 @@ class Controller:
         """One reconcile: probe, decide, hand the decision to the actuator, report."""
         started = time.perf_counter()
         health, lag = await self._observe()
-        obs = Observation(health=health, lag=lag, at=self._wall(), policy=self._policy_inputs())
+        at = self._wall()
+        obs = Observation(health=health, lag=lag, at=at, policy=self._evaluate(at).inputs)
         now = self._clock()
         previous = self.decision
         self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
@@ -177,8 +198,66 @@ class Controller:
         health, lag = await asyncio.gather(self._health(), self._lag())
         return health, lag
 
-    def _policy_inputs(self) -> PolicyInputs:
-        return PolicyInputs()
+    def _evaluate(self, at: datetime) -> Evaluation:
+        """Maintenance, force and online hours at `at`; recomputed only when the annotations
+        changed or the last result ran out (`valid_until`), and reported on change only."""
+        snapshot = self._annotations.read() if self._annotations else self._snapshot
+        changed = snapshot is not self._snapshot
+        if changed:
+            directives = read_directives(
+                snapshot.values, snapshot.broken, self.settings.annotation_prefix
+            )
+            self._report_annotations(self._snapshot, snapshot, self._directives, directives)
+            self._snapshot, self._directives = snapshot, directives
+        old = self.evaluation
+        if (
+            old is not None
+            and not changed
+            and (old.valid_until is None or at < old.valid_until)
+            and (self.observation is None or at >= self.observation.at)  # wall clock went back
+        ):
+            return old
+        new = evaluate(
+            self._directives,
+            self._maintenance_windows,
+            self._online_hours,
+            self.settings.maintenance_lead,
+            at,
+            snapshot.errors,
+        )
+        self.evaluation = new
+        self._report_maintenance(old, new)
+        return new
+
+    def _report_annotations(
+        self, old: AnnotationSnapshot, new: AnnotationSnapshot, was: Directives, now: Directives
+    ) -> None:
+        if now != was:
+            event(
+                log,
+                logging.INFO,
+                "annotations",
+                "presence annotations changed",
+                maintenance=now.maintenance_spec,
+                maintenance_reason=now.maintenance_reason,
+                force=now.force.value if now.force else None,
+                force_until=now.force_until.isoformat() if now.force_until else None,
+            )
+        known = set(old.errors) | set(was.errors)
+        for error in (*new.errors, *now.errors):
+            if error not in known:
+                self.metrics.annotation_errors.inc()
+                event(log, logging.WARNING, "annotation_error", error)
+
+    def _report_maintenance(self, old: Evaluation | None, new: Evaluation) -> None:
+        m = new.maintenance
+        self.metrics.maintenance_active.set(1 if m.active else 0)
+        was_active = old is not None and old.maintenance.active
+        if m.active and not was_active:
+            message = f"maintenance started: {m.reason}"
+            event(log, logging.INFO, "maintenance", message, source=m.source)
+        elif was_active and not m.active:
+            event(log, logging.INFO, "maintenance", "maintenance ended")
 
     def _report(self, obs: Observation, previous: Decision | None, decision: Decision) -> None:
         m = self.metrics
@@ -186,7 +265,6 @@ class Controller:
         if self._lag is not None:
             m.probes.labels(probe="lag", result=obs.lag.status.value).inc()
             m.queue_lag.set(obs.lag.value if obs.lag.value is not None else math.nan)
-        m.maintenance_active.set(1 if obs.policy.maintenance is not None else 0)
 
         old = previous.presence if previous is not None else Presence.UNKNOWN
         if decision.presence is not old:
@@ -237,6 +315,46 @@ class Controller:
             return False, f"gateway auth failure: {self.actuator.state.last_error}"
         return True, "ok"
 
+    def _override_status(self) -> dict[str, Any]:
+        ev = self.evaluation
+        m = ev.maintenance if ev else MaintenanceReport()
+        o = ev.override if ev else OverrideReport(error=self._directives.force_error)
+        h = ev.online_hours if ev else OnlineHoursReport()
+        return {
+            "maintenance": {
+                "active": m.active,
+                "reason": m.reason,
+                "source": m.source,
+                "window": m.window,
+                "draining": m.draining,
+                "ends": _iso(m.ends),
+                "next": {"start": _iso(m.next_start), "end": _iso(m.next_end)},
+                "lead_seconds": self.settings.maintenance_lead,
+                "errors": list(m.errors),
+            },
+            "override": {
+                "force": o.force.value if o.force else None,
+                "until": _iso(o.until),
+                "active": o.active,
+                "expired": o.expired,
+                "error": o.error,
+            },
+            "online_hours": {
+                "configured": h.configured,
+                "inside": h.inside,
+                "next_change": _iso(h.next_change),
+            },
+            "annotations": {
+                "file": str(self._annotations.path) if self._annotations else None,
+                "stale": self._snapshot.stale,
+                "values": {
+                    k: v
+                    for k, v in self._snapshot.values.items()
+                    if k.startswith(self.settings.annotation_prefix)
+                },
+            },
+        }
+
     def status(self) -> dict[str, Any]:
         """The `/status` document (DESIGN section 4). Holds no secrets."""
         act = self.actuator.state
@@ -245,7 +363,6 @@ class Controller:
         backoff_until = None
         if act.backoff_until > now:
             backoff_until = self._wall().timestamp() + act.backoff_until - now
-        policy = obs.policy if obs is not None else PolicyInputs()
         cfg = self._hysteresis_cfg
         return {
             "presence": {
@@ -273,16 +390,7 @@ class Controller:
                 "lag_low": cfg.lag_low,
                 "lag_high": cfg.lag_high,
             },
-            "maintenance": {
-                "active": policy.maintenance is not None,
-                "reason": policy.maintenance,
-                "errors": [],
-            },
-            "override": {
-                "force": policy.force.value if policy.force else None,
-                "reason": policy.force_reason or None,
-                "outside_online_hours": policy.outside_online_hours,
-            },
+            **self._override_status(),
             "gateway": {
                 "provider": self.gateway.provider,
                 "session": act.session,

@@ -63,6 +63,11 @@ class Metrics:
         self.maintenance_active = Gauge(
             "presence_maintenance_active", "1 while a maintenance window is active", registry=r
         )
+        self.annotation_errors = Counter(
+            "presence_annotation_errors",
+            "Annotation errors seen (counted once each, when they appear)",
+            registry=r,
+        )
         self.reconcile_duration = Histogram(
             "presence_reconcile_duration_seconds",
             "Duration of one tick (probe and decide)",

@@ -1,0 +1,140 @@
+"""The pod's annotations from a Downward API volume file.
+
+kubelet writes one `key="value"` line per annotation, keys sorted, values quoted with Go's `%q`
+(strconv.Quote), lines joined by `\\n` with no trailing newline; it swaps the whole directory
+atomically (a `..data` symlink), so opening the file path always yields one complete version.
+The file is re-read only when it changed (inode, size or mtime of the opened file). A file that
+vanishes or becomes unreadable later keeps the last good annotations, reported as stale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_ESCAPE = re.compile(
+    r'\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|[abfnrtv\\"\'])'
+)
+_SIMPLE = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34, "'": 39}
+
+
+def unquote_go(quoted: str) -> str:
+    """Decode a Go double-quoted string literal as written by `%q` (strconv.Quote)."""
+    if len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
+        raise ValueError('the value is not a "double-quoted" string')
+    body = quoted[1:-1]
+    out = bytearray()
+    pos = 0
+    for match in _ESCAPE.finditer(body):
+        literal = body[pos : match.start()]
+        if '"' in literal or "\\" in literal:
+            break
+        out += literal.encode()
+        escape = match.group()[1:]
+        kind = escape[0]
+        if kind in _SIMPLE:
+            out.append(_SIMPLE[kind])
+        elif kind == "x":
+            out.append(int(escape[1:], 16))
+        elif kind in "uU":
+            out += chr(int(escape[1:], 16)).encode("utf-8", "surrogatepass")
+        else:
+            out.append(int(escape, 8) & 0xFF)
+        pos = match.end()
+    rest = body[pos:]
+    if '"' in rest or "\\" in rest:
+        bad = pos + min(i for i in (rest.find('"'), rest.find("\\")) if i >= 0)
+        what = "an unescaped quote" if body[bad] == '"' else "an invalid escape"
+        raise ValueError(f"{what} at character {bad + 1} of the value")
+    out += rest.encode()
+    return out.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAnnotations:
+    values: dict[str, str]
+    broken: dict[str, str]
+    """Keys whose line could not be parsed, with the reason (for fail-closed handling)."""
+    errors: tuple[str, ...]
+
+
+def parse_annotations(text: str) -> ParsedAnnotations:
+    """Parse kubelet's annotations file format; bad lines are reported, never fatal."""
+    values: dict[str, str] = {}
+    broken: dict[str, str] = {}
+    errors: list[str] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        key, sep, quoted = line.partition("=")
+        key = key.strip()
+        try:
+            if not sep or not key:
+                raise ValueError('expected key="value"')
+            values[key] = unquote_go(quoted)
+        except ValueError as exc:
+            shown = key[:100] or line[:40]
+            if key:
+                broken[key] = str(exc)
+            errors.append(f"annotations line {number} ({shown}): {exc}")
+    return ParsedAnnotations(values, broken, tuple(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationSnapshot:
+    """The annotations as last read, and what went wrong reading them (if anything)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    stale: bool = False
+    """True when the file could not be read now: `values` are the last good ones."""
+
+
+class AnnotationFile:
+    """Reads a Downward API annotations file, re-parsing only when it changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._version: tuple[int, int, int, int] | None = None
+        self._good = AnnotationSnapshot()
+        self.snapshot = AnnotationSnapshot()
+
+    def read(self) -> AnnotationSnapshot:
+        """The current annotations; never raises."""
+        try:
+            try:
+                loaded = self._load()
+            except FileNotFoundError:
+                # We may have resolved `..data` to the version kubelet is deleting right now.
+                loaded = self._load()
+            if loaded is None:
+                return self.snapshot
+            version, data = loaded
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            error = (
+                f"annotations file {str(self.path)!r} unreadable ({reason}): "
+                "keeping the last good annotations"
+            )
+            self.snapshot = AnnotationSnapshot(
+                self._good.values, self._good.broken, (*self._good.errors, error), stale=True
+            )
+            self._version = None
+            return self.snapshot
+        parsed = parse_annotations(data.decode("utf-8", "replace"))
+        self._version = version
+        self._good = AnnotationSnapshot(parsed.values, parsed.broken, parsed.errors)
+        self.snapshot = self._good
+        return self.snapshot
+
+    def _load(self) -> tuple[tuple[int, int, int, int], bytes] | None:
+        """The file's version and bytes, or None when it is the version already parsed."""
+        with self.path.open("rb") as file:
+            st = os.fstat(file.fileno())
+            version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if version == self._version and not self.snapshot.stale:
+                return None
+            return version, file.read()
