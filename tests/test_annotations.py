@@ -93,12 +93,14 @@ def test_force(
     [
         (
             {"force": "online"},
-            "invalid annotation presence-controller/force: 'online' is not available or unavailable; ignored",
+            "invalid annotation presence-controller/force: 'online' is not available or "
+            "unavailable; ignored",
         ),
         ({"force": "unknown"}, "'unknown' is not available or unavailable"),
         (
             {"force": "available", "force_until": "soon"},
-            "invalid annotation presence-controller/force-until: expected an RFC 3339 timestamp like",
+            "invalid annotation presence-controller/force-until: expected an RFC 3339 "
+            "timestamp like",
         ),
         ({"force": "available", "force_until": "2026-12-24"}, "needs a UTC offset"),
     ],
