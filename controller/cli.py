@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
 
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--reference", action="store_true", help="print the configuration reference table instead"
     )
+    windows = sub.add_parser(
+        "windows", help="check a window spec: print its next activations, or the parse error"
+    )
+    windows.add_argument("spec", help="e.g. 'Mon-Fri 22:00-06:00 Europe/Berlin'")
+    windows.add_argument("--count", type=int, default=5, help="activations to show (default 5)")
+    windows.add_argument(
+        "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
+    )
     gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
     gateway.add_argument(
         "--set",
@@ -70,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from controller.sim.scenario import run_demo
 
         return asyncio.run(run_demo(speed=args.speed))
+    if args.command == "windows":
+        return _windows(args.spec, args.count, args.start)
     if args.command == "check-config" and args.reference:
         print(reference_markdown(), end="")
         return EXIT_OK
@@ -110,6 +121,40 @@ async def serve(settings: Settings) -> None:
     host, port = settings.listen_host_port
     async with AdminServer(controller, host, port):
         await controller.run(stop)
+
+
+def _windows(spec: str, count: int, start: str | None) -> int:
+    from controller.core.schedule import ScheduleError, Weekly, parse, parse_timestamp
+
+    try:
+        at = parse_timestamp(start) if start else datetime.now(UTC)
+    except ScheduleError as exc:
+        print(f"presence-controller: --from: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        schedule = parse(spec)
+    except ScheduleError as exc:
+        print(f"presence-controller: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"schedule: {schedule}")
+    print(f"from:     {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    periods = schedule.activations(at, max(count, 1))
+    if not periods:
+        print("never active")
+        return EXIT_OK
+    for number, (begin, end, window) in enumerate(periods, 1):
+        zone = window.tz if isinstance(window, Weekly) else None
+        since = "active now" if begin == at else _when(begin, zone)
+        until = _when(end, zone) if end is not None else "no end (until the annotation is removed)"
+        print(f"{number:>3}. {since}  ->  {until}")
+    return EXIT_OK
+
+
+def _when(at: datetime, zone: tzinfo | None) -> str:
+    text = f"{at.astimezone(UTC):%a %Y-%m-%d %H:%M} UTC"
+    if zone is not None and zone is not UTC and str(zone) != "UTC":
+        text += f" ({at.astimezone(zone):%a %H:%M %Z})"
+    return text
 
 
 async def _check_gateway(settings: Settings, set_to: str | None) -> int:

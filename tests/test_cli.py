@@ -121,6 +121,47 @@ async def test_run_with_the_admin_port_taken_fails_cleanly(sim: Sim) -> None:
 async def test_demo_runs_the_scenario_and_exits_0() -> None:
     code, out, err = await cli("demo", "--speed", "4", timeout=60)
     assert code == 0, out + err
-    assert "8/8 steps behaved as expected" in out
-    for text in ("lag spike", "flapping health", "no flip", "POST /v2/presence -> 429", "SIGTERM"):
+    assert "10/10 steps behaved as expected" in out
+    for text in (
+        "lag spike",
+        "flapping health",
+        "no flip",
+        "POST /v2/presence -> 429",
+        "maintenance: DB migration (annotation presence-controller/maintenance 'true')",
+        "SIGTERM",
+    ):
         assert text in out, text
+    assert "FAILED" not in out
+
+
+async def test_windows_lists_the_next_activations_in_utc_and_local_time() -> None:
+    code, out, err = await cli(
+        "windows", "Sun 02:30-03:30 Europe/Berlin", "--count", "2", "--from", "2026-10-24T00:00:00Z"
+    )
+    assert code == 0, err
+    assert out.splitlines() == [
+        "schedule: Sun 02:30-03:30 Europe/Berlin",
+        "from:     2026-10-24 00:00:00 UTC",
+        "  1. Sun 2026-10-25 00:30 UTC (Sun 02:30 CEST)  ->  "
+        "Sun 2026-10-25 01:00 UTC (Sun 02:00 CET)",
+        "  2. Sun 2026-10-25 01:30 UTC (Sun 02:30 CET)  ->  "
+        "Sun 2026-10-25 02:30 UTC (Sun 03:30 CET)",
+    ]
+
+
+async def test_windows_for_constant_and_active_schedules() -> None:
+    code, out, _ = await cli("windows", "on", "--from", "2026-11-27T12:00:00Z")
+    assert code == 0 and "  1. active now  ->  no end (until the annotation is removed)" in out
+    code, out, _ = await cli("windows", "off")
+    assert code == 0 and out.splitlines()[-1] == "never active"
+
+
+async def test_windows_reports_the_parse_error_and_exits_2() -> None:
+    code, out, err = await cli("windows", "Mon-Fri 22:00-06:00 Europe/Berln")
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        "presence-controller: window 'Mon-Fri 22:00-06:00 Europe/Berln': unknown time zone "
+        "'Europe/Berln': expected an IANA name such as UTC or Europe/Berlin"
+    )
+    code, _, err = await cli("windows", "true", "--from", "yesterday")
+    assert code == 2 and err.startswith("presence-controller: --from: expected an RFC 3339")

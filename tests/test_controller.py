@@ -9,6 +9,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +21,10 @@ from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
 from controller.sim.consumer import MetricsMode
+from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
+
+P = "presence-controller/"
 
 
 @dataclass
@@ -46,10 +50,12 @@ class Running:
 
 
 @asynccontextmanager
-async def running(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Running]:
+async def running(
+    settings: Settings, stop: asyncio.Event | None = None, **controller_args: Any
+) -> AsyncIterator[Running]:
     logs = io.StringIO()
     configure_logging("json", "info", settings.secrets(), stream=logs)
-    controller = Controller(settings)
+    controller = Controller(settings, **controller_args)
     stop = stop or asyncio.Event()
     async with AdminServer(controller, "127.0.0.1", 0) as admin:
         task = asyncio.create_task(controller.run(stop))
@@ -59,6 +65,11 @@ async def running(settings: Settings, stop: asyncio.Event | None = None) -> Asyn
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 6.0)
+
+
+def reason(run: Running) -> str:
+    decision = run.controller.decision
+    return decision.reason if decision is not None else ""
 
 
 async def until(check: Callable[[], bool], within: float = 3.0) -> None:
@@ -287,3 +298,126 @@ async def test_a_failing_tick_is_logged_and_the_loop_goes_on(sim: Sim) -> None:
         await until(lambda: sim.gateway.presence == "available")
     errors = [e for e in run.log_events() if e["msg"] == "tick failed"]
     assert len(errors) == 3 and "RuntimeError: bug in a probe" in errors[0]["exception"]
+
+
+# Maintenance, force and online hours through a Downward API volume, end to end.
+
+
+@pytest.fixture
+def volume(tmp_path: Any) -> DownwardAPIVolume:
+    volume = DownwardAPIVolume(tmp_path / "podinfo")
+    volume.write({"app": "bot"})
+    return volume
+
+
+async def test_maintenance_annotation_takes_a_healthy_bot_offline_and_back(
+    sim: Sim, volume: DownwardAPIVolume
+) -> None:
+    async with running(sim.settings(annotations_file=volume.file)) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        volume.write(
+            {"app": "bot", P + "maintenance": "true", P + "maintenance-reason": "DB migration"}
+        )
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await run.status()
+        assert status["presence"]["reason"] == (
+            "maintenance: DB migration (annotation presence-controller/maintenance 'true')"
+        )
+        assert status["maintenance"]["active"] is True
+        assert status["maintenance"]["source"] == "annotation presence-controller/maintenance"
+        assert status["annotations"]["values"] == {
+            P + "maintenance": "true",
+            P + "maintenance-reason": "DB migration",
+        }
+        assert await run.metric("presence_maintenance_active") == 1
+        assert status["signals"]["health"] == "ok", "the consumer is healthy all along"
+
+        volume.write({"app": "bot", P + "maintenance": "false"})
+        await until(lambda: sim.gateway.presence == "available")
+        assert await run.metric("presence_maintenance_active") == 0
+    events = [
+        e["msg"] for e in run.log_events() if e.get("event") in ("maintenance", "annotations")
+    ]
+    assert events == [
+        "presence annotations changed",
+        "maintenance started: DB migration (annotation presence-controller/maintenance 'true')",
+        "presence annotations changed",
+        "maintenance ended",
+    ]
+
+
+async def test_an_invalid_maintenance_annotation_fails_closed_and_is_reported_once(
+    sim: Sim, volume: DownwardAPIVolume
+) -> None:
+    async with running(sim.settings(annotations_file=volume.file)) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        volume.write({P + "maintenance": "Saturday night"})
+        await until(lambda: sim.gateway.presence == "unavailable")
+        ticks = run.controller.ticks
+        await until(lambda: run.controller.ticks >= ticks + 5)
+        status = await run.status()
+        error = (
+            "invalid annotation presence-controller/maintenance: window 'Saturday night': "
+            "unknown day 'Saturday': expected Mon, Tue, Wed, Thu, Fri, Sat, Sun"
+        )
+        assert status["presence"]["reason"] == f"maintenance: {error}"
+        assert status["maintenance"]["errors"] == [error]
+        assert await run.metric("presence_annotation_errors_total") == 1
+    logged = [e for e in run.log_events() if e.get("event") == "annotation_error"]
+    assert [e["msg"] for e in logged] == [error]
+
+
+async def test_force_overrides_health_but_not_maintenance(
+    sim: Sim, volume: DownwardAPIVolume
+) -> None:
+    sim.consumer.health_status = 503
+    async with running(sim.settings(annotations_file=volume.file)) as run:
+        await until(lambda: sim.gateway.presence == "unavailable")
+        volume.write({P + "force": "available"})
+        await until(lambda: sim.gateway.presence == "available")
+        assert (await run.status())["override"]["active"] is True
+        volume.write({P + "force": "available", P + "maintenance": "on"})
+        await until(lambda: sim.gateway.presence == "unavailable")
+        volume.write({P + "force": "available", P + "force-until": "2020-01-01T00:00:00Z"})
+        await until(lambda: reason(run).startswith("unhealthy"))
+        assert (await run.status())["override"]["expired"] is True
+
+
+async def test_a_vanished_annotations_file_keeps_the_last_good_values(
+    sim: Sim, volume: DownwardAPIVolume
+) -> None:
+    volume.write({P + "maintenance": "true"})
+    async with running(sim.settings(annotations_file=volume.file)) as run:
+        await until(lambda: sim.gateway.presence == "unavailable")
+        (volume.directory / "..data").unlink()
+        await until(lambda: run.controller._snapshot.stale)
+        ticks = run.controller.ticks
+        await until(lambda: run.controller.ticks >= ticks + 3)
+        status = await run.status()
+        assert status["annotations"]["stale"] is True
+        assert status["maintenance"]["active"] is True, "kept the last good annotations"
+        assert "unreadable" in status["maintenance"]["errors"][-1]
+        assert sim.gateway.presence == "unavailable"
+        assert await run.metric("presence_annotation_errors_total") == 1
+
+
+async def test_configured_windows_and_online_hours(sim: Sim) -> None:
+    friday_night = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)
+    settings = sim.settings(online_hours="Mon-Fri 09:00-18:00 Europe/Berlin")
+    async with running(settings, wall_clock=lambda: friday_night) as run:
+        await until(lambda: reason(run).startswith("outside online hours"))
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await run.status()
+        assert status["presence"]["reason"] == (
+            "outside online hours: 'Mon-Fri 09:00-18:00 Europe/Berlin', "
+            "back at 2026-11-30T08:00:00+00:00"
+        )
+        assert status["online_hours"]["inside"] is False
+    settings = sim.settings(maintenance_windows="Fri 22:00-02:00 UTC")
+    async with running(settings, wall_clock=lambda: friday_night) as run:
+        await until(lambda: reason(run).startswith("maintenance"))
+        status = await run.status()
+        assert status["presence"]["reason"] == (
+            "maintenance: PRESENCE_MAINTENANCE_WINDOWS 'Fri 22:00-02:00 UTC'"
+        )
+        assert status["maintenance"]["ends"] == "2026-11-28T02:00:00+00:00"

@@ -149,6 +149,23 @@ class Schedule:
                 return candidate
         return None
 
+    def activations(
+        self, after: datetime, count: int
+    ) -> list[tuple[datetime, datetime | None, Window]]:
+        """The next `count` periods of activity from `after`: (start, end or None, the window
+        active at the start). A period already running at `after` starts at `after`."""
+        out: list[tuple[datetime, datetime | None, Window]] = []
+        start: datetime | None = after
+        while start is not None and len(out) < count:
+            window = self.active(start)
+            if window is None:
+                start = self.next_change(start)
+                continue
+            end = self.next_change(start)
+            out.append((start, end, window))
+            start = self.next_change(end) if end is not None else None
+        return out
+
     def _candidates(self, after: datetime) -> Iterator[datetime]:
         absolute: list[datetime] = []
         for window in self.windows:

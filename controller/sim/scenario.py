@@ -1,16 +1,19 @@
 """`presence-controller demo`: the real controller against the simulators, through a script.
 
-Each step changes the simulated consumer or gateway and states what the bot's presence must
-do; the timeline shows every decision and every call the gateway received, with its reason.
+Each step changes the simulated consumer, gateway or pod annotations and states what the bot's
+presence must do; the timeline shows every decision and every call the gateway received.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from controller.config import Settings
@@ -18,45 +21,68 @@ from controller.core.types import Presence
 from controller.runtime.controller import Controller, Transition
 from controller.runtime.logs import configure_logging
 from controller.sim.consumer import SimConsumer
+from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault, GatewayCall, SimGateway
 from controller.sim.server import LoopbackServer
+
+MAINTENANCE = "presence-controller/maintenance"
+
+
+@dataclass(frozen=True)
+class World:
+    """What a step may change."""
+
+    consumer: SimConsumer
+    gateway: SimGateway
+    podinfo: DownwardAPIVolume
 
 
 @dataclass(frozen=True)
 class Step:
     title: str
-    change: Callable[[SimConsumer, SimGateway], None]
+    change: Callable[[World], None]
     expect: Presence
     hold: float = 0.0
     """> 0: the presence must stay `expect` for this long (seconds at speed 1), with no change."""
 
 
-def _set(**changes: object) -> Callable[[SimConsumer, SimGateway], None]:
-    def change(consumer: SimConsumer, gateway: SimGateway) -> None:
+def _consumer(**changes: object) -> Callable[[World], None]:
+    def change(world: World) -> None:
         for name, value in changes.items():
-            setattr(consumer, name, value)
+            setattr(world.consumer, name, value)
 
     return change
 
 
-def _down_and_rate_limited(consumer: SimConsumer, gateway: SimGateway) -> None:
-    consumer.health_status = 503
-    gateway.set_faults.extend([Fault(429, {"Retry-After": "1"}), Fault(503)])
+def _annotate(**annotations: str) -> Callable[[World], None]:
+    def change(world: World) -> None:
+        world.podinfo.write(
+            {f"presence-controller/{k.replace('_', '-')}": v for k, v in annotations.items()}
+        )
+
+    return change
+
+
+def _down_and_rate_limited(world: World) -> None:
+    world.consumer.health_status = 503
+    world.gateway.set_faults.extend([Fault(429, {"Retry-After": "1"}), Fault(503)])
 
 
 STEPS = (
-    Step("healthy consumer: health 200, queue lag 1s", _set(lag=1.0), Presence.AVAILABLE),
-    Step("lag spike: queue lag 45s (lag_high 30)", _set(lag=45.0), Presence.UNAVAILABLE),
-    Step("recovery: queue lag 2s; back after the hold-down", _set(lag=2.0), Presence.AVAILABLE),
+    Step("healthy consumer: health 200, queue lag 1s", _consumer(lag=1.0), Presence.AVAILABLE),
+    Step("lag spike: queue lag 45s (lag_high 30)", _consumer(lag=45.0), Presence.UNAVAILABLE),
+    Step(
+        "recovery: queue lag 2s; back after the hold-down", _consumer(lag=2.0), Presence.AVAILABLE
+    ),
     Step(
         "flapping health: 200/500 on alternate probes",
-        _set(flap=True),
+        _consumer(flap=True),
         Presence.AVAILABLE,
         hold=3.0,
     ),
     Step(
         "lag 20s, between the watermarks: neutral ticks",
-        _set(flap=False, lag=20.0),
+        _consumer(flap=False, lag=20.0),
         Presence.AVAILABLE,
         hold=2.0,
     ),
@@ -65,13 +91,21 @@ STEPS = (
         _down_and_rate_limited,
         Presence.UNAVAILABLE,
     ),
-    Step("consumer back: health 200, lag 1s", _set(health_status=200, lag=1.0), Presence.AVAILABLE),
+    Step(
+        "consumer back: health 200, lag 1s",
+        _consumer(health_status=200, lag=1.0),
+        Presence.AVAILABLE,
+    ),
+    Step(
+        f"kubectl annotate {MAINTENANCE}=true, consumer still healthy",
+        _annotate(maintenance="true", maintenance_reason="DB migration"),
+        Presence.UNAVAILABLE,
+    ),
+    Step(f"kubectl annotate {MAINTENANCE}- (removed)", _annotate(), Presence.AVAILABLE),
 )
 
 
-def demo_settings(
-    consumer_url: str, gateway: SimGateway, gateway_url: str, speed: float
-) -> Settings:
+def demo_settings(world: World, consumer_url: str, gateway_url: str, speed: float) -> Settings:
     def t(seconds: float) -> float:
         return seconds / speed
 
@@ -89,10 +123,11 @@ def demo_settings(
         reassert_unavailable=t(6.0),
         session_check=t(10.0),
         listen="127.0.0.1:0",
+        annotations_file=world.podinfo.file,
         wawp={
             "base_url": gateway_url,
-            "instance_id": gateway.instance_id,
-            "access_token": gateway.access_token,
+            "instance_id": world.gateway.instance_id,
+            "access_token": world.gateway.access_token,
             "timeout": t(1.0),
         },
     )
@@ -137,81 +172,73 @@ async def _wait_for(check: Callable[[], bool], within: float) -> bool:
 async def run_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
     """Run the scenario; 0 if every step behaved as stated, 1 otherwise."""
     configure_logging("text", "error", [])
-    consumer, gateway = SimConsumer(), SimGateway()
+    podinfo = Path(tempfile.mkdtemp(prefix="presence-demo-"))
+    world = World(SimConsumer(), SimGateway(), DownwardAPIVolume(podinfo))
+    world.podinfo.write({})
     timeline = Timeline(out)
-    gateway.on_call = timeline.gateway_call
-    async with (
-        LoopbackServer(consumer.app()) as consumer_srv,
-        LoopbackServer(gateway.app()) as gateway_srv,
-    ):
-        settings = demo_settings(consumer_srv.url, gateway, gateway_srv.url, speed)
-        controller = Controller(settings)
-        controller.listeners.append(timeline.transition)
-        print(
-            "presence-controller demo: the real controller, a simulated consumer and a simulated "
-            "Wawp gateway on loopback\n"
-            f"interval {settings.interval:g}s, rise {settings.rise}, fall {settings.fall}, "
-            f"hold-down {settings.hold_down:g}s, lag_low {settings.lag_low:g}, "
-            f"lag_high {settings.lag_high:g}, re-assert available every "
-            f"{settings.reassert_available:g}s\n\n"
-            f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
-            file=out,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(controller.run(stop))
-        failures = 0
-        try:
-            for number, step in enumerate(STEPS, 1):
-                failures += not await _run_step(
-                    number, step, consumer, gateway, controller, timeline, speed
-                )
-        finally:
-            stop.set()
-            timeline.line(
-                "scenario",
-                "",
-                f"{len(STEPS) + 1}/{len(STEPS) + 1} SIGTERM: stop ticking, write unavailable",
-            )
-            await task
-        shutdown_ok = gateway.presence == Presence.UNAVAILABLE.value
-        failures += not shutdown_ok
-        timeline.line(
-            "check",
-            "",
-            f"{'ok' if shutdown_ok else 'FAILED'}: gateway shows {gateway.presence} after shutdown",
-        )
+    world.gateway.on_call = timeline.gateway_call
     total = len(STEPS) + 1
+    failures = 0
+    try:
+        async with (
+            LoopbackServer(world.consumer.app()) as consumer_srv,
+            LoopbackServer(world.gateway.app()) as gateway_srv,
+        ):
+            settings = demo_settings(world, consumer_srv.url, gateway_srv.url, speed)
+            controller = Controller(settings)
+            controller.listeners.append(timeline.transition)
+            print(
+                "presence-controller demo: the real controller, a simulated consumer, a simulated "
+                "Wawp gateway and pod annotations, on loopback\n"
+                f"interval {settings.interval:g}s, rise {settings.rise}, fall {settings.fall}, "
+                f"hold-down {settings.hold_down:g}s, lag_low {settings.lag_low:g}, "
+                f"lag_high {settings.lag_high:g}, re-assert available every "
+                f"{settings.reassert_available:g}s\n\n"
+                f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
+                file=out,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(controller.run(stop))
+            try:
+                for number, step in enumerate(STEPS, 1):
+                    timeline.line("scenario", "", f"{number}/{total} {step.title}")
+                    ok = await _run_step(step, world, controller, timeline, speed)
+                    failures += not ok
+            finally:
+                stop.set()
+                timeline.line("scenario", "", f"{total}/{total} SIGTERM: stop, write unavailable")
+                await task
+            shown = world.gateway.presence
+            ok = shown == Presence.UNAVAILABLE.value
+            failures += not ok
+            timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: gateway shows {shown}")
+    finally:
+        shutil.rmtree(podinfo, ignore_errors=True)
     print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
     return 0 if failures == 0 else 1
 
 
 async def _run_step(
-    number: int,
-    step: Step,
-    consumer: SimConsumer,
-    gateway: SimGateway,
-    controller: Controller,
-    timeline: Timeline,
-    speed: float,
+    step: Step, world: World, controller: Controller, timeline: Timeline, speed: float
 ) -> bool:
-    timeline.line("scenario", "", f"{number}/{len(STEPS) + 1} {step.title}")
-    step.change(consumer, gateway)
+    step.change(world)
     expected = step.expect.value
 
     def shown() -> bool:
-        return gateway.presence == expected and controller.actuator.state.applied is step.expect
+        applied = controller.actuator.state.applied is step.expect
+        return world.gateway.presence == expected and applied
 
     if step.hold:
         changes = len(controller.transitions)
-        steady = await _wait_for(lambda: not shown(), step.hold / speed) is False
-        ok = steady and len(controller.transitions) == changes
+        left = await _wait_for(lambda: not shown(), step.hold / speed)
+        ok = not left and len(controller.transitions) == changes
         verdict = f"stayed {expected} for {step.hold / speed:g}s, no flip" if ok else "FLIPPED"
     else:
         ok = await _wait_for(shown, 15.0 / speed + 3.0)
         verdict = (
             f"gateway shows {expected}"
             if ok
-            else f"gateway shows {gateway.presence}, expected {expected}"
+            else (f"gateway shows {world.gateway.presence}, expected {expected}")
         )
     timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: {verdict}")
     return ok
