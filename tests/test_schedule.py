@@ -286,3 +286,14 @@ def test_active_is_constant_until_next_change(
 @given(schedules)
 def test_format_then_parse_round_trips(schedule: Schedule) -> None:
     assert parse(str(schedule)) == schedule
+
+
+def test_activations_list_periods_from_an_instant() -> None:
+    schedule = parse("Fri 22:00-06:00 UTC")
+    at = utc(2026, 11, 28, 1)  # Saturday 01:00: inside Friday night's window
+    assert schedule.activations(at, 2) == [
+        (at, utc(2026, 11, 28, 6), schedule.windows[0]),
+        (utc(2026, 12, 4, 22), utc(2026, 12, 5, 6), schedule.windows[0]),
+    ]
+    assert parse("true").activations(at, 3) == [(at, None, Always())]
+    assert parse("off").activations(at, 3) == []
