@@ -408,7 +408,7 @@ def _describe(error: Mapping[str, Any]) -> str:
         and isinstance(shown, str | int | float)
         and not _SECRET_FIELDS.intersection(str(p) for p in loc)
         and "got" not in message
-        and str(shown) not in message
+        and "'" not in message  # the message already quotes what is wrong
     ):
         message += f" (got {shown!r})"
     if error["type"] == "extra_forbidden":

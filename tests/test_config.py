@@ -270,3 +270,40 @@ def test_reference_doc_is_generated_from_the_model() -> None:
     assert "| `PRESENCE_INTERVAL` | `5` |" in table
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert doc == table, "docs/configuration.md is stale: run `make docs`"
+
+
+def test_maintenance_settings_are_validated_at_start(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_ANNOTATIONS_FILE="/etc/podinfo/annotations-missing",
+        PRESENCE_MAINTENANCE_WINDOWS="Sat 02:00-04:00 UTC; Sun 25:00-26:00 UTC",
+        PRESENCE_ONLINE_HOURS="off",
+        PRESENCE_MAINTENANCE_LEAD="soon",
+    )
+    assert errors == [
+        "PRESENCE_ANNOTATIONS_FILE: no such file '/etc/podinfo/annotations-missing': "
+        "mount the Downward API volume, or unset it",
+        "PRESENCE_MAINTENANCE_WINDOWS: window 2 of 2 'Sun 25:00-26:00 UTC': invalid time "
+        "'25:00': expected HH:MM from 00:00 to 23:59",
+        "PRESENCE_ONLINE_HOURS: 'off' would keep the bot offline for good: leave ONLINE_HOURS "
+        "unset for no limit",
+        "PRESENCE_MAINTENANCE_LEAD: invalid duration 'soon': expected seconds or a number with a "
+        "unit ms, s, m or h (500ms, 30s, 5m, 1h)",
+    ]
+
+
+def test_maintenance_settings_build_schedules(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    annotations = tmp_path / "annotations"
+    annotations.write_text("")
+    monkeypatch.setenv("PRESENCE_ANNOTATIONS_FILE", str(annotations))
+    monkeypatch.setenv("PRESENCE_MAINTENANCE_WINDOWS", "Sat 02:00-04:00 Europe/Berlin")
+    monkeypatch.setenv("PRESENCE_ONLINE_HOURS", "Mon-Fri 09:00-18:00 UTC")
+    monkeypatch.setenv("PRESENCE_MAINTENANCE_LEAD", "5m")
+    s = load_settings()
+    assert str(s.maintenance_schedule()) == "Sat 02:00-04:00 Europe/Berlin"
+    assert str(s.online_hours_schedule()) == "Mon-Fri 09:00-18:00 UTC"
+    assert s.maintenance_lead == 300.0 and s.annotations_file == annotations

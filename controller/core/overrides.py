@@ -99,7 +99,9 @@ def _maintenance(
         return MaintenanceReport()
 
     boundary = combined.next_change(at)
-    changes.append(boundary)
+    # The reason names the active window and its source, which can change while maintenance
+    # stays on (one window hands over to another): every window's own changes count.
+    changes.extend(Schedule((window,)).next_change(at) for window in combined.windows)
     for source, schedule in sources:
         window = schedule.active(at)
         if window is not None:
