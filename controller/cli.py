@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
@@ -14,7 +17,7 @@ from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
 from controller.core.types import Presence
 from controller.gateway.base import GatewayError
-from controller.redaction import scrub
+from controller.redaction import redact_url, scrub
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -61,16 +64,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load() -> Settings | None:
+    from controller.runtime.telemetry import tracing_errors
+
+    errors = tracing_errors(os.environ)
+    settings = None
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
-        print(
-            f"presence-controller: invalid configuration ({len(exc.errors)} errors):",
-            file=sys.stderr,
-        )
-        for error in exc.errors:
-            print(f"  - {error}", file=sys.stderr)
-        return None
+        errors = exc.errors + errors
+    if not errors:
+        return settings
+    print(f"presence-controller: invalid configuration ({len(errors)} errors):", file=sys.stderr)
+    for error in errors:
+        print(f"  - {error}", file=sys.stderr)
+    return None
+
+
+def _tracing_summary() -> dict[str, object]:
+    """What tracing will do, from the OTEL_* variables (header values are never printed)."""
+    from controller.runtime.telemetry import SERVICE_NAME
+
+    env = os.environ
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318 (SDK default)"
+    )
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    return {
+        "exporter": env.get("OTEL_TRACES_EXPORTER", "otlp"),
+        "endpoint": redact_url(endpoint),
+        "headers": "set (not shown)" if headers else None,
+        "service_name": env.get("OTEL_SERVICE_NAME", SERVICE_NAME),
+        "sampler": env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on (SDK default)"),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     if args.command == "check-config":
-        print(json.dumps(settings.masked(), indent=2))
+        print(json.dumps({**settings.masked(), "tracing": _tracing_summary()}, indent=2))
         return EXIT_OK
     if args.command == "check-gateway":
         return asyncio.run(_check_gateway(settings, args.set))
@@ -111,16 +136,34 @@ def _run(settings: Settings) -> int:
 async def serve(settings: Settings) -> None:
     """Run the controller and its admin server until SIGTERM or SIGINT."""
     from controller.runtime.admin import AdminServer
-    from controller.runtime.controller import Controller
+    from controller.runtime.controller import SHUTDOWN_DEADLINE, Controller
+    from controller.runtime.metrics import Metrics
+    from controller.runtime.telemetry import setup_tracing
 
     stop = asyncio.Event()
+    stopped_at: list[float] = []
+
+    def on_signal() -> None:
+        stopped_at.append(time.monotonic())
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    controller = Controller(settings)
+        loop.add_signal_handler(sig, on_signal)
+    metrics = Metrics()
+    tracing = setup_tracing(metrics)
+    controller = Controller(settings, metrics=metrics, tracer=tracing.tracer)
     host, port = settings.listen_host_port
-    async with AdminServer(controller, host, port):
-        await controller.run(stop)
+    try:
+        async with AdminServer(controller, host, port):
+            await controller.run(stop)
+    finally:
+        # Flush spans with what is left of the shutdown deadline, never more.
+        spent = time.monotonic() - stopped_at[0] if stopped_at else 0.0
+        budget = max(0.2, SHUTDOWN_DEADLINE - spent - 0.3)
+        if not await asyncio.to_thread(tracing.shutdown, budget):
+            message = f"trace export did not finish within {budget:.1f}s: unsent spans dropped"
+            logging.getLogger("presence.telemetry").warning(message)
 
 
 def _windows(spec: str, count: int, start: str | None) -> int:

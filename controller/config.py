@@ -43,6 +43,8 @@ from controller.core.schedule import Schedule, ScheduleError
 from controller.core.schedule import parse as parse_schedule
 
 ENV_PREFIX = "PRESENCE_"
+MIN_TOKEN_LENGTH = 8
+"""Shorter tokens are refused: no real token is that short, and log scrubbing needs one."""
 NESTED_DELIMITER = "__"
 CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
 
@@ -126,6 +128,13 @@ class WawpSettings(BaseModel):
             raise ValueError("expected two different non-empty values, e.g. available,unavailable")
         return value
 
+    @field_validator("access_token")
+    @classmethod
+    def _credible_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"too short to be an access token (< {MIN_TOKEN_LENGTH} characters)")
+        return value
+
     @model_validator(mode="after")
     def _load_token_file(self) -> WawpSettings:
         if self.access_token_file is None:
@@ -138,8 +147,11 @@ class WawpSettings(BaseModel):
             raise ValueError(
                 f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
             ) from None
-        if not token:
-            raise ValueError(f"access token file {str(self.access_token_file)!r} is empty")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"access token file {str(self.access_token_file)!r} holds no token "
+                f"(< {MIN_TOKEN_LENGTH} characters)"
+            )
         self.access_token = SecretStr(token)
         return self
 

@@ -58,6 +58,7 @@ class Sim:
         """The same settings as environment variables, for subprocess tests."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
         env.update(
+            OTEL_TRACES_EXPORTER="none",
             PRESENCE_HEALTH_URL=f"{self.consumer_url}/healthz",
             PRESENCE_METRICS_URL=f"{self.consumer_url}/metrics",
             PRESENCE_INTERVAL="50ms",

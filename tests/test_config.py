@@ -136,7 +136,9 @@ def test_every_error_is_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_health_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    errors = errors_of(monkeypatch, PRESENCE_WAWP__INSTANCE_ID="i", PRESENCE_WAWP__ACCESS_TOKEN="t")
+    errors = errors_of(
+        monkeypatch, PRESENCE_WAWP__INSTANCE_ID="i", PRESENCE_WAWP__ACCESS_TOKEN="token-123"
+    )
     assert errors == ["PRESENCE_HEALTH_URL: Field required"]
 
 
@@ -183,7 +185,7 @@ def test_token_from_file(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read access token file"), ("\n", "is empty")],
+    [(None, "cannot read access token file"), ("\n", "holds no token"), ("abc", "holds no token")],
 )
 def test_bad_token_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
@@ -259,7 +261,9 @@ def test_bad_config_file(
 
 def test_from_values_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRESENCE_DRY_RUN", "true")
-    s = Settings.from_values(health_url="http://h/", wawp={"instance_id": "i", "access_token": "t"})
+    s = Settings.from_values(
+        health_url="http://h/", wawp={"instance_id": "i", "access_token": "token-123"}
+    )
     assert s.dry_run is False
 
 
@@ -307,3 +311,15 @@ def test_maintenance_settings_build_schedules(
     assert str(s.maintenance_schedule()) == "Sat 02:00-04:00 Europe/Berlin"
     assert str(s.online_hours_schedule()) == "Mon-Fri 09:00-18:00 UTC"
     assert s.maintenance_lead == 300.0 and s.annotations_file == annotations
+
+
+def test_a_token_too_short_to_be_real_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_HEALTH_URL="http://h/",
+        PRESENCE_WAWP__INSTANCE_ID="i",
+        PRESENCE_WAWP__ACCESS_TOKEN="abc",
+    )
+    assert errors == [
+        "PRESENCE_WAWP__ACCESS_TOKEN: too short to be an access token (< 8 characters)"
+    ]

@@ -143,7 +143,9 @@ async def test_malformed_session_replies(body: str, message: str) -> None:
     app.router.add_get("/v2/session/info", info)
     async with LoopbackServer(app) as server:
         gw = WawpGateway(
-            WawpSettings(base_url=server.url, instance_id="i", access_token="t", timeout=0.5)  # type: ignore[arg-type]
+            WawpSettings(
+                base_url=server.url, instance_id="i", access_token="token-123", timeout=0.5
+            )  # type: ignore[arg-type]
         )
         with pytest.raises(PermanentError, match=message):
             await gw.session_status()
@@ -153,10 +155,10 @@ async def test_malformed_session_replies(body: str, message: str) -> None:
 async def test_connection_refused_is_transient() -> None:
     gw = WawpGateway(
         WawpSettings(
-            base_url="http://127.0.0.1:9", instance_id="i", access_token="tok", timeout=0.5
+            base_url="http://127.0.0.1:9", instance_id="i", access_token="tok-secret", timeout=0.5
         )  # type: ignore[arg-type]
     )
     with pytest.raises(TransientError, match=r"connection failed \(ConnectError\)") as caught:
         await gw.session_status()
     await gw.aclose()
-    assert "tok" not in str(caught.value)
+    assert "tok-secret" not in str(caught.value)

@@ -73,8 +73,8 @@ class Gateway(Protocol):
         """The session state, normalised to WORKING, STARTING, SCAN_QR_CODE, STOPPED or FAILED."""
         ...
 
-    async def set_presence(self, presence: Presence) -> None:
-        """Set AVAILABLE or UNAVAILABLE; raises a GatewayError subclass on failure."""
+    async def set_presence(self, presence: Presence) -> int:
+        """Set AVAILABLE or UNAVAILABLE and return the HTTP status; a GatewayError on failure."""
         ...
 
     async def aclose(self) -> None: ...

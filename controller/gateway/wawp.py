@@ -24,7 +24,12 @@ class WawpGateway:
 
     provider = "wawp"
 
-    def __init__(self, settings: WawpSettings, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: WawpSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         if settings.instance_id is None or settings.access_token is None:
             raise ValueError("Wawp needs an instance ID and an access token")
         self._settings = settings
@@ -33,8 +38,9 @@ class WawpGateway:
             "access_token": settings.access_token.get_secret_value(),
         }
         self._timeout = settings.timeout
-        self._client = client or httpx.AsyncClient(
+        self._client = httpx.AsyncClient(
             base_url=str(settings.base_url).rstrip("/"),
+            transport=transport,
             timeout=settings.timeout,
             follow_redirects=False,
             headers={"User-Agent": "presence-controller"},
@@ -60,13 +66,14 @@ class WawpGateway:
             raise PermanentError(f"{what}: unknown session status {status[:40]!r}")
         return status
 
-    async def set_presence(self, presence: Presence) -> None:
+    async def set_presence(self, presence: Presence) -> int:
         if presence not in self._values:
             raise ValueError(f"cannot set presence {presence}")
         what = f"set presence {presence}"
         body = {self._settings.field: self._values[presence]}
         response = await self._request("POST", "/v2/presence", what, json=body)
         raise_for_response(response, what, not_ready=422)
+        return response.status_code
 
     async def aclose(self) -> None:
         await self._client.aclose()

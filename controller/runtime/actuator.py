@@ -12,7 +12,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.core.actuation import (
     WORKING,
@@ -47,6 +52,7 @@ class Actuator:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.gateway = gateway
         self.cfg = cfg
@@ -56,13 +62,17 @@ class Actuator:
         self.next_action = "idle"
         self._clock = clock
         self._rng = rng or random.Random()
+        self._tracer = tracer or trace.get_tracer(__name__)
+        self._origin: Context | None = None
         self._wake = asyncio.Event()
         self._call_lock = asyncio.Lock()
 
-    def want(self, presence: Presence) -> None:
-        """Set the desired presence (called every tick; only a change wakes the actuator)."""
+    def want(self, presence: Presence, origin: Context | None = None) -> None:
+        """Set the desired presence (called every tick; only a change wakes the actuator).
+        `origin` is the trace context of the tick that changed it: gateway spans join it."""
         if presence is not self.desired:
             self.desired = presence
+            self._origin = origin
             self._wake.set()
 
     async def run(self) -> None:
@@ -105,14 +115,34 @@ class Actuator:
             return False
         return self.state.applied is Presence.UNAVAILABLE
 
+    def _span(self, operation: str, why: str) -> AbstractContextManager[Span]:
+        """A gateway span: in the trace of the tick that changed the desired presence while we
+        converge on that change, a trace of its own for re-asserts and the shutdown write."""
+        converging = self.state.applied is not self.desired and why != "shutdown"
+        return self._tracer.start_as_current_span(
+            f"presence.gateway.{operation}",
+            context=self._origin if converging else None,
+            attributes={
+                "gateway.provider": self.gateway.provider,
+                "presence.gateway.why": why,
+                "presence.gateway.attempt": self.state.failures + 1,
+            },
+            record_exception=False,
+        )
+
     async def _check_session(self) -> None:
-        try:
-            status = await self._call("session", self.gateway.session_status())
-        except GatewayError as exc:
-            self._failed(exc)
-            return
-        before = self.state.session
-        self.state = on_session(self.state, status, self._clock(), self.cfg, self._rng)
+        with self._span("session", "session check") as span:
+            try:
+                status = await self._call("session", self.gateway.session_status())
+            except GatewayError as exc:
+                self._failed(exc, span)
+                return
+            before = self.state.session
+            self.state = on_session(self.state, status, self._clock(), self.cfg, self._rng)
+            span.set_attribute("gateway.session", status)
+            if status != WORKING:
+                span.set_status(Status(StatusCode.ERROR, f"session {status}"))
+                span.set_attribute("presence.gateway.backoff_seconds", self._backoff_left())
         self.metrics.gateway_session_working.set(1 if status == WORKING else 0)
         self.metrics.gateway_auth_failed.set(0)
         if status != before:
@@ -122,9 +152,8 @@ class Actuator:
                 if status == WORKING
                 else f"; presence calls paused, re-checking in {self._backoff_left():.1f}s"
             )
-            event(
-                log, level, "gateway_session", f"gateway session is {status}{retry}", session=status
-            )
+            message = f"gateway session is {status}{retry}"
+            event(log, level, "gateway_session", message, session=status)
 
     async def _set(self, action: SetPresence, *, budget: bool = True) -> None:
         now = self._clock()
@@ -133,12 +162,15 @@ class Actuator:
         if self.cfg.dry_run:
             self._applied(action, now, "dry run: would set")
             return
-        try:
-            await self._call("set", self.gateway.set_presence(action.presence))
-        except GatewayError as exc:
-            self._failed(exc)
-            return
-        self._applied(action, self._clock(), "gateway accepted")
+        with self._span("set", action.why) as span:
+            span.set_attribute("presence.value", action.presence.value)
+            try:
+                code = await self._call("set", self.gateway.set_presence(action.presence))
+            except GatewayError as exc:
+                self._failed(exc, span)
+                return
+            span.set_attribute("http.response.status_code", code)
+            self._applied(action, self._clock(), "gateway accepted")
 
     def _applied(self, action: SetPresence, now: float, how: str) -> None:
         before = self.state.applied
@@ -181,10 +213,15 @@ class Actuator:
                     provider=self.gateway.provider, outcome=outcome
                 ).inc()
 
-    def _failed(self, exc: GatewayError) -> None:
+    def _failed(self, exc: GatewayError, span: Span) -> None:
         failure = exc.as_failure()
         self.state = on_failure(self.state, failure, self._clock(), self.cfg, self._rng)
         self.metrics.gateway_auth_failed.set(1 if self.state.auth_failed else 0)
+        span.set_status(Status(StatusCode.ERROR, failure.message))
+        span.set_attribute("error.type", failure.kind.value)
+        span.set_attribute("presence.gateway.backoff_seconds", self._backoff_left())
+        if exc.status_code is not None:
+            span.set_attribute("http.response.status_code", exc.status_code)
         level = logging.ERROR if self.state.auth_failed else logging.WARNING
         event(
             log,

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings
 from controller.core.annotations import Directives, read_directives
@@ -41,8 +43,10 @@ from controller.core.types import (
 from controller.gateway.base import Gateway
 from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
+from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
+from controller.runtime.telemetry import TRACER_NAME
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
@@ -76,9 +80,10 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-def build_gateway(settings: Settings) -> Gateway:
-    """The gateway client for the configured provider."""
-    return WawpGateway(settings.wawp)
+def build_gateway(settings: Settings, tracer: trace.Tracer | None = None) -> Gateway:
+    """The gateway client for the configured provider (HTTP spans when traced)."""
+    transport = traced_transport(tracer) if tracer is not None else None
+    return WawpGateway(settings.wawp, transport=transport)
 
 
 class Controller:
@@ -93,16 +98,23 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.gateway = gateway or build_gateway(settings)
+        self._tracer = tracer or trace.get_tracer(TRACER_NAME)
+        self.gateway = gateway or build_gateway(settings, tracer)
         self._clock = clock
         self._wall = wall_clock
         self._rng = rng or random.Random()
         self._hysteresis_cfg = settings.hysteresis()
         self.actuator = Actuator(
-            self.gateway, settings.actuation(), self.metrics, clock=clock, rng=self._rng
+            self.gateway,
+            settings.actuation(),
+            self.metrics,
+            clock=clock,
+            rng=self._rng,
+            tracer=self._tracer,
         )
         self.state = HysteresisState()
         self.decision: Decision | None = None
@@ -133,7 +145,10 @@ class Controller:
         s = self.settings
         limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
         async with httpx.AsyncClient(
-            timeout=s.timeout, limits=limits, follow_redirects=True, max_redirects=5
+            timeout=s.timeout,
+            transport=traced_transport(self._tracer, limits),
+            follow_redirects=True,
+            max_redirects=5,
         ) as probes:
             self._health = HealthProbe(probes, str(s.health_url), s.timeout)
             if s.metrics_url is not None:
@@ -175,15 +190,17 @@ class Controller:
     async def tick(self) -> Decision:
         """One reconcile: probe, decide, hand the decision to the actuator, report."""
         started = time.perf_counter()
-        health, lag = await self._observe()
-        at = self._wall()
-        obs = Observation(health=health, lag=lag, at=at, policy=self._evaluate(at).inputs)
-        now = self._clock()
-        previous = self.decision
-        self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
-        self.observation, self.decision = obs, decision
-        self.actuator.want(decision.presence)
-        self._report(obs, previous, decision)
+        with self._tracer.start_as_current_span("presence.reconcile") as span:
+            health, lag = await self._observe()
+            at = self._wall()
+            obs = Observation(health=health, lag=lag, at=at, policy=self._evaluate(at).inputs)
+            now = self._clock()
+            previous = self.decision
+            self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
+            self.observation, self.decision = obs, decision
+            self.actuator.want(decision.presence, trace.set_span_in_context(span))
+            self._report(obs, previous, decision)
+            self._annotate(span, obs, decision, previous)
         self.last_tick = now
         self.ticks += 1
         self.ready_event.set()
@@ -192,11 +209,60 @@ class Controller:
         return decision
 
     async def _observe(self) -> tuple[HealthResult, LagResult]:
-        assert self._health is not None, "tick() runs inside run()"
         if self._lag is None:
-            return await self._health(), LagResult.not_configured()
-        health, lag = await asyncio.gather(self._health(), self._lag())
+            return await self._probe_health(), LagResult.not_configured()
+        health, lag = await asyncio.gather(self._probe_health(), self._probe_lag())
         return health, lag
+
+    async def _probe_health(self) -> HealthResult:
+        assert self._health is not None, "tick() runs inside run()"
+        with self._tracer.start_as_current_span("presence.probe.health") as span:
+            result = await self._health()
+            span.set_attribute("health.status", result.status.value)
+            span.set_attribute("health.detail", result.detail)
+            if not result.ok:
+                span.set_status(Status(StatusCode.ERROR, result.detail))
+            return result
+
+    async def _probe_lag(self) -> LagResult:
+        assert self._lag is not None
+        with self._tracer.start_as_current_span("presence.probe.lag") as span:
+            result = await self._lag()
+            span.set_attribute("queue.lag.status", result.status.value)
+            span.set_attribute("queue.lag.detail", result.detail)
+            if result.value is not None:
+                span.set_attribute("queue.lag_seconds", result.value)
+            else:
+                span.set_status(Status(StatusCode.ERROR, result.detail))
+            return result
+
+    def _annotate(
+        self, span: Span, obs: Observation, decision: Decision, previous: Decision | None
+    ) -> None:
+        """The reconcile span's attributes, and a `presence.transition` event on a change."""
+        span.set_attributes(
+            {
+                "presence.desired": decision.presence.value,
+                "presence.applied": self.actuator.state.applied.value,
+                "presence.reason": decision.reason,
+                "presence.detail": decision.detail,
+                "presence.tick": decision.tick.value,
+                "health.status": obs.health.status.value,
+                "maintenance.active": obs.policy.maintenance is not None,
+                "presence.force": obs.policy.force.value if obs.policy.force else "",
+                "hysteresis.good": self.state.good,
+                "hysteresis.bad": self.state.bad,
+                "hysteresis.verdict": self.state.verdict.value,
+            }
+        )
+        if obs.lag.value is not None:
+            span.set_attribute("queue.lag_seconds", obs.lag.value)
+        old = previous.presence if previous is not None else Presence.UNKNOWN
+        if decision.presence is not old:
+            span.add_event(
+                "presence.transition",
+                {"from": old.value, "to": decision.presence.value, "reason": decision.reason},
+            )
 
     def _evaluate(self, at: datetime) -> Evaluation:
         """Maintenance, force and online hours at `at`; recomputed only when the annotations

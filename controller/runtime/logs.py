@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from controller.redaction import scrub
 
 _FIELDS = "presence_fields"
@@ -36,6 +38,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, _FIELDS, None) or {}
         payload.update(fields)
         payload["msg"] = record.getMessage()
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            payload["trace_id"] = trace.format_trace_id(context.trace_id)
+            payload["span_id"] = trace.format_span_id(context.span_id)
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         for key, value in record.__dict__.items():

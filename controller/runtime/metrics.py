@@ -74,6 +74,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.trace_spans = Counter(
+            "presence_trace_spans",
+            "Spans handed to the trace exporter, by result (exported, dropped)",
+            ["result"],
+            registry=r,
+        )
         self.last_tick = Gauge(
             "presence_last_tick_timestamp_seconds", "Unix time of the last tick", registry=r
         )

@@ -1,0 +1,177 @@
+"""OpenTelemetry tracing, configured from the standard OTEL_* environment variables.
+
+- `OTEL_TRACES_EXPORTER`: `otlp` (default; OTLP over HTTP/protobuf, honouring
+  `OTEL_EXPORTER_OTLP_ENDPOINT`, `..._HEADERS`, `..._TIMEOUT` and their `_TRACES_` forms),
+  `console` or `none`;
+- `OTEL_SERVICE_NAME` (default `presence-controller`), `OTEL_RESOURCE_ATTRIBUTES`;
+- `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (read by the SDK);
+- `POD_NAME`, `POD_NAMESPACE`, `NODE_NAME` become `k8s.pod.name`, `k8s.namespace.name`,
+  `k8s.node.name`.
+
+Spans are exported from the SDK's batch worker thread through a bounded queue, so a slow or dead
+collector never delays a tick; spans it does not take are dropped and counted. Shutdown is
+bounded too: the SDK's own exit hook (which may wait 30 s) is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from controller import __version__
+from controller.runtime.logs import event
+from controller.runtime.metrics import Metrics
+
+SERVICE_NAME = "presence-controller"
+EXPORTERS = ("otlp", "console", "none")
+K8S_ATTRIBUTES = {
+    "POD_NAME": "k8s.pod.name",
+    "POD_NAMESPACE": "k8s.namespace.name",
+    "NODE_NAME": "k8s.node.name",
+}
+TRACER_NAME = "presence-controller"
+log = logging.getLogger("presence.telemetry")
+
+
+def tracing_errors(environ: Mapping[str, str]) -> list[str]:
+    """Problems with the OTEL_* settings we interpret, as `VARIABLE: reason` lines."""
+    names = _exporter_names(environ)
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        return [
+            f"OTEL_TRACES_EXPORTER: unsupported exporter {', '.join(map(repr, unknown))}: "
+            f"expected {', '.join(EXPORTERS)}"
+        ]
+    return []
+
+
+def _exporter_names(environ: Mapping[str, str]) -> list[str]:
+    value = environ.get("OTEL_TRACES_EXPORTER", "otlp")
+    return [n.strip().lower() for n in value.split(",") if n.strip()] or ["otlp"]
+
+
+def resource(environ: Mapping[str, str]) -> Resource:
+    """Service and Kubernetes attributes; OTEL_SERVICE_NAME/OTEL_RESOURCE_ATTRIBUTES win."""
+    attributes: dict[str, str] = {"service.version": __version__}
+    if "OTEL_SERVICE_NAME" not in environ and "service.name=" not in environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
+        attributes["service.name"] = SERVICE_NAME
+    for variable, key in K8S_ATTRIBUTES.items():
+        if environ.get(variable):
+            attributes[key] = environ[variable]
+    return Resource.create(attributes)
+
+
+class CountingExporter(SpanExporter):
+    """Counts what the wrapped exporter took and what it did not (dropped), and logs once when
+    export starts failing and once when it recovers (the SDK's per-batch warnings are muted)."""
+
+    def __init__(self, inner: SpanExporter, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._failing = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        ok = result is SpanExportResult.SUCCESS
+        self._metrics.trace_spans.labels(result="exported" if ok else "dropped").inc(len(spans))
+        if ok == self._failing:
+            self._failing = not ok
+            if ok:
+                event(log, logging.INFO, "trace_export", "trace export recovered")
+            else:
+                message = "trace export failing: spans are dropped (see presence_trace_spans_total)"
+                event(log, logging.WARNING, "trace_export", message)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor (bounded queue, worker thread), counting queue-overflow drops."""
+
+    def __init__(self, exporter: SpanExporter, metrics: Metrics) -> None:
+        super().__init__(exporter)
+        self._metrics = metrics
+        # The SDK drops the oldest span when its queue is full and only logs it; the queue is
+        # internal, so count defensively and stop counting if its shape ever changes.
+        batch = getattr(self, "_batch_processor", None)
+        self._queue = getattr(batch, "_queue", None)
+        self._limit = getattr(batch, "_max_queue_size", None)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._queue is not None and self._limit is not None and len(self._queue) >= self._limit:
+            self._metrics.trace_spans.labels(result="dropped").inc()
+        super().on_end(span)
+
+
+@dataclass
+class Tracing:
+    """The tracer to use and how to stop it."""
+
+    provider: TracerProvider
+    tracer: trace.Tracer
+    exporters: tuple[str, ...]
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush and stop within `timeout` seconds; False if the exporter did not finish."""
+        worker = threading.Thread(target=self.provider.shutdown, daemon=True, name="otel-shutdown")
+        worker.start()
+        worker.join(max(timeout, 0.0))
+        return not worker.is_alive()
+
+
+def setup_tracing(
+    metrics: Metrics,
+    environ: Mapping[str, str] | None = None,
+    exporter: SpanExporter | None = None,
+) -> Tracing:
+    """A tracer provider from the environment (or with `exporter`, for tests)."""
+    env = os.environ if environ is None else environ
+    errors = tracing_errors(env)
+    if errors:
+        raise ValueError("; ".join(errors))
+    provider = TracerProvider(resource=resource(env), shutdown_on_exit=False)
+    names: list[str] = []
+    exporters: list[SpanExporter] = [exporter] if exporter is not None else []
+    if exporter is None:
+        for name in _exporter_names(env):
+            if name == "otlp":
+                exporters.append(_otlp())
+            elif name == "console":
+                exporters.append(ConsoleSpanExporter())
+            names.append(name)
+    for each in exporters:
+        provider.add_span_processor(
+            CountingBatchSpanProcessor(CountingExporter(each, metrics), metrics)
+        )
+    for noisy in ("opentelemetry.exporter", "opentelemetry.sdk"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    return Tracing(provider, provider.get_tracer(TRACER_NAME, __version__), tuple(names))
+
+
+def _otlp() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
