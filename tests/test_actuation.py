@@ -213,3 +213,21 @@ def test_hard_limits_hold_under_any_answers(
             "not-working": (FailureKind.SESSION_NOT_READY, None),
         }[outcome]
         state = on_failure(state, Failure(kind, outcome, retry_after), now, CFG, rng)
+
+
+def test_a_set_that_keeps_failing_backs_off_exponentially_despite_good_session_checks() -> None:
+    rng, state, now = random.Random(2), ActuationState(), 0.0
+    ceilings = []
+    for _ in range(7):
+        action = plan(state, A, now, CFG)
+        if isinstance(action, Wait):
+            assert action.until is not None
+            now = action.until
+            action = plan(state, A, now, CFG)
+        assert action == CheckSession()
+        state = on_session(state, "WORKING", now, CFG, rng)
+        assert plan(state, A, now, CFG) == SetPresence(A, "change")
+        state = on_failure(state, Failure(FailureKind.TRANSIENT, "500"), now, CFG, rng)
+        ceilings.append(min(CFG.backoff_cap, 2 ** (state.failures - 1)))
+    assert state.failures == 7
+    assert ceilings == [1, 2, 4, 8, 16, 32, 60]

@@ -160,11 +160,11 @@ def on_set_ok(state: ActuationState, presence: Presence, now: float) -> Actuatio
 def on_session(
     state: ActuationState, status: str, now: float, cfg: ActuationConfig, rng: random.Random
 ) -> ActuationState:
-    """Fold in a session read: WORKING clears the way; anything else backs off and re-checks."""
+    """Fold in a session read: WORKING clears the way (and proves the credentials); anything
+    else backs off and re-checks. Only a successful set resets the back-off: the session is
+    re-read after every failure, and a healthy session must not hide a failing set call."""
     if status == WORKING:
-        return replace(
-            state, session=status, session_at=now, failures=0, backoff_until=0.0, auth_failed=False
-        )
+        return replace(state, session=status, session_at=now, auth_failed=False)
     failed = on_failure(
         state,
         Failure(FailureKind.SESSION_NOT_READY, f"gateway session is {status}, not {WORKING}"),

@@ -1,0 +1,308 @@
+"""Tracing: the span tree of a decision, its attributes and events, no token anywhere, export
+to a real OTLP/HTTP receiver, and a dead collector that slows nothing down."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import Sim
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from controller.config import Settings
+from controller.runtime.controller import Controller
+from controller.runtime.logs import configure_logging
+from controller.runtime.metrics import Metrics
+from controller.runtime.telemetry import Tracing, resource, setup_tracing, tracing_errors
+from controller.sim import LoopbackServer
+from controller.sim.gateway import Fault
+
+
+@asynccontextmanager
+async def traced(
+    settings: Settings, **env: str
+) -> AsyncIterator[tuple[Controller, Tracing, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    metrics = Metrics()
+    tracing = setup_tracing(metrics, environ=env, exporter=exporter)
+    controller = Controller(settings, metrics=metrics, tracer=tracing.tracer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        yield controller, tracing, exporter
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 6)
+        tracing.provider.force_flush()
+
+
+async def until(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def parent_of(span: ReadableSpan, spans: tuple[ReadableSpan, ...]) -> ReadableSpan | None:
+    assert span.parent is not None
+    return next((s for s in spans if s.context.span_id == span.parent.span_id), None)
+
+
+async def test_a_decision_is_one_trace_from_probes_to_gateway(sim: Sim) -> None:
+    logs = io.StringIO()
+    settings = sim.settings()
+    configure_logging("json", "info", settings.secrets(), stream=logs)
+    async with traced(settings) as (_, _, exporter):
+        await until(lambda: sim.gateway.presence == "available")
+    spans = exporter.get_finished_spans()
+
+    reconciles = named(spans, "presence.reconcile")
+    assert len(reconciles) >= 2
+    flip = next(s for s in reconciles if s.events)
+    (transition,) = flip.events
+    assert transition.name == "presence.transition"
+    assert dict(transition.attributes or {}) == {
+        "from": "unknown",
+        "to": "available",
+        "reason": "healthy: health HTTP 200, queue lag 1 < lag_low 10 "
+        "(2 consecutive good ticks, rise 2)",
+    }
+    attrs = dict(flip.attributes or {})
+    assert attrs["presence.desired"] == "available"
+    assert attrs["presence.reason"].startswith("healthy: ")
+    assert attrs["health.status"] == "ok" and attrs["queue.lag_seconds"] == 1.0
+    assert attrs["maintenance.active"] is False
+    assert (attrs["hysteresis.good"], attrs["hysteresis.bad"]) == (2, 0)
+
+    for probe in ("presence.probe.health", "presence.probe.lag"):
+        children = [
+            s for s in named(spans, probe) if s.parent and s.parent.span_id == flip.context.span_id
+        ]
+        assert len(children) == 1, probe
+        (http,) = [s for s in spans if s.parent and s.parent.span_id == children[0].context.span_id]
+        assert http.name == "GET" and http.attributes is not None
+        assert http.attributes["http.response.status_code"] == 200
+
+    trace_id = flip.context.trace_id
+    session = named(spans, "presence.gateway.session")[0]
+    applied = next(
+        s for s in named(spans, "presence.gateway.set") if s.context.trace_id == trace_id
+    )
+    assert session.context.trace_id == trace_id, "the gateway calls join the deciding tick's trace"
+    assert (
+        dict(applied.attributes or {}).items()
+        >= {
+            "presence.value": "available",
+            "presence.gateway.why": "change",
+            "http.response.status_code": 200,
+            "gateway.provider": "wawp",
+        }.items()
+    )
+    (http_post,) = [s for s in spans if s.parent and s.parent.span_id == applied.context.span_id]
+    assert http_post.name == "POST"
+    assert http_post.attributes is not None
+    assert str(http_post.attributes["url.full"]).endswith("&access_token=[REDACTED]")
+
+    token = sim.gateway.access_token
+    assert all(token not in span.to_json() for span in spans)
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    (logged,) = [line for line in lines if line.get("event") == "transition"]
+    assert logged["trace_id"] == f"{trace_id:032x}"
+    assert logged["span_id"] == f"{flip.context.span_id:016x}"
+
+
+async def test_a_failed_gateway_call_is_an_error_span_with_its_backoff(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(503))
+    async with traced(sim.settings()) as (_, _, exporter):
+        await until(lambda: sim.gateway.presence == "available")
+    sets = named(exporter.get_finished_spans(), "presence.gateway.set")
+    failed, retried = sets[0], sets[1]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "set presence available: HTTP 503"
+    attrs = dict(failed.attributes or {})
+    assert attrs["error.type"] == "transient_error"
+    assert attrs["http.response.status_code"] == 503
+    assert 0 <= attrs["presence.gateway.backoff_seconds"] <= 1.0
+    assert dict(retried.attributes or {})["presence.gateway.attempt"] == 2
+    assert retried.context.trace_id == failed.context.trace_id, "the retry stays in the trace"
+
+
+async def test_reasserts_and_the_shutdown_write_are_their_own_traces(sim: Sim) -> None:
+    async with traced(sim.settings(reassert_available=0.1)) as (_, _, exporter):
+        await until(lambda: len(sim.gateway.sets()) >= 3)
+    sets = named(exporter.get_finished_spans(), "presence.gateway.set")
+    whys = [dict(s.attributes or {})["presence.gateway.why"] for s in sets]
+    assert whys[0] == "change" and "re-assert" in whys and whys[-1] == "shutdown"
+    reassert = sets[whys.index("re-assert")]
+    assert reassert.parent is None and sets[-1].parent is None
+
+
+async def test_sampling_off_records_nothing(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    async with traced(sim.settings()) as (_, _, exporter):
+        await until(lambda: sim.gateway.presence == "available")
+    assert exporter.get_finished_spans() == ()
+
+
+def test_resource_attributes() -> None:
+    attrs = resource(
+        {"POD_NAME": "bot-7f9c", "POD_NAMESPACE": "bots", "NODE_NAME": "node-3"}
+    ).attributes
+    assert attrs["service.name"] == "presence-controller"
+    assert attrs["service.version"] == "0.1.0"
+    assert (attrs["k8s.pod.name"], attrs["k8s.namespace.name"], attrs["k8s.node.name"]) == (
+        "bot-7f9c",
+        "bots",
+        "node-3",
+    )
+
+
+def test_service_name_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "wa-bot-presence")
+    assert (
+        resource({"OTEL_SERVICE_NAME": "wa-bot-presence"}).attributes["service.name"]
+        == "wa-bot-presence"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "names"), [("none", ("none",)), ("console", ("console",)), ("otlp", ("otlp",))]
+)
+def test_exporters_from_the_environment(value: str, names: tuple[str, ...]) -> None:
+    tracing = setup_tracing(Metrics(), environ={"OTEL_TRACES_EXPORTER": value})
+    assert tracing.exporters == names
+    assert tracing.shutdown(1.0)
+
+
+def test_an_unknown_exporter_is_a_configuration_error() -> None:
+    assert tracing_errors({"OTEL_TRACES_EXPORTER": "jaeger"}) == [
+        "OTEL_TRACES_EXPORTER: unsupported exporter 'jaeger': expected otlp, console, none"
+    ]
+    with pytest.raises(ValueError, match="unsupported exporter"):
+        setup_tracing(Metrics(), environ={"OTEL_TRACES_EXPORTER": "otlp,zipkin"})
+
+
+# A real OTLP/HTTP receiver, and a real subprocess exporting to it.
+
+
+class Receiver:
+    def __init__(self, hang: bool = False) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.hang = hang
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        return app
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        if self.hang:
+            await asyncio.sleep(3600)
+        assert request.content_type == "application/x-protobuf"
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.read())
+        self.requests.append(message)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    def spans(self) -> list[tuple[dict[str, Any], Any]]:
+        out = []
+        for message in self.requests:
+            for rs in message.resource_spans:
+                res = {a.key: a.value.string_value for a in rs.resource.attributes}
+                out += [(res, span) for ss in rs.scope_spans for span in ss.spans]
+        return out
+
+
+async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def attribute(span: Any, key: str) -> str | None:
+    """A string attribute of an OTLP protobuf span."""
+    return next((a.value.string_value for a in span.attributes if a.key == key), None)
+
+
+async def test_spans_reach_an_otlp_collector_and_are_flushed_on_shutdown(sim: Sim) -> None:
+    receiver = Receiver()
+    async with LoopbackServer(receiver.app()) as collector:
+        env = sim.env(
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            POD_NAME="bot-7f9c",
+            POD_NAMESPACE="bots",
+            NODE_NAME="node-3",
+        )
+        proc = await spawn(env)
+        await until(lambda: sim.gateway.presence == "available", within=10)
+        await until(lambda: any(s.name == "presence.reconcile" for _, s in receiver.spans()), 10)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, err.decode()
+    spans = receiver.spans()
+    resources = {json.dumps(r, sort_keys=True) for r, _ in spans}
+    (attrs,) = [json.loads(r) for r in resources]
+    assert attrs["service.name"] == "presence-controller"
+    assert (attrs["k8s.pod.name"], attrs["k8s.namespace.name"], attrs["k8s.node.name"]) == (
+        "bot-7f9c",
+        "bots",
+        "node-3",
+    )
+    names = {s.name for _, s in spans}
+    assert {"presence.reconcile", "presence.probe.health", "presence.probe.lag", "GET"} <= names
+    shutdown = [
+        s
+        for _, s in spans
+        if s.name == "presence.gateway.set" and attribute(s, "presence.gateway.why") == "shutdown"
+    ]
+    assert len(shutdown) == 1, "the shutdown write was flushed before exit"
+    assert sim.gateway.access_token.encode() not in b"".join(
+        m.SerializeToString() for m in receiver.requests
+    )
+
+
+async def test_a_hanging_collector_delays_neither_ticks_nor_shutdown(sim: Sim) -> None:
+    receiver = Receiver(hang=True)
+    async with LoopbackServer(receiver.app()) as collector:
+        env = sim.env(
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+            PRESENCE_REASSERT_AVAILABLE="100ms",
+        )
+        proc = await spawn(env)
+        await until(lambda: sim.gateway.presence == "available", within=10)
+        before = sim.consumer.health_requests
+        await asyncio.sleep(1.0)  # 20 intervals of 50 ms while every export hangs
+        ticks = sim.consumer.health_requests - before
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        took = loop.time() - sent
+    assert ticks >= 12, f"only {ticks} ticks in 1 s with a hanging collector"
+    assert proc.returncode == 0 and took < 5.0, (took, err.decode()[-500:])
+    assert sim.gateway.presence == "unavailable"
