@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit docs clean
+.PHONY: demo test lint typecheck unit tools docs clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH" >&2; exit 1; }
@@ -29,8 +29,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy controller
 
-unit: $(STAMP)
+unit: $(STAMP) tools
 	$(BIN)/pytest
+
+## tools: promtool (Debian's prometheus package) for the alert unit tests, where apt-get is usable;
+## elsewhere those tests are skipped, and pytest says so
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus >/dev/null; } \
+	      || echo "could not install promtool: its tests will be skipped"; \
+	  else echo "promtool not found (install Debian's prometheus package): its tests will be skipped"; fi; }
 
 ## docs: regenerate docs/configuration.md from the settings model
 docs: $(STAMP)

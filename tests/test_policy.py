@@ -32,35 +32,50 @@ def observe(health: HealthResult, policy: PolicyInputs) -> Observation:
 
 
 @pytest.mark.parametrize(
-    ("health", "policy", "presence", "reason"),
+    ("health", "policy", "presence", "reason", "rule"),
     [
-        (HEALTHY, PolicyInputs(), A, "healthy: health HTTP 200"),
-        (SICK, PolicyInputs(), U, "unhealthy: health HTTP 500"),
+        (HEALTHY, PolicyInputs(), A, "healthy: health HTTP 200", "health"),
+        (SICK, PolicyInputs(), U, "unhealthy: health HTTP 500", "health"),
         (
             HEALTHY,
             PolicyInputs(maintenance="window 'Sat 02:00-04:00 UTC'"),
             U,
             "maintenance: window",
+            "maintenance",
         ),
-        (HEALTHY, PolicyInputs(maintenance="m", force=A), U, "maintenance: m"),
-        (SICK, PolicyInputs(force=A, force_reason="ops"), A, "force available: ops"),
-        (HEALTHY, PolicyInputs(force=U), U, "force unavailable"),
-        (HEALTHY, PolicyInputs(force=A, outside_online_hours="Mon-Fri 09:00-17:00"), A, "force"),
+        (HEALTHY, PolicyInputs(maintenance="m", force=A), U, "maintenance: m", "maintenance"),
+        (SICK, PolicyInputs(force=A, force_reason="ops"), A, "force available: ops", "force"),
+        (HEALTHY, PolicyInputs(force=U), U, "force unavailable", "force"),
+        (
+            HEALTHY,
+            PolicyInputs(force=A, outside_online_hours="Mon-Fri 09:00-17:00"),
+            A,
+            "force",
+            "force",
+        ),
         (
             HEALTHY,
             PolicyInputs(outside_online_hours="Mon-Fri 09:00-17:00 UTC"),
             U,
             "outside online",
+            "online_hours",
         ),
-        (SICK, PolicyInputs(maintenance="m", outside_online_hours="h"), U, "maintenance: m"),
+        (
+            SICK,
+            PolicyInputs(maintenance="m", outside_online_hours="h"),
+            U,
+            "maintenance: m",
+            "maintenance",
+        ),
     ],
 )
 def test_precedence(
-    health: HealthResult, policy: PolicyInputs, presence: Presence, reason: str
+    health: HealthResult, policy: PolicyInputs, presence: Presence, reason: str, rule: str
 ) -> None:
     _, decision = decide(HysteresisState(), observe(health, policy), 0.0, CFG)
     assert decision.presence is presence
     assert decision.reason.startswith(reason)
+    assert decision.rule == rule
 
 
 def test_hysteresis_keeps_tracking_under_a_higher_rule() -> None:

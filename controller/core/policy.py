@@ -29,17 +29,13 @@ def decide(
 
     policy = obs.policy
     if policy.maintenance is not None:
-        return new, Decision(
-            Presence.UNAVAILABLE, f"maintenance: {policy.maintenance}", detail, tick
-        )
+        reason = f"maintenance: {policy.maintenance}"
+        return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "maintenance")
     if policy.force is not None and policy.force is not Presence.UNKNOWN:
         suffix = f": {policy.force_reason}" if policy.force_reason else ""
-        return new, Decision(policy.force, f"force {policy.force}{suffix}", detail, tick)
+        reason = f"force {policy.force}{suffix}"
+        return new, Decision(policy.force, reason, detail, tick, "force")
     if policy.outside_online_hours is not None:
-        return new, Decision(
-            Presence.UNAVAILABLE,
-            f"outside online hours: {policy.outside_online_hours}",
-            detail,
-            tick,
-        )
-    return new, Decision(new.verdict, new.reason, detail, tick)
+        reason = f"outside online hours: {policy.outside_online_hours}"
+        return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "online_hours")
+    return new, Decision(new.verdict, new.reason, detail, tick, "health")

@@ -115,3 +115,5 @@ class Decision:
     reason: str
     detail: str
     tick: TickKind
+    rule: str = "health"
+    """Which precedence rule decided: maintenance, force, online_hours or health."""

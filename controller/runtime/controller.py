@@ -45,7 +45,7 @@ from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
 from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import event
-from controller.runtime.metrics import Metrics
+from controller.runtime.metrics import RULES, Metrics
 from controller.runtime.telemetry import TRACER_NAME
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
 from controller.sources.health import HealthProbe
@@ -108,6 +108,8 @@ class Controller:
         self._wall = wall_clock
         self._rng = rng or random.Random()
         self._hysteresis_cfg = settings.hysteresis()
+        self.metrics.lag_watermark.labels(edge="high").set(settings.lag_high)
+        self.metrics.lag_watermark.labels(edge="low").set(settings.lag_low)
         self.actuator = Actuator(
             self.gateway,
             settings.actuation(),
@@ -247,6 +249,7 @@ class Controller:
                 "presence.reason": decision.reason,
                 "presence.detail": decision.detail,
                 "presence.tick": decision.tick.value,
+                "presence.rule": decision.rule,
                 "health.status": obs.health.status.value,
                 "maintenance.active": obs.policy.maintenance is not None,
                 "presence.force": obs.policy.force.value if obs.policy.force else "",
@@ -332,6 +335,8 @@ class Controller:
             m.probes.labels(probe="lag", result=obs.lag.status.value).inc()
             m.queue_lag.set(obs.lag.value if obs.lag.value is not None else math.nan)
 
+        for rule in RULES:
+            m.decision_rule.labels(rule=rule).set(1 if rule == decision.rule else 0)
         old = previous.presence if previous is not None else Presence.UNKNOWN
         if decision.presence is not old:
             self.since = obs.at

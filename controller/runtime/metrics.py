@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from controller.core.types import Presence
 
 _STATES = tuple(Presence)
+RULES = ("maintenance", "force", "online_hours", "health")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -74,6 +75,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.decision_rule = Gauge(
+            "presence_decision_rule",
+            "1 for the precedence rule that decided: maintenance, force, online_hours, health",
+            ["rule"],
+            registry=r,
+        )
+        self.lag_watermark = Gauge(
+            "presence_lag_watermark_seconds",
+            "The configured lag watermarks (edge=high: bad at or above; edge=low: good below)",
+            ["edge"],
+            registry=r,
+        )
         self.trace_spans = Counter(
             "presence_trace_spans",
             "Spans handed to the trace exporter, by result (exported, dropped)",
@@ -90,6 +103,10 @@ class Metrics:
         self.set_state(self.applied_state, Presence.UNKNOWN)
         for to in (Presence.AVAILABLE, Presence.UNAVAILABLE):
             self.transitions.labels(to=to.value)
+        for rule in RULES:
+            self.decision_rule.labels(rule=rule).set(0)
+        for result in ("exported", "dropped"):
+            self.trace_spans.labels(result=result)
 
     @staticmethod
     def set_state(gauge: Gauge, presence: Presence) -> None:
