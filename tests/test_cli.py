@@ -45,17 +45,31 @@ async def test_check_config_prints_the_effective_config_masked(sim: Sim) -> None
     assert config["lag_labels"] == {"queue": "inbound"}
     assert config["wawp"]["access_token"] == "**********"
     assert sim.gateway.access_token not in out + err
+    assert config["tracing"]["exporter"] == "none"
+    code, out, err = await cli(
+        "check-config",
+        env=sim.env(
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer collector-secret",
+        ),
+    )
+    tracing = json.loads(out)["tracing"]
+    assert tracing["headers"] == "set (not shown)" and "collector-secret" not in out
 
 
 async def test_bad_config_lists_every_error_and_exits_2() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     env.update(
-        PRESENCE_INTERVAL="fast", PRESENCE_RISE="-1", PRESENCE_WAWP__ACCESS_TOKEN="tok3n-secret"
+        PRESENCE_INTERVAL="fast",
+        PRESENCE_RISE="-1",
+        PRESENCE_WAWP__ACCESS_TOKEN="tok3n-secret",
+        OTEL_TRACES_EXPORTER="zipkin",
     )
     for command in ("check-config", "run", "check-gateway"):
         code, out, err = await cli(command, env=env)
         assert code == 2, command
-        assert "invalid configuration (4 errors)" in err
+        assert "invalid configuration (5 errors)" in err
+        assert "  - OTEL_TRACES_EXPORTER: unsupported exporter 'zipkin'" in err
         assert "  - PRESENCE_HEALTH_URL: Field required" in err
         assert "  - PRESENCE_INTERVAL: invalid duration 'fast'" in err
         assert "  - PRESENCE_RISE: Input should be greater than or equal to 1" in err

@@ -110,3 +110,12 @@ def test_promtool_checks_the_rules_and_runs_the_alert_unit_tests(
     )
     assert test.returncode == 0, test.stdout + test.stderr
     assert "SUCCESS" in test.stdout
+
+
+def test_the_observability_doc_covers_every_metric_and_alert() -> None:
+    doc = (KIT.parent.parent / "docs" / "observability.md").read_text()
+    for family in Metrics().registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}`" in doc, name
+    for rule in rules():
+        assert f"\n### {rule['alert']}\n" in doc, rule["alert"]
