@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools docs clean
+.PHONY: demo test lint typecheck unit tools docs constraints clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH" >&2; exit 1; }
@@ -46,6 +46,15 @@ tools:
 ## docs: regenerate docs/configuration.md from the settings model
 docs: $(STAMP)
 	$(BIN)/presence-controller check-config --reference > docs/configuration.md
+
+## constraints: re-pin the runtime versions the container image installs (constraints.txt)
+constraints:
+	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH" >&2; exit 1; }
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet .
+	{ echo "# Runtime versions the image installs (pip install -c constraints.txt .). Regenerate: make constraints"; \
+	  .venv-lock/bin/python -m pip freeze --exclude presence-controller; } > constraints.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

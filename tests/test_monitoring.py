@@ -119,3 +119,11 @@ def test_the_observability_doc_covers_every_metric_and_alert() -> None:
         assert f"`{name}`" in doc, name
     for rule in rules():
         assert f"\n### {rule['alert']}\n" in doc, rule["alert"]
+
+
+def test_the_runbook_covers_every_alert_and_is_linked() -> None:
+    root = KIT.parent.parent
+    runbook = (root / "docs" / "operations.md").read_text()
+    for rule in rules():
+        assert f"| {rule['alert']} |" in runbook, rule["alert"]
+    assert "(docs/operations.md)" in (root / "README.md").read_text()
