@@ -119,6 +119,7 @@ async def test_the_controller_writes_no_files_at_run_time(sim: Sim, tmp_path: Pa
         PYTHONDONTWRITEBYTECODE="1",
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",  # give up retrying quickly: exit is not the point here
     )
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
