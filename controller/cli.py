@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -135,8 +136,8 @@ def _run(settings: Settings) -> int:
 
 async def serve(settings: Settings) -> None:
     """Run the controller and its admin server until SIGTERM or SIGINT."""
-    from controller.runtime.admin import AdminServer
     from controller.runtime.controller import SHUTDOWN_DEADLINE, Controller
+    from controller.runtime.listen import bind
     from controller.runtime.metrics import Metrics
     from controller.runtime.telemetry import setup_tracing
 
@@ -153,11 +154,18 @@ async def serve(settings: Settings) -> None:
     metrics = Metrics()
     tracing = setup_tracing(metrics)
     controller = Controller(settings, metrics=metrics, tracer=tracing.tracer)
-    host, port = settings.listen_host_port
+    # Bind the admin port first (a taken port fails here, before any tick or gateway call),
+    # then start ticking while aiohttp, needed only by the admin server, imports in a thread.
+    sock = bind(*settings.listen_host_port)
+    running = asyncio.create_task(controller.run(stop))
     try:
-        async with AdminServer(controller, host, port):
-            await controller.run(stop)
+        admin = await asyncio.to_thread(importlib.import_module, "controller.runtime.admin")
+        async with admin.AdminServer(controller, sock=sock):
+            await running
     finally:
+        if not running.done():
+            stop.set()
+            await running
         # Flush spans with what is left of the shutdown deadline, never more.
         spent = time.monotonic() - stopped_at[0] if stopped_at else 0.0
         budget = max(0.2, SHUTDOWN_DEADLINE - spent - 0.3)

@@ -1,15 +1,15 @@
-"""Shared fixtures: the simulated consumer and gateway on loopback, and fast settings."""
+"""Shared fixtures: the simulated consumer and gateway on loopback (controller.sim.harness)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from controller.config import Settings
-from controller.sim import LoopbackServer, SimConsumer, SimGateway
+from controller.sim.harness import Simulation, simulation
+
+Sim = Simulation  # the name the tests use
 
 
 @pytest.fixture(autouse=True)
@@ -20,66 +20,7 @@ def _clean_presence_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-class Sim:
-    """A running simulated consumer and gateway."""
-
-    def __init__(
-        self, consumer: SimConsumer, consumer_url: str, gateway: SimGateway, gateway_url: str
-    ):
-        self.consumer, self.consumer_url = consumer, consumer_url
-        self.gateway, self.gateway_url = gateway, gateway_url
-
-    def settings(self, **overrides: Any) -> Settings:
-        """Fast settings pointing at the simulators (interval 50 ms, rise/fall 2, no hold-down)."""
-        values: dict[str, Any] = {
-            "health_url": f"{self.consumer_url}/healthz",
-            "metrics_url": f"{self.consumer_url}/metrics",
-            "interval": 0.05,
-            "timeout": 0.04,
-            "jitter": 0.0,
-            "rise": 2,
-            "fall": 2,
-            "hold_down": 0,
-            "startup_grace": 5,
-            "listen": "127.0.0.1:0",
-            "wawp": {
-                "base_url": self.gateway_url,
-                "instance_id": self.gateway.instance_id,
-                "access_token": self.gateway.access_token,
-                "timeout": 0.5,
-            },
-        }
-        wawp = overrides.pop("wawp", {})
-        values.update(overrides)
-        values["wawp"].update(wawp)
-        return Settings.from_values(**values)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The same settings as environment variables, for subprocess tests."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-        env.update(
-            OTEL_TRACES_EXPORTER="none",
-            PRESENCE_HEALTH_URL=f"{self.consumer_url}/healthz",
-            PRESENCE_METRICS_URL=f"{self.consumer_url}/metrics",
-            PRESENCE_INTERVAL="50ms",
-            PRESENCE_TIMEOUT="40ms",
-            PRESENCE_RISE="2",
-            PRESENCE_FALL="2",
-            PRESENCE_HOLD_DOWN="0",
-            PRESENCE_LISTEN="127.0.0.1:0",
-            PRESENCE_WAWP__BASE_URL=self.gateway_url,
-            PRESENCE_WAWP__INSTANCE_ID=self.gateway.instance_id,
-            PRESENCE_WAWP__ACCESS_TOKEN=self.gateway.access_token,
-        )
-        env.update(extra)
-        return env
-
-
 @pytest.fixture
-async def sim() -> AsyncIterator[Sim]:
-    consumer, gateway = SimConsumer(), SimGateway()
-    async with (
-        LoopbackServer(consumer.app()) as consumer_srv,
-        LoopbackServer(gateway.app()) as gateway_srv,
-    ):
-        yield Sim(consumer, consumer_srv.url, gateway, gateway_srv.url)
+async def sim() -> AsyncIterator[Simulation]:
+    async with simulation() as running:
+        yield running

@@ -1,9 +1,11 @@
 """Hysteresis on the consumer's signals (DESIGN section 3).
 
 A tick is classified good, bad or neutral; `rise` consecutive good ticks bring the verdict up,
-`fall` consecutive bad ticks take it down, neutral ticks (lag between the watermarks) neither
-advance nor reset the streaks. Coming back up also waits out `hold_down` seconds since the last
-transition down. At start the verdict is UNKNOWN until a streak completes, or UNAVAILABLE once
+`fall` consecutive bad ticks take it down. A neutral tick (lag between the watermarks) advances
+neither streak and breaks both, and the state holds: like a Schmitt trigger, lag below
+`lag_high` is acceptable while available and lag above `lag_low` is not yet recovered while
+unavailable, so "consecutive" means adjacent ticks. Coming back up also waits out `hold_down`
+seconds since the last transition down. At start the verdict is UNKNOWN until a streak completes, or UNAVAILABLE once
 `startup_grace` has passed without one.
 
 All times are monotonic seconds passed in by the caller.
@@ -44,9 +46,9 @@ class HysteresisState:
     verdict: Presence = Presence.UNKNOWN
     reason: str = "starting: waiting for the first probes"
     good: int = 0
-    """Consecutive good ticks (neutral ticks skipped)."""
+    """Consecutive good ticks."""
     bad: int = 0
-    """Consecutive bad ticks (neutral ticks skipped)."""
+    """Consecutive bad ticks."""
     started_at: float | None = None
     down_since: float | None = None
     """When the verdict last became UNAVAILABLE; the hold-down counts from here."""
@@ -87,11 +89,11 @@ def step(
 ) -> HysteresisState:
     """Advance the hysteresis by one classified tick at monotonic time `now`."""
     started_at = state.started_at if state.started_at is not None else now
-    good, bad = state.good, state.bad
+    good, bad = 0, 0
     if tick is TickKind.GOOD:
-        good, bad = good + 1, 0
+        good = state.good + 1
     elif tick is TickKind.BAD:
-        good, bad = 0, bad + 1
+        bad = state.bad + 1
     new = replace(state, good=good, bad=bad, started_at=started_at)
 
     # Only a bad tick can take the verdict down and only a good one bring it up: a neutral tick

@@ -19,6 +19,7 @@ autumn fall-back day the repeated hour happens twice, so it is active 02:30-03:0
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +36,14 @@ _WEEKLY = re.compile(r"(?P<days>[A-Za-z][A-Za-z,\- ]*?)\s+(?P<times>\S+)(?:\s+(?
 _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
 _DAY_SECONDS = 86400
 _CALENDAR_UNITS = re.compile(r"P[^T]*[YM]")
-_DURATION = TypeAdapter(timedelta)
 MAX_HORIZON = timedelta(days=3660)
 """next_change() looks at most this far past the last absolute boundary (about ten years)."""
+
+
+@functools.cache
+def _duration_adapter() -> TypeAdapter[timedelta]:
+    """pydantic's ISO 8601 duration parser, built on first use (it costs ~10 ms at import)."""
+    return TypeAdapter(timedelta)
 
 
 class ScheduleError(ValueError):
@@ -316,7 +322,7 @@ def _parse_interval(text: str) -> Interval:
                 f"duration {second!r} uses months or years, which vary in length: use days (P30D)"
             )
         try:
-            length = _DURATION.validate_python(second.upper())
+            length = _duration_adapter().validate_python(second.upper())
         except ValidationError:
             raise ScheduleError(
                 f"invalid ISO 8601 duration {second!r}: expected e.g. PT4H, PT30M or P1DT2H "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from controller.runtime.controller import Controller
+from controller.runtime.listen import bind
 
 CONTROLLER_KEY = web.AppKey("controller", Controller)
 
@@ -43,17 +45,22 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 class AdminServer:
-    """Runs the admin app on host:port; `port` is the bound one (useful with port 0)."""
+    """Runs the admin app on a bound socket (or host:port); `port` is the bound port."""
 
-    def __init__(self, controller: Controller, host: str, port: int) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        host: str = "",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> None:
         self._runner = web.AppRunner(make_app(controller), access_log=None)
-        self._host, self._port = host, port
-        self.port = port
+        self._sock = sock if sock is not None else bind(host, port)
+        self.port = int(self._sock.getsockname()[1])
 
     async def __aenter__(self) -> AdminServer:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        self.port = int(self._runner.addresses[0][1])
+        await web.SockSite(self._runner, self._sock).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
