@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import random
@@ -45,7 +46,7 @@ from controller.core.types import (
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
 from controller.sim.gateway import GatewayCall
-from controller.sim.harness import Simulation, simulation
+from controller.sim.harness import simulation
 from controller.sim.server import LoopbackServer
 
 BENCH = Path(__file__).resolve().parent
@@ -242,7 +243,7 @@ async def cost_per_tick(seconds: float, windows: int, collector: str) -> dict[st
                 metrics,
                 "0.1",
                 env=dict(os.environ),
-            ),  # fmt: skip
+            ),
         }
         await asyncio.sleep(3)  # start-up is measured separately
         per_tick: dict[str, list[float]] = {name: [] for name in procs}
@@ -265,16 +266,12 @@ async def startup(repeats: int) -> Spread:
     times = []
     for _ in range(repeats):
         async with simulation() as sim:
-            first: list[float] = []
-            original = sim.consumer.health_requests
             env = sim.env(PRESENCE_INTERVAL="5s", PRESENCE_TIMEOUT="2s")
             started = time.monotonic()
             proc = await spawn(*controller_cmd(), env=env)
-            while sim.consumer.health_requests == original:
-                await asyncio.sleep(0.001)
-            first.append(time.monotonic() - started)
+            await wait_for(lambda sim=sim: sim.consumer.health_requests > 0, 10)  # type: ignore[misc]
+            times.append(time.monotonic() - started)
             await stop(proc)
-            times += first
     return Spread(times)
 
 
@@ -336,7 +333,7 @@ def flap_economy(seed: int = 7, ticks: int = 1440) -> FlapResult:
         naive.append(value < cfg.lag_high)
 
     def changes(values: Sequence[object]) -> int:
-        return sum(1 for a, b in zip(values, values[1:], strict=False) if a != b)
+        return sum(1 for a, b in itertools.pairwise(values) if a != b)
 
     def caught(down: Callable[[int], bool]) -> list[int | None]:
         return [next((t - a for t in range(a, b) if down(t)), None) for a, b in incidents]

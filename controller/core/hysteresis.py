@@ -5,8 +5,8 @@ A tick is classified good, bad or neutral; `rise` consecutive good ticks bring t
 neither streak and breaks both, and the state holds: like a Schmitt trigger, lag below
 `lag_high` is acceptable while available and lag above `lag_low` is not yet recovered while
 unavailable, so "consecutive" means adjacent ticks. Coming back up also waits out `hold_down`
-seconds since the last transition down. At start the verdict is UNKNOWN until a streak completes, or UNAVAILABLE once
-`startup_grace` has passed without one.
+seconds since the last transition down. At start the verdict is UNKNOWN until a streak
+completes, or UNAVAILABLE once `startup_grace` has passed without one.
 
 All times are monotonic seconds passed in by the caller.
 """
