@@ -9,7 +9,11 @@ class LoopbackServer:
     """`async with LoopbackServer(app) as server:` serves on 127.0.0.1; `server.url` is its base."""
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        # A hung handler is cancelled when its client gives up, as in a real server: otherwise
+        # every timed-out probe of a "hanging" simulator would leave a sleeping task behind.
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True
+        )
         self._host, self._port = host, port
         self.url = ""
 

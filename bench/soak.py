@@ -1,0 +1,331 @@
+"""`make soak`: the real controller for 10 minutes at interval 0.05 s under seeded random faults.
+
+Faults, a new one every few seconds: consumer down, hanging, slow (just under and over the
+timeout), 500s, garbage, truncated, huge (over 4 MiB) and missing metrics; gateway 429 with and
+without Retry-After, 5xx bursts, slow answers longer than the interval, 422, a session flapping
+between states, one 401 early on; annotations rewritten every 10 ms, deleted, a 1 MiB annotation,
+maintenance on and off; event-loop stalls; wall-clock jumps forward and back.
+
+Asserts: RSS growth < 5 MiB after warm-up, a stable number of asyncio tasks and open sockets,
+no error logged with a traceback and no unhandled exception, and that the final presence equals
+what the final inputs demand. Writes its figures into bench/RESULTS.md ("6. Soak").
+
+Usage: python bench/soak.py [--minutes 10] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from controller.core.types import Presence
+from controller.runtime.admin import AdminServer
+from controller.runtime.controller import Controller
+from controller.runtime.logs import configure_logging
+from controller.sim.consumer import MetricsMode
+from controller.sim.downward_api import DownwardAPIVolume
+from controller.sim.gateway import Fault
+from controller.sim.harness import Simulation, simulation
+
+BENCH = Path(__file__).resolve().parent
+P = "presence-controller/"
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def open_sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+class ErrorCounter(logging.Handler):
+    """Counts log records that carry a traceback, or are errors from places that must not err."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.tracebacks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.tracebacks.append(f"{record.name}: {record.getMessage()}")
+
+
+@dataclass
+class Clock:
+    """The controller's wall clock, which the soak makes jump."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class World:
+    sim: Simulation
+    podinfo: DownwardAPIVolume
+    clock: Clock
+    rng: random.Random
+    annotations: dict[str, str] = field(default_factory=dict)
+    churn: bool = False
+
+    def reset(self) -> None:
+        c, g = self.sim.consumer, self.sim.gateway
+        c.health_status, c.health_delay, c.flap = 200, 0.0, False
+        c.lag, c.metrics_mode, c.metrics_delay = 1.0, MetricsMode.PROMETHEUS, 0.0
+        g.session_state, g.set_delay = "WORKING", 0.0
+        g.set_faults.clear()
+        g.session_faults.clear()
+        self.churn = False
+        self.clock.offset = timedelta(0)
+        self.annotations = {}
+        self.podinfo.write(self.annotations)
+
+
+def faults(world: World) -> dict[str, Callable[[], None]]:
+    c, g, rng = world.sim.consumer, world.sim.gateway, world.rng
+
+    def set_(obj: object, **values: object) -> Callable[[], None]:
+        return lambda: [setattr(obj, k, v) for k, v in values.items()] and None
+
+    def annotate(**values: str) -> Callable[[], None]:
+        def change() -> None:
+            world.annotations = {P + k.replace("_", "-"): v for k, v in values.items()}
+            world.podinfo.write(world.annotations)
+
+        return change
+
+    def stall() -> None:
+        time.sleep(rng.uniform(0.1, 0.6))  # blocks the event loop on purpose
+
+    def delete_annotations() -> None:
+        data = world.podinfo.directory / "..data"
+        if data.is_symlink():
+            data.unlink()
+
+    return {
+        "consumer down (503)": set_(c, health_status=503),
+        "consumer hanging": set_(c, health_delay=math.inf),
+        "consumer just under the timeout": set_(c, health_delay=0.02),
+        "consumer just over the timeout": set_(c, health_delay=0.05),
+        "consumer flapping": set_(c, flap=True),
+        "lag spike": set_(c, lag=90.0),
+        "lag between the watermarks": set_(c, lag=20.0),
+        "metrics garbage": set_(c, metrics_mode=MetricsMode.GARBAGE),
+        "metrics truncated": set_(c, metrics_mode=MetricsMode.TRUNCATED),
+        "metrics huge": set_(c, metrics_mode=MetricsMode.HUGE),
+        "metrics absent": set_(c, metrics_mode=MetricsMode.ABSENT),
+        "metrics 500": set_(c, metrics_mode=MetricsMode.ERROR),
+        "metrics hanging": set_(c, metrics_delay=math.inf),
+        "gateway 429 + Retry-After": lambda: g.set_faults.append(Fault(429, {"Retry-After": "1"})),
+        "gateway 429": lambda: g.set_faults.extend([Fault(429)] * 2),
+        "gateway 5xx burst": lambda: g.set_faults.extend([Fault(503), Fault(500), Fault(502)]),
+        "gateway slower than the interval": set_(g, set_delay=0.2),
+        "gateway 422": lambda: g.set_faults.extend([Fault(422)]),
+        "session not WORKING": set_(g, session_state=rng.choice(["STARTING", "SCAN_QR_CODE"])),
+        "session flapping": lambda: g.session_faults.extend(
+            [Fault(200, body='{"status": "STARTING"}'), Fault(200, body='{"status": "STOPPED"}')]
+        ),
+        "maintenance on": annotate(maintenance="true", maintenance_reason="soak"),
+        "maintenance invalid": annotate(maintenance="Someday 25:00-26:00 UTC"),
+        "force unavailable": annotate(force="unavailable"),
+        "1 MiB annotation": annotate(blob="x" * (1 << 20)),
+        "annotations rewritten every 10 ms": set_(world, churn=True),
+        "annotations deleted": delete_annotations,
+        "event-loop stall": stall,
+        "wall clock +1 day": set_(world.clock, offset=timedelta(days=1)),
+        "wall clock -1 hour": set_(world.clock, offset=timedelta(hours=-1)),
+    }
+
+
+async def churn_annotations(world: World) -> None:
+    i = 0
+    while True:
+        if world.churn:
+            i += 1
+            world.podinfo.write({**world.annotations, "churn": str(i)})
+        await asyncio.sleep(0.01)
+
+
+async def soak(minutes: float, seed: int) -> dict[str, object]:
+    errors = ErrorCounter()
+    logging.getLogger().addHandler(errors)
+    unhandled: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda loop, context: unhandled.append(str(context.get("message")))
+    )
+    rng = random.Random(seed)
+    podinfo_dir = Path(tempfile.mkdtemp(prefix="presence-soak-"))
+    samples: list[tuple[float, float, int, int]] = []
+    applied_faults: dict[str, int] = {}
+    async with simulation() as sim:
+        world = World(sim, DownwardAPIVolume(podinfo_dir), Clock(), rng)
+        world.reset()
+        settings = sim.settings(
+            interval=0.05,
+            timeout=0.04,
+            rise=3,
+            fall=3,
+            hold_down=1.0,
+            reassert_available=1.0,
+            reassert_unavailable=3.0,
+            session_check=2.0,
+            annotations_file=world.podinfo.file,
+            wawp={"timeout": 0.5},
+        )
+        controller = Controller(settings, wall_clock=world.clock, rng=random.Random(seed))
+        stop = asyncio.Event()
+        catalogue = faults(world)
+        async with AdminServer(controller, "127.0.0.1", 0):
+            task = asyncio.create_task(controller.run(stop))
+            churner = asyncio.create_task(churn_annotations(world))
+            started = time.monotonic()
+            end = started + minutes * 60
+            quiet_from = end - 30  # the last 30 s: no faults, inputs healthy
+            next_sample = started
+            auth_done = False
+            while time.monotonic() < end:
+                now = time.monotonic()
+                if now >= next_sample:
+                    gc.collect()
+                    samples.append(
+                        (now - started, rss_mib(), len(asyncio.all_tasks()), open_sockets())
+                    )
+                    next_sample += 10
+                if now >= quiet_from:
+                    world.reset()
+                    await asyncio.sleep(0.5)
+                    continue
+                if not auth_done and now - started > 30:
+                    sim.gateway.set_faults.append(Fault(401))  # once: it parks calls for 5 min
+                    auth_done = True
+                world.reset()
+                for name in rng.sample(sorted(catalogue), rng.choice([1, 1, 2, 3])):
+                    applied_faults[name] = applied_faults.get(name, 0) + 1
+                    catalogue[name]()
+                await asyncio.sleep(rng.uniform(0.5, 4.0))
+            await asyncio.sleep(0.1)
+            final = (
+                controller.decision.presence if controller.decision else Presence.UNKNOWN,
+                controller.actuator.state.applied,
+                sim.gateway.presence,
+                controller.decision.reason if controller.decision else "",
+            )
+            churner.cancel()
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    logging.getLogger().removeHandler(errors)
+    return {
+        "samples": samples,
+        "faults": applied_faults,
+        "final": final,
+        "tracebacks": errors.tracebacks,
+        "unhandled": unhandled,
+        "ticks": controller.ticks,
+        "minutes": minutes,
+        "seed": seed,
+        "gateway_calls": len(sim.gateway.calls),
+    }
+
+
+def verdict(result: dict[str, object]) -> tuple[list[str], list[str]]:
+    samples: list[tuple[float, float, int, int]] = result["samples"]  # type: ignore[assignment]
+    warm = [s for s in samples if s[0] >= 60] or samples
+    rss_growth = warm[-1][1] - warm[0][1]
+    tasks = [s[2] for s in warm]
+    sockets = [s[3] for s in warm]
+    desired, applied, shown, reason = result["final"]  # type: ignore[misc]
+    failures = []
+    if rss_growth >= 5:
+        failures.append(f"RSS grew {rss_growth:.1f} MiB after warm-up")
+    if max(tasks) - min(tasks) > 6:
+        failures.append(f"asyncio tasks ranged {min(tasks)}-{max(tasks)}")
+    if max(sockets) - min(sockets) > 8:
+        failures.append(f"open sockets ranged {min(sockets)}-{max(sockets)}")
+    if result["tracebacks"]:
+        failures.append(f"errors with tracebacks: {result['tracebacks'][:3]}")
+    if result["unhandled"]:
+        failures.append(f"unhandled: {result['unhandled'][:3]}")
+    if not (
+        desired is Presence.AVAILABLE and applied is Presence.AVAILABLE and shown == "available"
+    ):
+        failures.append(
+            f"final presence {desired}/{applied}/{shown} ({reason}), expected available"
+        )
+    lines = [
+        "## 6. Soak",
+        "",
+        f"`make soak` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: the real controller (in process, "
+        f"with its admin server) for {result['minutes']} minutes at interval 0.05 s, seed "
+        f"{result['seed']}, {result['ticks']} ticks, {result['gateway_calls']} gateway calls, "
+        f"faults drawn {sum(result['faults'].values())} times "  # type: ignore[attr-defined]
+        f"from {len(result['faults'])} kinds; the last 30 s without faults.",  # type: ignore[arg-type]
+        "",
+        "| | after warm-up (60 s) | at the end | min | max |",
+        "|---|---|---|---|---|",
+        f"| RSS MiB (whole soak process: controller and simulators) | {warm[0][1]:.1f} | "
+        f"{warm[-1][1]:.1f} | {min(s[1] for s in warm):.1f} | {max(s[1] for s in warm):.1f} |",
+        f"| asyncio tasks | {tasks[0]} | {tasks[-1]} | {min(tasks)} | {max(tasks)} |",
+        f"| open sockets | {sockets[0]} | {sockets[-1]} | {min(sockets)} | {max(sockets)} |",
+        "",
+        f"RSS growth after warm-up: {rss_growth:+.1f} MiB (limit 5). Errors logged with a "
+        f"traceback: {len(result['tracebacks'])}. Unhandled exceptions: "  # type: ignore[arg-type]
+        f"{len(result['unhandled'])}. Final presence: desired {desired}, applied {applied}, "  # type: ignore[arg-type]
+        f"gateway shows {shown} (inputs healthy, no maintenance: expected available).",
+        "",
+        "Faults drawn: "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(result["faults"].items()))
+        + ".",  # type: ignore[attr-defined]
+        "",
+        "Result: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)),
+        "",
+    ]
+    return failures, lines
+
+
+def record(lines: list[str]) -> None:
+    """Replace (or add) the soak section of bench/RESULTS.md."""
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    head = text.partition("## 6. Soak")[0]
+    path.write_text(head.rstrip() + "\n\n" + "\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with open(os.devnull, "w") as devnull:  # the soak's own log lines are not the point
+        configure_logging("json", "warning", [], stream=devnull)
+        result = asyncio.run(soak(args.minutes, args.seed))
+    failures, lines = verdict(result)
+    record(lines)
+    print("\n".join(lines))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
