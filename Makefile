@@ -63,3 +63,7 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/python bench/run.py
+
+## soak: 10 minutes of seeded random faults at interval 0.05 s -> bench/RESULTS.md ("6. Soak")
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --minutes 10 --seed 1

@@ -513,10 +513,12 @@ async def main(quick: bool) -> None:
         "![flap economy](flap-economy.png)",
         "",
     ]
-    notes = BENCH / "NOTES.md"
-    if notes.exists():
-        lines += [notes.read_text()]
-    (BENCH / "RESULTS.md").write_text("\n".join(lines))
+    lines.append((BENCH / "NOTES.md").read_text())
+    results = BENCH / "RESULTS.md"
+    soak = results.read_text().partition("## 6. Soak")[2] if results.exists() else ""
+    if soak:  # written by `make soak`: keep it
+        lines += ["## 6. Soak" + soak.rstrip(), ""]
+    results.write_text("\n".join(lines))
     print("\n".join(lines))
 
 
