@@ -1,12 +1,24 @@
-"""Shared fixtures: the simulated consumer and gateway on loopback (controller.sim.harness)."""
+"""Shared fixtures and helpers: the simulators on loopback (controller.sim.harness), and the
+real controller with its admin server running against them."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 
+from controller.config import Settings
+from controller.runtime.admin import AdminServer
+from controller.runtime.controller import Controller
+from controller.runtime.logs import configure_logging
 from controller.sim.harness import Simulation, simulation
 
 Sim = Simulation  # the name the tests use
@@ -24,3 +36,55 @@ def _clean_presence_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def sim() -> AsyncIterator[Simulation]:
     async with simulation() as running:
         yield running
+
+
+@dataclass
+class Running:
+    controller: Controller
+    admin: httpx.AsyncClient
+    logs: io.StringIO
+
+    async def status(self) -> dict[str, Any]:
+        response = await self.admin.get("/status")
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def code(self, path: str) -> int:
+        return (await self.admin.get(path)).status_code
+
+    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return self.controller.metrics.registry.get_sample_value(name, labels or {})
+
+    def log_events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs.getvalue().splitlines()]
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, stop: asyncio.Event | None = None, **controller_args: Any
+) -> AsyncIterator[Running]:
+    logs = io.StringIO()
+    configure_logging("json", "info", settings.secrets(), stream=logs)
+    controller = Controller(settings, **controller_args)
+    stop = stop or asyncio.Event()
+    async with AdminServer(controller, "127.0.0.1", 0) as admin:
+        task = asyncio.create_task(controller.run(stop))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin.port}") as client:
+            try:
+                yield Running(controller, client, logs)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 6.0)
+
+
+def reason(run: Running) -> str:
+    decision = run.controller.decision
+    return decision.reason if decision is not None else ""
+
+
+async def until(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)

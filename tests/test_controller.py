@@ -3,81 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import math
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Sim
+from conftest import Sim, reason, running, until
 
-from controller.config import Settings
 from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
-from controller.runtime.logs import configure_logging
 from controller.sim.consumer import MetricsMode
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 
 P = "presence-controller/"
-
-
-@dataclass
-class Running:
-    controller: Controller
-    admin: httpx.AsyncClient
-    logs: io.StringIO
-
-    async def status(self) -> dict[str, Any]:
-        response = await self.admin.get("/status")
-        assert response.status_code == 200
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def code(self, path: str) -> int:
-        return (await self.admin.get(path)).status_code
-
-    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        return self.controller.metrics.registry.get_sample_value(name, labels or {})
-
-    def log_events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.logs.getvalue().splitlines()]
-
-
-@asynccontextmanager
-async def running(
-    settings: Settings, stop: asyncio.Event | None = None, **controller_args: Any
-) -> AsyncIterator[Running]:
-    logs = io.StringIO()
-    configure_logging("json", "info", settings.secrets(), stream=logs)
-    controller = Controller(settings, **controller_args)
-    stop = stop or asyncio.Event()
-    async with AdminServer(controller, "127.0.0.1", 0) as admin:
-        task = asyncio.create_task(controller.run(stop))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin.port}") as client:
-            try:
-                yield Running(controller, client, logs)
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 6.0)
-
-
-def reason(run: Running) -> str:
-    decision = run.controller.decision
-    return decision.reason if decision is not None else ""
-
-
-async def until(check: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_follows_the_consumer_and_explains_itself(sim: Sim) -> None:

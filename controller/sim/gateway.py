@@ -20,6 +20,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: str = '{"error": "simulated fault"}'
+    reset: bool = False
+    """Start a chunked answer, then drop the connection mid-response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +91,20 @@ class SimGateway:
             return web.json_response({"error": "instance not found"}, status=404)
         return None
 
-    async def _fault(self, faults: deque[Fault]) -> web.Response | None:
+    async def _fault(self, faults: deque[Fault], request: web.Request) -> web.StreamResponse | None:
         if not faults:
             return None
         fault = faults.popleft()
         if fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault.reset:
+            partial = web.StreamResponse(status=fault.status)
+            partial.enable_chunked_encoding()
+            await partial.prepare(request)
+            await partial.write(b'{"partial": ')
+            assert request.transport is not None
+            request.transport.close()
+            return partial
         return web.Response(
             status=fault.status,
             text=fault.body,
@@ -102,9 +112,9 @@ class SimGateway:
             content_type="application/json",
         )
 
-    async def _session(self, request: web.Request) -> web.Response:
+    async def _session(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
-        response = self._auth(request) or await self._fault(self.session_faults)
+        response = self._auth(request) or await self._fault(self.session_faults, request)
         if response is None:
             response = web.json_response(
                 {"status": self.session_state, "instance_id": self.instance_id}
@@ -114,7 +124,7 @@ class SimGateway:
         )
         return response
 
-    async def _set(self, request: web.Request) -> web.Response:
+    async def _set(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
         try:
             body = await request.json()
@@ -123,7 +133,7 @@ class SimGateway:
             presence = None
         if self.set_delay:
             await asyncio.sleep(self.set_delay)
-        response = self._auth(request) or await self._fault(self.set_faults)
+        response = self._auth(request) or await self._fault(self.set_faults, request)
         if response is None:
             if not isinstance(presence, str):
                 response = web.json_response({"error": f"missing {self.field_name}"}, status=400)
