@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiohttp import web
-
 from controller.core.hysteresis import HysteresisConfig, HysteresisState
 from controller.core.policy import decide
 from controller.core.types import (
@@ -45,6 +43,7 @@ from controller.core.types import (
 )
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
+from controller.sim.collector import SimCollector
 from controller.sim.gateway import GatewayCall
 from controller.sim.harness import simulation
 from controller.sim.server import LoopbackServer
@@ -160,19 +159,6 @@ async def wait_for(check: Callable[[], bool], within: float) -> None:
 
 
 # 2 and 3. Footprint and cost per tick, from /proc of real processes.
-
-
-class Receiver:
-    """An OTLP/HTTP receiver that accepts and discards spans (a live collector)."""
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._ok)
-        return app
-
-    async def _ok(self, request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=b"", content_type="application/x-protobuf")
 
 
 async def footprint(seconds: float, collector: str) -> dict[str, Spread]:
@@ -407,7 +393,7 @@ def machine() -> str:
 async def main(quick: bool) -> None:
     configure_logging("text", "error", [])
     started = time.monotonic()
-    async with LoopbackServer(Receiver().app()) as collector:
+    async with LoopbackServer(SimCollector().app()) as collector:
         (falls, rises, bounds), prints, costs = await asyncio.gather(
             reaction(cycles=2 if quick else 5, parallel=3 if quick else 6),
             footprint(10 if quick else 60, collector.url),

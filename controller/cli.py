@@ -1,4 +1,4 @@
-"""`presence-controller` command line: run, demo, check-config, check-gateway."""
+"""`presence-controller` command line: run, demo, check-config, check-gateway, windows."""
 
 from __future__ import annotations
 

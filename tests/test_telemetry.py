@@ -13,9 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiohttp import web
 from conftest import Sim
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -26,6 +24,7 @@ from controller.runtime.logs import configure_logging
 from controller.runtime.metrics import Metrics
 from controller.runtime.telemetry import Tracing, resource, setup_tracing, tracing_errors
 from controller.sim import LoopbackServer
+from controller.sim.collector import SimCollector
 from controller.sim.gateway import Fault
 
 
@@ -200,34 +199,6 @@ def test_an_unknown_exporter_is_a_configuration_error() -> None:
 # A real OTLP/HTTP receiver, and a real subprocess exporting to it.
 
 
-class Receiver:
-    def __init__(self, hang: bool = False) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.hang = hang
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._traces)
-        return app
-
-    async def _traces(self, request: web.Request) -> web.Response:
-        if self.hang:
-            await asyncio.sleep(3600)
-        assert request.content_type == "application/x-protobuf"
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(await request.read())
-        self.requests.append(message)
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    def spans(self) -> list[tuple[dict[str, Any], Any]]:
-        out = []
-        for message in self.requests:
-            for rs in message.resource_spans:
-                res = {a.key: a.value.string_value for a in rs.resource.attributes}
-                out += [(res, span) for ss in rs.scope_spans for span in ss.spans]
-        return out
-
-
 async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -246,7 +217,7 @@ def attribute(span: Any, key: str) -> str | None:
 
 
 async def test_spans_reach_an_otlp_collector_and_are_flushed_on_shutdown(sim: Sim) -> None:
-    receiver = Receiver()
+    receiver = SimCollector()
     async with LoopbackServer(receiver.app()) as collector:
         env = sim.env(
             OTEL_TRACES_EXPORTER="otlp",
@@ -285,7 +256,7 @@ async def test_spans_reach_an_otlp_collector_and_are_flushed_on_shutdown(sim: Si
 
 
 async def test_a_hanging_collector_delays_neither_ticks_nor_shutdown(sim: Sim) -> None:
-    receiver = Receiver(hang=True)
+    receiver = SimCollector(hang=True)
     async with LoopbackServer(receiver.app()) as collector:
         env = sim.env(
             OTEL_TRACES_EXPORTER="otlp",
