@@ -233,6 +233,7 @@ async def test_spans_reach_an_otlp_collector_and_are_flushed_on_shutdown(sim: Si
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 0, err.decode()
+    assert receiver.content_types == {"application/x-protobuf"}
     spans = receiver.spans()
     resources = {json.dumps(r, sort_keys=True) for r, _ in spans}
     (attrs,) = [json.loads(r) for r in resources]

@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 class SimCollector:
     def __init__(self, hang: bool = False) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
+        self.content_types: set[str] = set()
         self.hang = hang
 
     def app(self) -> web.Application:
@@ -23,6 +24,7 @@ class SimCollector:
     async def _traces(self, request: web.Request) -> web.Response:
         if self.hang:
             await asyncio.sleep(3600)
+        self.content_types.add(request.content_type)
         message = ExportTraceServiceRequest()
         message.ParseFromString(await request.read())
         self.requests.append(message)
