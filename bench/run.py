@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from image_env import IMAGE_ENV
+
 from controller.core.hysteresis import HysteresisConfig, HysteresisState
 from controller.core.policy import decide
 from controller.core.types import (
@@ -81,6 +83,11 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 def controller_cmd() -> list[str]:
     return [sys.executable, "-m", "controller", "run"]
+
+
+def image(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus what the container image sets (bench/image_env.py)."""
+    return {**env, **IMAGE_ENV}
 
 
 @dataclass
@@ -177,7 +184,9 @@ async def footprint(seconds: float, collector: str) -> dict[str, Spread]:
                 OTEL_EXPORTER_OTLP_ENDPOINT=collector,
             ),
         }
-        procs = {name: await spawn(*controller_cmd(), env=env) for name, env in variants.items()}
+        procs = {
+            name: await spawn(*controller_cmd(), env=image(env)) for name, env in variants.items()
+        }
         await asyncio.sleep(seconds)
         samples: dict[str, list[float]] = {name: [] for name in procs}
         for _ in range(5):  # five readings over the next 5 s: the steady value after `seconds`
@@ -214,12 +223,14 @@ async def cost_per_tick(seconds: float, windows: int, collector: str) -> dict[st
         }
         procs = {
             "presence-controller, tracing none": await spawn(
-                *controller_cmd(), env=sim.env(**fast)
+                *controller_cmd(), env=image(sim.env(**fast))
             ),
             "presence-controller, tracing otlp": await spawn(
                 *controller_cmd(),
-                env=sim.env(
-                    **fast, OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=collector
+                env=image(
+                    sim.env(
+                        **fast, OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=collector
+                    )
                 ),
             ),
             "floor: hand-written httpx poller": await spawn(
@@ -254,7 +265,7 @@ async def startup(repeats: int) -> Spread:
         async with simulation() as sim:
             env = sim.env(PRESENCE_INTERVAL="5s", PRESENCE_TIMEOUT="2s")
             started = time.monotonic()
-            proc = await spawn(*controller_cmd(), env=env)
+            proc = await spawn(*controller_cmd(), env=image(env))
             await wait_for(lambda sim=sim: sim.consumer.health_requests > 0, 10)  # type: ignore[misc]
             times.append(time.monotonic() - started)
             await stop(proc)

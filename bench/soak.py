@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from image_env import IMAGE_ENV
+
 from controller.core.types import Presence
 from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
@@ -178,7 +180,7 @@ async def soak(minutes: float, seed: int) -> dict[str, object]:
     )
     rng = random.Random(seed)
     podinfo_dir = Path(tempfile.mkdtemp(prefix="presence-soak-"))
-    samples: list[tuple[float, float, int, int]] = []
+    samples: list[tuple[float, float, int, int, int, int]] = []
     applied_faults: dict[str, int] = {}
     async with simulation() as sim:
         world = World(sim, DownwardAPIVolume(podinfo_dir), Clock(), rng)
@@ -211,7 +213,14 @@ async def soak(minutes: float, seed: int) -> dict[str, object]:
                 if now >= next_sample:
                     gc.collect()
                     samples.append(
-                        (now - started, rss_mib(), len(asyncio.all_tasks()), open_sockets())
+                        (
+                            now - started,
+                            rss_mib(),
+                            len(asyncio.all_tasks()),
+                            open_sockets(),
+                            sys.getallocatedblocks(),
+                            len(gc.get_objects()),
+                        )
                     )
                     next_sample += 10
                 if now >= quiet_from:
@@ -251,7 +260,7 @@ async def soak(minutes: float, seed: int) -> dict[str, object]:
 
 
 def verdict(result: dict[str, object]) -> tuple[list[str], list[str]]:
-    samples: list[tuple[float, float, int, int]] = result["samples"]  # type: ignore[assignment]
+    samples: list[tuple[float, float, int, int, int, int]] = result["samples"]  # type: ignore[assignment]
     warm = [s for s in samples if s[0] >= 60] or samples
     rss_growth = warm[-1][1] - warm[0][1]
     tasks = [s[2] for s in warm]
@@ -264,6 +273,9 @@ def verdict(result: dict[str, object]) -> tuple[list[str], list[str]]:
         failures.append(f"asyncio tasks ranged {min(tasks)}-{max(tasks)}")
     if max(sockets) - min(sockets) > 8:
         failures.append(f"open sockets ranged {min(sockets)}-{max(sockets)}")
+    blocks = [s[4] for s in warm]
+    if blocks[-1] > blocks[0] * 1.02:
+        failures.append(f"Python allocated blocks grew {blocks[0]} -> {blocks[-1]} (> 2%)")
     if result["tracebacks"]:
         failures.append(f"errors with tracebacks: {result['tracebacks'][:3]}")
     if result["unhandled"]:
@@ -289,8 +301,18 @@ def verdict(result: dict[str, object]) -> tuple[list[str], list[str]]:
         f"{warm[-1][1]:.1f} | {min(s[1] for s in warm):.1f} | {max(s[1] for s in warm):.1f} |",
         f"| asyncio tasks | {tasks[0]} | {tasks[-1]} | {min(tasks)} | {max(tasks)} |",
         f"| open sockets | {sockets[0]} | {sockets[-1]} | {min(sockets)} | {max(sockets)} |",
+        f"| Python allocated blocks | {warm[0][4]} | {warm[-1][4]} | "
+        f"{min(s[4] for s in warm)} | {max(s[4] for s in warm)} |",
+        f"| live objects (gc) | {warm[0][5]} | {warm[-1][5]} | "
+        f"{min(s[5] for s in warm)} | {max(s[5] for s in warm)} |",
         "",
-        f"RSS growth after warm-up: {rss_growth:+.1f} MiB (limit 5). Errors logged with a "
+        "RSS every minute (MiB): "
+        + ", ".join(f"{s[1]:.1f}" for s in samples if round(s[0]) % 60 < 10)
+        + ".",
+        "",
+        f"RSS growth after warm-up: {rss_growth:+.1f} MiB (limit 5); Python allocated blocks "
+        f"{(blocks[-1] - blocks[0]) / blocks[0]:+.1%} (limit +2%). The process runs with the "
+        "image's glibc settings (bench/image_env.py). Errors logged with a "
         f"traceback: {len(result['tracebacks'])}. Unhandled exceptions: "  # type: ignore[arg-type]
         f"{len(result['unhandled'])}. Final presence: desired {desired}, applied {applied}, "  # type: ignore[arg-type]
         f"gateway shows {shown} (inputs healthy, no maintenance: expected available).",
@@ -314,6 +336,9 @@ def record(lines: list[str]) -> None:
 
 
 def main() -> int:
+    if any(os.environ.get(k) != v for k, v in IMAGE_ENV.items()):
+        # Run as the image runs: glibc reads these only at process start.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **IMAGE_ENV})  # noqa: S606
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)

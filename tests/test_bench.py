@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
 
 def bench() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    path = BENCH / "run.py"
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location("bench_run", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

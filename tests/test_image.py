@@ -137,3 +137,12 @@ async def test_the_controller_writes_no_files_at_run_time(sim: Sim, tmp_path: Pa
     writes = [line for line in err.decode().splitlines() if line.startswith("WRITE ")]
     assert writes == [], writes
     assert sim.gateway.presence == "unavailable"
+
+
+def test_the_image_sets_the_environment_the_benchmarks_measure() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from image_env import IMAGE_ENV
+
+    final = DOCKERFILE.rsplit("\nFROM ", 1)[1]
+    for name, value in IMAGE_ENV.items():
+        assert f"{name}={value}" in final, name
