@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from conftest import Sim
+from conftest import Sim, until
 
 from controller.config import WawpSettings
 from controller.core.actuation import ActuationConfig
@@ -50,13 +50,6 @@ async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actu
         with pytest.raises(asyncio.CancelledError):
             await task
         await gateway.aclose()
-
-
-async def until(check: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def counter(actuator: Actuator, outcome: str) -> float:
