@@ -285,14 +285,8 @@ def _parse_window(text: str) -> Window:
         return _parse_weekly(text)
     if "/" in text:
         return _parse_interval(text)
-    try:
-        return Until(_parse_timestamp(text, "an RFC 3339 timestamp"))
-    except ScheduleError as exc:
-        if "UTC offset" in str(exc):
-            raise
-        raise ScheduleError(
-            f"{exc}, a weekly window like 'Sat 02:00-04:00 Europe/Berlin', or true/false"
-        ) from None
+    other_forms = ", a weekly window like 'Sat 02:00-04:00 Europe/Berlin', or true/false"
+    return Until(_parse_timestamp(text, "an RFC 3339 timestamp", other_forms))
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -300,12 +294,13 @@ def parse_timestamp(text: str) -> datetime:
     return _parse_timestamp(text, "an RFC 3339 timestamp")
 
 
-def _parse_timestamp(text: str, what: str) -> datetime:
+def _parse_timestamp(text: str, what: str, other_forms: str = "") -> datetime:
+    """`other_forms` lists what else would have been accepted where the timestamp stood."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ScheduleError(
-            f"expected {what} like 2026-12-24T22:00:00Z or 2026-12-24T22:00:00+01:00"
+            f"expected {what} like 2026-12-24T22:00:00Z or 2026-12-24T22:00:00+01:00{other_forms}"
         ) from None
     if when.tzinfo is None:
         raise ScheduleError(f"timestamp {text!r} needs a UTC offset such as Z or +01:00")
