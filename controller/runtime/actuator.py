@@ -67,12 +67,12 @@ class Actuator:
         self._wake = asyncio.Event()
         self._call_lock = asyncio.Lock()
 
-    def want(self, presence: Presence, origin: Context | None = None) -> None:
+    def want(self, presence: Presence, origin: Span | None = None) -> None:
         """Set the desired presence (called every tick; only a change wakes the actuator).
-        `origin` is the trace context of the tick that changed it: gateway spans join it."""
+        `origin` is the span of the tick that changed it: the gateway spans join its trace."""
         if presence is not self.desired:
             self.desired = presence
-            self._origin = origin
+            self._origin = trace.set_span_in_context(origin) if origin is not None else None
             self._wake.set()
 
     async def run(self) -> None:

@@ -200,7 +200,7 @@ class Controller:
             previous = self.decision
             self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
             self.observation, self.decision = obs, decision
-            self.actuator.want(decision.presence, trace.set_span_in_context(span))
+            self.actuator.want(decision.presence, span)
             self._report(obs, previous, decision)
             self._annotate(span, obs, decision, previous)
         self.last_tick = now
@@ -335,8 +335,9 @@ class Controller:
             m.probes.labels(probe="lag", result=obs.lag.status.value).inc()
             m.queue_lag.set(obs.lag.value if obs.lag.value is not None else math.nan)
 
-        for rule in RULES:
-            m.decision_rule.labels(rule=rule).set(1 if rule == decision.rule else 0)
+        if previous is None or decision.rule != previous.rule:
+            for rule in RULES:
+                m.decision_rule.labels(rule=rule).set(1 if rule == decision.rule else 0)
         old = previous.presence if previous is not None else Presence.UNKNOWN
         if decision.presence is not old:
             self.since = obs.at
