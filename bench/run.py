@@ -47,7 +47,7 @@ from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
 from controller.sim.collector import SimCollector
 from controller.sim.gateway import GatewayCall
-from controller.sim.harness import simulation
+from controller.sim.harness import simulation, wait_until
 from controller.sim.server import LoopbackServer
 
 BENCH = Path(__file__).resolve().parent
@@ -158,11 +158,9 @@ async def reaction(cycles: int, parallel: int) -> tuple[Spread, Spread, dict[str
 
 
 async def wait_for(check: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark condition not reached")
-        await asyncio.sleep(0.002)
+    """Fine-grained polling: the start-up figure is read at this resolution."""
+    if not await wait_until(check, within, poll=0.002):
+        raise TimeoutError("benchmark condition not reached")
 
 
 # 2 and 3. Footprint and cost per tick, from /proc of real processes.

@@ -19,7 +19,7 @@ from controller.config import Settings
 from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
-from controller.sim.harness import Simulation, simulation
+from controller.sim.harness import Simulation, simulation, wait_until
 
 Sim = Simulation  # the name the tests use
 
@@ -84,7 +84,4 @@ def reason(run: Running) -> str:
 
 
 async def until(check: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+    assert await wait_until(check, within), "condition not reached in time"

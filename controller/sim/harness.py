@@ -3,8 +3,10 @@ shared by the tests and the benchmarks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,6 +69,16 @@ class Simulation:
         )
         env.update(extra)
         return env
+
+
+async def wait_until(check: Callable[[], bool], within: float, poll: float = 0.01) -> bool:
+    """Poll `check` until it holds or `within` seconds pass; whether it held."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+    return True
 
 
 @asynccontextmanager

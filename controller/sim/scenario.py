@@ -23,6 +23,7 @@ from controller.runtime.logs import configure_logging
 from controller.sim.consumer import SimConsumer
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault, GatewayCall, SimGateway
+from controller.sim.harness import wait_until
 from controller.sim.server import LoopbackServer
 
 MAINTENANCE = "presence-controller/maintenance"
@@ -160,15 +161,6 @@ class Timeline:
         self.line("decision", t.to.value, t.reason)
 
 
-async def _wait_for(check: Callable[[], bool], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.02)
-    return check()
-
-
 async def run_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
     """Run the scenario; 0 if every step behaved as stated, 1 otherwise."""
     configure_logging("text", "error", [])
@@ -230,11 +222,11 @@ async def _run_step(
 
     if step.hold:
         changes = len(controller.transitions)
-        left = await _wait_for(lambda: not shown(), step.hold / speed)
+        left = await wait_until(lambda: not shown(), step.hold / speed)
         ok = not left and len(controller.transitions) == changes
         verdict = f"stayed {expected} for {step.hold / speed:g}s, no flip" if ok else "FLIPPED"
     else:
-        ok = await _wait_for(shown, 15.0 / speed + 3.0)
+        ok = await wait_until(shown, 15.0 / speed + 3.0)
         verdict = (
             f"gateway shows {expected}"
             if ok
