@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from image_env import IMAGE_ENV
+from procfs import cpu_seconds, rss_mib
 
 from controller.core.hysteresis import HysteresisConfig, HysteresisState
 from controller.core.policy import decide
@@ -51,22 +52,9 @@ from controller.sim.harness import simulation, wait_until
 from controller.sim.server import LoopbackServer
 
 BENCH = Path(__file__).resolve().parent
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 # Measuring other processes.
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from image_env import IMAGE_ENV
+from procfs import open_sockets, rss_mib
 
 from controller.core.types import Presence
 from controller.runtime.admin import AdminServer
@@ -43,23 +44,6 @@ from controller.sim.harness import Simulation, simulation
 
 BENCH = Path(__file__).resolve().parent
 P = "presence-controller/"
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def open_sockets() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            continue
-    return count
 
 
 class ErrorCounter(logging.Handler):
