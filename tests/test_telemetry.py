@@ -144,11 +144,16 @@ async def test_reasserts_and_the_shutdown_write_are_their_own_traces(sim: Sim) -
     assert reassert.parent is None and sets[-1].parent is None
 
 
-async def test_sampling_off_records_nothing(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    async with traced(sim.settings()) as (_, _, exporter):
-        await until(lambda: sim.gateway.presence == "available")
-    assert exporter.get_finished_spans() == ()
+async def test_the_sampler_comes_from_the_environment(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sampler, recorded in (("always_on", True), ("always_off", False)):
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+        sim.gateway.presence = None
+        async with traced(sim.settings()) as (_, _, exporter):
+            await until(lambda: sim.gateway.presence == "available")
+        spans = exporter.get_finished_spans()
+        assert bool(named(spans, "presence.reconcile")) is recorded, sampler
 
 
 def test_resource_attributes() -> None:
