@@ -1,25 +1,26 @@
 """The Kubernetes manifests, offline: schema validation against a current release, the kustomize
-render, and the sidecar wiring (annotations file, token, probes, hardening) really holding."""
+render, the sidecar wiring (annotations file, token, probes, hardening) really holding, the
+kubelet's file ownership rules, and no Secret an apply could overwrite."""
 
 from __future__ import annotations
 
-import base64
 import re
-import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from manifests import K8S, OVERLAY, ROOT, render, secret_references
 
 from controller.config import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "k8s"
 KUBERNETES_VERSION = "1.37.0"
-CRD_KINDS = {"PrometheusRule", "ServiceMonitor"}
+CRD_KINDS = {"PrometheusRule", "PodMonitor", "ServiceMonitor"}
+FILE_VOLUMES = ("secret", "configMap", "downwardAPI", "projected")
+"""Volumes whose files the kubelet writes itself (atomic writer), with its ownership rules."""
 
 
 def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -29,12 +30,7 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    command = [kubectl, "kustomize", str(K8S / "overlays" / "example")]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return render(OVERLAY)
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -49,9 +45,9 @@ def sidecar(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 def env_of(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
-    """The sidecar's environment as the kubelet would build it (ConfigMap, literals, secrets)."""
+    """The sidecar's environment as the kubelet would build it (ConfigMap, literals; values
+    from the out-of-band Secret as `<secret NAME/KEY>`)."""
     configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
-    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         env.update(configmaps[source["configMapRef"]["name"]])
@@ -60,8 +56,7 @@ def env_of(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, s
             env[var["name"]] = var["value"]
         elif "secretKeyRef" in var["valueFrom"]:
             ref = var["valueFrom"]["secretKeyRef"]
-            secret = secrets[ref["name"]]
-            env[var["name"]] = (secret.get("stringData") or {}).get(ref["key"]) or ref["key"]
+            env[var["name"]] = f"<secret {ref['name']}/{ref['key']}>"
     return env
 
 
@@ -77,10 +72,122 @@ def mount_for(
     raise AssertionError(f"{path} is not inside any mount")
 
 
+# The kubelet's ownership rules for the files it writes into Secret, ConfigMap, Downward API and
+# projected volumes (pkg/volume: the atomic writer, then SetVolumeOwnership):
+# - every file is owned by root (UID 0), group root;
+# - its mode is the item's `mode`, else the volume's `defaultMode`, else 0644;
+# - with a pod `fsGroup`, the group becomes fsGroup and, these volumes being read-only, the mode
+#   gains the group read bits (mode | 0440);
+# - a container's process runs as runAsUser (container, else pod, else the image's USER) with
+#   the primary group runAsGroup (likewise) and supplementary groups fsGroup and
+#   supplementalGroups.
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    path: str
+    uid: int
+    gid: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int
+    gids: frozenset[int]
+
+
+def image_user() -> tuple[int, int]:
+    match = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert match is not None, "the Dockerfile sets a numeric USER uid:gid"
+    return int(match[1]), int(match[2])
+
+
+def identity(pod: dict[str, Any], container: dict[str, Any]) -> Identity:
+    pod_sc = pod.get("securityContext", {})
+    sc = container.get("securityContext", {})
+    image_uid, image_gid = image_user() if container["name"] == "presence-controller" else (-1, -1)
+    uid = sc.get("runAsUser", pod_sc.get("runAsUser", image_uid))
+    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", image_gid))
+    assert uid >= 0 and gid >= 0, f"{container['name']}: UID/GID must be known to check files"
+    groups = {gid, *pod_sc.get("supplementalGroups", [])}
+    if "fsGroup" in pod_sc:
+        groups.add(pod_sc["fsGroup"])
+    return Identity(uid, frozenset(groups))
+
+
+def _items(source: dict[str, Any], default: str) -> list[tuple[str, int | None]]:
+    """(path, explicit mode) per file of one volume source; `default` names the whole-object
+    projection when no items are listed (every key, under its own name)."""
+    items = source.get("items")
+    if not items:
+        return [(default, None)]
+    return [(item["path"], item.get("mode")) for item in items]
+
+
+def volume_files(pod: dict[str, Any], volume: dict[str, Any]) -> list[VolumeFile]:
+    """The files the kubelet writes for `volume`, with owner, group and mode."""
+    fs_group = pod.get("securityContext", {}).get("fsGroup")
+    (kind,) = [k for k in FILE_VOLUMES if k in volume]
+    spec = volume[kind]
+    default_mode = spec.get("defaultMode", 0o644)
+    if kind == "projected":
+        sources = [
+            (name, source[name])
+            for source in spec["sources"]
+            for name in ("secret", "configMap", "downwardAPI", "serviceAccountToken")
+            if name in source
+        ]
+    else:
+        sources = [(kind, spec)]
+    files = []
+    for name, source in sources:
+        entries = [(source["path"], None)] if name == "serviceAccountToken" else _items(source, "*")
+        for path, mode in entries:
+            effective = mode if mode is not None else default_mode
+            gid = 0
+            if fs_group is not None:
+                gid, effective = fs_group, effective | 0o440
+            files.append(VolumeFile(path, 0, gid, effective))
+    return files
+
+
+def readable(who: Identity, file: VolumeFile) -> bool:
+    if who.uid == 0:
+        return True
+    if who.uid == file.uid:
+        return bool(file.mode & 0o400)
+    if file.gid in who.gids:
+        return bool(file.mode & 0o040)
+    return bool(file.mode & 0o004)
+
+
+def unreadable_files(pod: dict[str, Any]) -> list[str]:
+    """Every kubelet-written file a container mounts but cannot read, as `container: path`."""
+    problems = []
+    for container in pod["containers"]:
+        who = identity(pod, container)
+        for mount in container.get("volumeMounts", []):
+            (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+            if not any(kind in volume for kind in FILE_VOLUMES):
+                continue
+            for file in volume_files(pod, volume):
+                if not readable(who, file):
+                    where = PurePosixPath(mount["mountPath"]) / file.path
+                    problems.append(
+                        f"{container['name']} (uid {who.uid}, groups {sorted(who.gids)}): "
+                        f"{where} is {file.uid}:{file.gid} {file.mode:04o}"
+                    )
+    return problems
+
+
+# Tests.
+
+
 def test_every_manifest_file_validates_strictly() -> None:
     files = sorted(p for p in K8S.rglob("*.yaml") if "kustomization" not in p.name)
+    files = [p for p in files if "tests" not in p.parts]
     built_in = [p for p in files if yaml.safe_load(p.read_text()).get("kind") not in CRD_KINDS]
-    built_in = [p for p in built_in if "tests" not in p.parts]
     result = validate(*built_in)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(" passed for resource ") == len(built_in)
@@ -92,11 +199,80 @@ def test_the_rendered_overlay_validates(rendered: list[dict[str, Any]], tmp_path
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = sorted(d["kind"] for d in rendered)
-    expected = "ConfigMap ConfigMap Deployment Namespace PrometheusRule Secret Service"
-    assert kinds == [*expected.split(), "ServiceAccount", "ServiceMonitor"]
+    assert kinds == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "PodMonitor",
+        "PrometheusRule",
+        "Service",
+        "ServiceAccount",
+    ]
     assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {
         "whatsapp-bot"
     }
+
+
+def test_the_overlay_ships_no_secret_an_apply_could_overwrite(
+    rendered: list[dict[str, Any]],
+) -> None:
+    assert [d for d in rendered if d["kind"] == "Secret"] == []
+    for path in K8S.rglob("kustomization.yaml"):
+        assert "secretGenerator" not in yaml.safe_load(path.read_text()), path
+
+
+def test_every_container_can_read_every_file_it_mounts(rendered: list[dict[str, Any]]) -> None:
+    pod, _ = sidecar(rendered)
+    mounted = {kind for volume in pod["volumes"] for kind in FILE_VOLUMES if kind in volume}
+    assert {"secret", "downwardAPI"} <= mounted, "the model is exercised on both kinds"
+    assert unreadable_files(pod) == []
+
+
+def test_the_ownership_model_catches_a_root_only_token() -> None:
+    """The shipped defect: defaultMode 0400 and no fsGroup leave the token readable by root
+    only, and the sidecar (UID 10001) exits at start with Permission denied."""
+    pod = {
+        "securityContext": {"runAsNonRoot": True},
+        "containers": [
+            {
+                "name": "presence-controller",
+                "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/wawp"}],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "token",
+                "secret": {
+                    "secretName": "s",
+                    "items": [{"key": "access-token", "path": "access-token"}],
+                    "defaultMode": 0o400,
+                },
+            }
+        ],
+    }
+    (problem,) = unreadable_files(pod)
+    assert "/var/run/secrets/wawp/access-token is 0:0 0400" in problem
+    pod["securityContext"]["fsGroup"] = 10001
+    assert unreadable_files(pod) == [], "fsGroup alone: the kubelet adds the group read bits"
+    del pod["securityContext"]["fsGroup"]
+    pod["volumes"][0]["secret"]["items"][0]["mode"] = 0o444
+    assert unreadable_files(pod) == [], "or a world-readable item mode"
+
+
+def test_the_files_the_sidecar_reads_lie_in_readable_mounts(
+    rendered: list[dict[str, Any]],
+) -> None:
+    pod, container = sidecar(rendered)
+    env = env_of(rendered, container)
+    who = identity(pod, container)
+    files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert set(files) == {"PRESENCE_ANNOTATIONS_FILE", "PRESENCE_WAWP__ACCESS_TOKEN_FILE"}
+    for path in files.values():
+        volume, inner = mount_for(pod, container, path)
+        (file,) = [f for f in volume_files(pod, volume) if f.path in (inner, "*")]
+        assert readable(who, file), path
 
 
 def test_the_annotations_file_lies_in_the_downward_api_mount(
@@ -115,33 +291,50 @@ def test_the_token_comes_from_a_secret_file_never_a_literal(rendered: list[dict[
     assert literal == [], "no token in the pod spec"
     path = env_of(rendered, container)["PRESENCE_WAWP__ACCESS_TOKEN_FILE"]
     volume, inner = mount_for(pod, container, path)
-    secret_name = volume["secret"]["secretName"]
     assert {"key": "access-token", "path": inner} in volume["secret"]["items"]
-    secret = next(
-        d for d in rendered if d["kind"] == "Secret" and d["metadata"]["name"] == secret_name
-    )
-    values = [base64.b64decode(value).decode() for value in secret["data"].values()]
-    assert values and all("REPLACE" in value for value in values), "a visible placeholder"
+    assert secret_references(pod) == {"presence-controller-wawp": {"access-token", "instance-id"}}
 
 
-def test_probes_hit_the_admin_port(rendered: list[dict[str, Any]]) -> None:
+def test_probes_hit_the_admin_port_and_only_the_pod_monitor_scrapes_it(
+    rendered: list[dict[str, Any]],
+) -> None:
     _, container = sidecar(rendered)
     listen = env_of(rendered, container)["PRESENCE_LISTEN"]
     (port,) = [p for p in container["ports"] if p["containerPort"] == int(listen.rsplit(":", 1)[1])]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
     service = one(rendered, "Service")
-    assert port["name"] in {p["targetPort"] for p in service["spec"]["ports"]}
-    monitor = one(rendered, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    assert port["name"] not in {p["targetPort"] for p in service["spec"]["ports"]}, (
+        "the admin port stays off the bot's webhook Service"
+    )
+    monitor = one(rendered, "PodMonitor")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
+    assert {"targetLabel": "job", "replacement": "presence-controller"} in endpoint["relabelings"]
+    template = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= template.items()
+
+
+def test_the_monitoring_kit_carries_the_selector_label_and_runbook_urls(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for kind in ("PodMonitor", "PrometheusRule"):
+        assert one(rendered, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    settings = yaml.safe_load((OVERLAY / "monitoring-settings.yaml").read_text())
+    base = settings["data"]["runbook-base"]
+    rules = [r for g in one(rendered, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    urls = [rule["annotations"]["runbook_url"] for rule in rules]
+    assert urls == [f"{base}#{rule['alert'].lower()}" for rule in rules]
+    assert "monitoring-settings" not in str([d["metadata"]["name"] for d in rendered]), (
+        "local-config: used while rendering, never applied"
+    )
 
 
 def test_the_pod_is_hardened(rendered: list[dict[str, Any]]) -> None:
     pod, container = sidecar(rendered)
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
     account = one(rendered, "ServiceAccount")
     assert account["metadata"]["name"] == pod["serviceAccountName"]
     assert account["automountServiceAccountToken"] is False
@@ -150,10 +343,8 @@ def test_the_pod_is_hardened(rendered: list[dict[str, Any]]) -> None:
         assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert each["resources"]["requests"] and each["resources"]["limits"]["memory"]
-    uid = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.M)
-    assert uid is not None
     sc = container["securityContext"]
-    assert (str(sc["runAsUser"]), str(sc["runAsGroup"])) == uid.groups()
+    assert (sc["runAsUser"], sc["runAsGroup"]) == image_user()
     assert sc["runAsNonRoot"] is True
 
 
@@ -176,11 +367,12 @@ def test_the_rendered_settings_are_a_valid_controller_configuration(
 ) -> None:
     pod, container = sidecar(rendered)
     env = env_of(rendered, container)
+    env["PRESENCE_WAWP__INSTANCE_ID"] = "b7c1e0d2-instance"  # what the Secret would hold
     # Stand in for the mounted files at their paths below a temporary root.
     for variable in ("PRESENCE_ANNOTATIONS_FILE", "PRESENCE_WAWP__ACCESS_TOKEN_FILE"):
         local = tmp_path / env[variable].lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_text("placeholder-token-value" if "TOKEN" in variable else "")
+        local.write_text("k3j5h6g7f8d9s0a1" if "TOKEN" in variable else "")
         env[variable] = str(local)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
