@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools docs constraints bench soak clean
+.PHONY: demo test lint typecheck unit tools alerts docs constraints bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH" >&2; exit 1; }
@@ -42,6 +42,10 @@ tools:
 	      --no-install-recommends prometheus >/dev/null; } \
 	      || echo "could not install promtool: its tests will be skipped"; \
 	  else echo "promtool not found (install Debian's prometheus package): its tests will be skipped"; fi; }
+
+## alerts: promtool checks the PrometheusRule and runs its unit tests (k8s/monitoring/tests)
+alerts: $(STAMP) tools
+	$(BIN)/python k8s/monitoring/tests/promtool.py
 
 ## docs: regenerate docs/configuration.md from the settings model
 docs: $(STAMP)
