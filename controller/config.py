@@ -8,6 +8,7 @@ wins over it. The attribute docstrings below are the reference documentation:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -51,6 +52,16 @@ _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PLACEHOLDER = re.compile(
+    r"replace[-_ ]?(with|me)|change[-_ ]?me|your[-_ ]|placeholder|^<.*>$|^(.)\2{3,}$", re.IGNORECASE
+)
+"""Values a template ships (`REPLACE-WITH-YOUR-WAWP-ACCESS-TOKEN`, `<token>`, `xxxxxxxx`):
+refused so that a copied example fails at start with a clear message instead of a 401 loop."""
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether `value` is an obvious template placeholder rather than a real credential."""
+    return _PLACEHOLDER.search(value.strip()) is not None
 
 
 def parse_duration(value: object) -> object:
@@ -130,8 +141,17 @@ class WawpSettings(BaseModel):
     @field_validator("access_token")
     @classmethod
     def _credible_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
-            raise ValueError(f"too short to be an access token (< {MIN_TOKEN_LENGTH} characters)")
+        if value is not None:
+            _check_token(value.get_secret_value().strip(), "")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _real_instance_id(cls, value: str | None) -> str | None:
+        if value is not None and is_placeholder(value):
+            raise ValueError(
+                f"{value!r} is a placeholder: set the instance ID of your Wawp session"
+            )
         return value
 
     @model_validator(mode="after")
@@ -146,13 +166,22 @@ class WawpSettings(BaseModel):
             raise ValueError(
                 f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
             ) from None
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise ValueError(
-                f"access token file {str(self.access_token_file)!r} holds no token "
-                f"(< {MIN_TOKEN_LENGTH} characters)"
-            )
+        _check_token(token, f"access token file {str(self.access_token_file)!r}: ")
         self.access_token = SecretStr(token)
         return self
+
+
+def _check_token(token: str, where: str) -> None:
+    """Refuse a token that cannot be real; the message never quotes it."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"{where}too short to be an access token (< {MIN_TOKEN_LENGTH} characters)"
+        )
+    if is_placeholder(token):
+        raise ValueError(
+            f"{where}holds a placeholder, not an access token: put the gateway's real token "
+            "in the Secret (kubectl create secret generic ... --from-file=access-token=...)"
+        )
 
 
 class Settings(BaseSettings):
@@ -410,7 +439,61 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(names) if names else ENV_PREFIX.rstrip("_")
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def known_variables() -> list[str]:
+    """Every environment variable the settings model reads (upper case)."""
+    names = [CONFIG_FILE_VAR]
+
+    def add(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            var = f"{prefix}{name.upper()}"
+            names.append(var)
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                add(annotation, f"{var}{NESTED_DELIMITER}")
+
+    add(Settings, ENV_PREFIX)
+    return names
+
+
+_SERVICE_LINK = re.compile(
+    r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)"
+)
+"""The variables the kubelet injects for each Service of the namespace (`<NAME>_SERVICE_HOST`,
+`<NAME>_PORT_8090_TCP_ADDR`, ...): a Service named `presence-...` yields `PRESENCE_*` names."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`PRESENCE_*` variables that no setting reads (typos), each with a suggestion. Names
+    shaped like Kubernetes service links are not ours to judge and pass."""
+    known = known_variables()
+    errors = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if _SERVICE_LINK.fullmatch(upper):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        errors.append(f"{name}: unknown setting{hint}; see docs/configuration.md")
+    return errors
+
+
+def _file_key(loc: tuple[int | str, ...], document: Mapping[str, Any] | None) -> str | None:
+    """The config file key (`wawp.instance_id`) that `loc` came from, when the environment did
+    not set it and the file holds it."""
+    if document is None or os.environ.get(env_name(loc)) is not None:
+        return None
+    node: Any = document
+    keys = [str(part) for part in loc if isinstance(part, str)]
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return ".".join(keys)
+
+
+def _describe(error: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> str:
     loc = tuple(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     shown = error.get("input")
@@ -422,14 +505,23 @@ def _describe(error: Mapping[str, Any]) -> str:
         and "'" not in message  # the message already quotes what is wrong
     ):
         message += f" (got {shown!r})"
+    key = _file_key(loc, document)
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
+        if key is not None:
+            close = difflib.get_close_matches(env_name(loc), known_variables(), n=1, cutoff=0.75)
+            if close:
+                message += f" (did you mean {close[0].removeprefix(ENV_PREFIX).lower()}?)"
+    if key is not None:
+        return f"{os.environ[CONFIG_FILE_VAR]}: {key}: {message}"
     return f"{env_name(loc)}: {message}"
 
 
-def _format_errors(exc: ValidationError) -> Iterator[str]:
+def _format_errors(
+    exc: ValidationError, document: Mapping[str, Any] | None = None
+) -> Iterator[str]:
     for error in exc.errors(include_url=False):
-        yield _describe(error)
+        yield _describe(error, document)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -438,15 +530,20 @@ def load_settings(**overrides: Any) -> Settings:
     Raises ConfigError listing every problem (never a traceback, never a secret).
     """
     path = os.environ.get(CONFIG_FILE_VAR)
-    if path:
-        _check_config_file(Path(path))
+    document = _check_config_file(Path(path)) if path else None
+    unknown = unknown_variables(os.environ)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(list(_format_errors(exc))) from None
+        reported = {line.partition(":")[0] for line in unknown}
+        errors = [e for e in _format_errors(exc, document) if e.partition(":")[0] not in reported]
+        raise ConfigError(unknown + errors) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return settings
 
 
-def _check_config_file(path: Path) -> None:
+def _check_config_file(path: Path) -> dict[str, Any] | None:
     """Refuse a missing, unreadable, unparseable or non-mapping config file with a clear reason
     (pydantic-settings would skip a missing file silently and garble the others)."""
     suffix = path.suffix.lower()
@@ -473,6 +570,7 @@ def _check_config_file(path: Path) -> None:
                 f"not a {type(document).__name__}"
             ]
         )
+    return document
 
 
 def reference_markdown() -> str:

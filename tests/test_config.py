@@ -146,7 +146,8 @@ def test_unknown_nested_setting_is_refused(
     minimal_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert errors_of(monkeypatch, PRESENCE_WAWP__TOKEN="x") == [
-        "PRESENCE_WAWP__TOKEN: unknown setting"
+        "PRESENCE_WAWP__TOKEN: unknown setting (did you mean PRESENCE_WAWP__ACCESS_TOKEN?); "
+        "see docs/configuration.md"
     ]
 
 
@@ -167,7 +168,7 @@ def test_wrongly_typed_token_is_not_echoed(monkeypatch: pytest.MonkeyPatch, tmp_
     path = tmp_path / "c.yaml"
     path.write_text("health_url: http://h/\nwawp: {instance_id: i, access_token: 987654321}\n")
     errors = errors_of(monkeypatch, PRESENCE_CONFIG_FILE=str(path))
-    assert errors == ["PRESENCE_WAWP__ACCESS_TOKEN: Input should be a valid string"]
+    assert errors == [f"{path}: wawp.access_token: Input should be a valid string"]
 
 
 def test_token_from_file(
@@ -185,7 +186,7 @@ def test_token_from_file(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read access token file"), ("\n", "holds no token"), ("abc", "holds no token")],
+    [(None, "cannot read access token file"), ("\n", "too short"), ("abc", "too short")],
 )
 def test_bad_token_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
