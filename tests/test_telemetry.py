@@ -7,11 +7,13 @@ import asyncio
 import io
 import json
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from conftest import Sim, until
 from opentelemetry.sdk.trace import ReadableSpan
@@ -274,5 +276,69 @@ async def test_a_hanging_collector_delays_neither_ticks_nor_shutdown(sim: Sim) -
         _, err = await asyncio.wait_for(proc.communicate(), 10)
         took = loop.time() - sent
     assert ticks >= 12, f"only {ticks} ticks in 1 s with a hanging collector"
-    assert proc.returncode == 0 and took < 5.0, (took, err.decode()[-500:])
+    assert proc.returncode == 0 and took < 2.5, (took, err.decode()[-500:])
+    assert sim.gateway.presence == "unavailable"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dropped(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith('presence_trace_spans_total{result="dropped"}'):
+            return float(line.split()[-1])
+    raise AssertionError("presence_trace_spans_total not exported")
+
+
+@pytest.mark.parametrize("first_export_at_exit", [False, True])
+async def test_an_unreachable_collector_logs_one_line_and_never_holds_up_the_exit(
+    sim: Sim, first_export_at_exit: bool
+) -> None:
+    """No collector at the endpoint (the SDK default localhost:4318 in a pod without one):
+    one `trace export failing` line, none of the SDK's own, and a bounded flush at exit, also
+    when the first export only happens at exit (retrying for OTEL_EXPORTER_OTLP_TIMEOUT)."""
+    env = sim.env(
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+        OTEL_BSP_SCHEDULE_DELAY="600000" if first_export_at_exit else "50",
+        OTEL_EXPORTER_OTLP_TIMEOUT="10" if first_export_at_exit else "0.3",
+    )
+    proc = await spawn(env)
+    assert proc.stderr is not None
+    start = json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))
+    admin = f"http://{start['admin']}/metrics"
+    async with httpx.AsyncClient(timeout=5) as client:
+        await until(lambda: sim.gateway.presence == "available", within=10)
+        if not first_export_at_exit:
+            seen: list[float] = []
+
+            async def failed_batches() -> int:
+                seen.append(dropped((await client.get(admin)).text))
+                return len(set(seen)) - (1 if 0.0 in seen else 0)
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while await failed_batches() < 3:
+                assert asyncio.get_running_loop().time() < deadline, seen
+                await asyncio.sleep(0.1)
+    sent = asyncio.get_running_loop().time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    took = asyncio.get_running_loop().time() - sent
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    assert [x for x in lines if x["logger"].startswith("opentelemetry")] == []
+    export = [x["msg"] for x in lines if x.get("event") == "trace_export"]
+    unsent = [x["msg"] for x in lines if "did not finish" in x["msg"]]
+    if first_export_at_exit:
+        assert (export, unsent) == (
+            [],
+            ["trace export did not finish within 1.0s: unsent spans dropped"],
+        )
+    else:
+        failing = "trace export failing: spans are dropped (see presence_trace_spans_total)"
+        assert (export, unsent) == ([failing], []), "said once already"
+    assert took < 2.5, f"shutdown took {took:.2f}s (flush is bounded to 1 s)"
     assert sim.gateway.presence == "unavailable"

@@ -15,7 +15,9 @@ bounded too: the SDK's own exit hook (which may wait 30 s) is not used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -37,6 +39,17 @@ from controller.runtime.metrics import Metrics
 
 SERVICE_NAME = "presence-controller"
 EXPORTERS = ("otlp", "console", "none")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+"""The samplers the OpenTelemetry SDK builds from OTEL_TRACES_SAMPLER without extra packages."""
+SHUTDOWN_FLUSH = 1.0
+"""At most this long is spent flushing spans at exit: a dead collector must not delay it."""
 K8S_ATTRIBUTES = {
     "POD_NAME": "k8s.pod.name",
     "POD_NAMESPACE": "k8s.namespace.name",
@@ -48,14 +61,30 @@ log = logging.getLogger("presence.telemetry")
 
 def tracing_errors(environ: Mapping[str, str]) -> list[str]:
     """Problems with the OTEL_* settings we interpret, as `VARIABLE: reason` lines."""
+    errors = []
     names = _exporter_names(environ)
     unknown = [n for n in names if n not in EXPORTERS]
     if unknown:
-        return [
+        errors.append(
             f"OTEL_TRACES_EXPORTER: unsupported exporter {', '.join(map(repr, unknown))}: "
             f"expected {', '.join(EXPORTERS)}"
-        ]
-    return []
+        )
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler and sampler not in SAMPLERS:
+        errors.append(
+            f"OTEL_TRACES_SAMPLER: unsupported sampler {sampler!r}: expected {', '.join(SAMPLERS)}"
+        )
+    argument = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if argument and sampler.endswith("traceidratio"):
+        try:
+            ratio = float(argument)
+        except ValueError:
+            ratio = math.nan
+        if not 0.0 <= ratio <= 1.0:
+            errors.append(
+                f"OTEL_TRACES_SAMPLER_ARG: expected a ratio between 0 and 1, got {argument!r}"
+            )
+    return errors
 
 
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:
@@ -84,6 +113,8 @@ class CountingExporter(SpanExporter):
         self._inner = inner
         self._metrics = metrics
         self._failing = False
+        self.closing = False
+        """Set at exit: the shutdown reports unsent spans itself, in one line."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -92,7 +123,7 @@ class CountingExporter(SpanExporter):
             result = SpanExportResult.FAILURE
         ok = result is SpanExportResult.SUCCESS
         self._metrics.trace_spans.labels(result="exported" if ok else "dropped").inc(len(spans))
-        if ok == self._failing:
+        if ok == self._failing and not self.closing:
             self._failing = not ok
             if ok:
                 event(log, logging.INFO, "trace_export", "trace export recovered")
@@ -100,6 +131,10 @@ class CountingExporter(SpanExporter):
                 message = "trace export failing: spans are dropped (see presence_trace_spans_total)"
                 event(log, logging.WARNING, "trace_export", message)
         return result
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
 
     def shutdown(self) -> None:
         self._inner.shutdown()
@@ -133,13 +168,27 @@ class Tracing:
     provider: TracerProvider
     tracer: trace.Tracer
     exporters: tuple[str, ...]
+    counting: tuple[CountingExporter, ...] = ()
 
     def shutdown(self, timeout: float) -> bool:
-        """Flush and stop within `timeout` seconds; False if the exporter did not finish."""
+        """Flush and stop within `timeout` seconds (never more than `SHUTDOWN_FLUSH`); False if
+        spans were left unsent. While export is failing there is no flush at all: the exporter
+        is stopped first, which also cuts its retry back-off short."""
+        if any(each.failing for each in self.counting):
+            self._abort()
         worker = threading.Thread(target=self.provider.shutdown, daemon=True, name="otel-shutdown")
         worker.start()
-        worker.join(max(timeout, 0.0))
-        return not worker.is_alive()
+        worker.join(max(min(timeout, SHUTDOWN_FLUSH), 0.0))
+        if worker.is_alive():
+            self._abort()
+            return False
+        return True
+
+    def _abort(self) -> None:
+        for each in self.counting:
+            each.closing = True
+            with contextlib.suppress(Exception):
+                each.shutdown()
 
 
 def setup_tracing(
@@ -162,13 +211,18 @@ def setup_tracing(
             elif name == "console":
                 exporters.append(ConsoleSpanExporter())
             names.append(name)
-    for each in exporters:
-        provider.add_span_processor(
-            CountingBatchSpanProcessor(CountingExporter(each, metrics), metrics)
-        )
-    for noisy in ("opentelemetry.exporter", "opentelemetry.sdk"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    return Tracing(provider, provider.get_tracer(TRACER_NAME, __version__), tuple(names))
+    counting = tuple(CountingExporter(each, metrics) for each in exporters)
+    for each in counting:
+        provider.add_span_processor(CountingBatchSpanProcessor(each, metrics))
+    mute_sdk_logs()
+    tracer = provider.get_tracer(TRACER_NAME, __version__)
+    return Tracing(provider, tracer, tuple(names), counting)
+
+
+def mute_sdk_logs() -> None:
+    """Silence the SDK's and exporters' own log lines at every level (one per failed batch,
+    every few seconds with no collector): CountingExporter logs each change of state once."""
+    logging.getLogger("opentelemetry").setLevel(logging.CRITICAL + 1)
 
 
 def _otlp() -> SpanExporter:
