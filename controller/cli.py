@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--speed",
-        type=float,
+        type=_speed,
         default=1.0,
         help="time scale of the scenario (2 = twice as fast); default 1",
     )
@@ -64,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed(value: str) -> float:
+    """A positive, finite time scale for the demo."""
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0.1 <= speed <= 10:
+        raise argparse.ArgumentTypeError(f"expected a speed between 0.1 and 10, got {value!r}")
+    return speed
+
+
 def _load() -> Settings | None:
     from controller.runtime.telemetry import tracing_errors
 
@@ -75,7 +87,8 @@ def _load() -> Settings | None:
         errors = exc.errors + errors
     if not errors:
         return settings
-    print(f"presence-controller: invalid configuration ({len(errors)} errors):", file=sys.stderr)
+    count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
+    print(f"presence-controller: invalid configuration ({count}):", file=sys.stderr)
     for error in errors:
         print(f"  - {error}", file=sys.stderr)
     return None
@@ -139,7 +152,7 @@ async def serve(settings: Settings) -> None:
     from controller.runtime.controller import SHUTDOWN_DEADLINE, Controller
     from controller.runtime.listen import bind
     from controller.runtime.metrics import Metrics
-    from controller.runtime.telemetry import setup_tracing
+    from controller.runtime.telemetry import SHUTDOWN_FLUSH, setup_tracing
 
     stop = asyncio.Event()
     stopped_at: list[float] = []
@@ -157,6 +170,7 @@ async def serve(settings: Settings) -> None:
     # Bind the admin port first (a taken port fails here, before any tick or gateway call),
     # then start ticking while aiohttp, needed only by the admin server, imports in a thread.
     sock = bind(*settings.listen_host_port)
+    _log_start(settings, controller.gateway.provider, sock.getsockname())
     running = asyncio.create_task(controller.run(stop))
     try:
         admin = await asyncio.to_thread(importlib.import_module, "controller.runtime.admin")
@@ -166,12 +180,36 @@ async def serve(settings: Settings) -> None:
         if not running.done():
             stop.set()
             await running
-        # Flush spans with what is left of the shutdown deadline, never more.
+        # Flush spans with what is left of the shutdown deadline, never more (and at most
+        # SHUTDOWN_FLUSH: an unreachable collector must not hold up the exit).
         spent = time.monotonic() - stopped_at[0] if stopped_at else 0.0
-        budget = max(0.2, SHUTDOWN_DEADLINE - spent - 0.3)
+        budget = min(SHUTDOWN_FLUSH, max(0.2, SHUTDOWN_DEADLINE - spent - 0.3))
         if not await asyncio.to_thread(tracing.shutdown, budget):
             message = f"trace export did not finish within {budget:.1f}s: unsent spans dropped"
             logging.getLogger("presence.telemetry").warning(message)
+
+
+def _log_start(settings: Settings, provider: str, address: tuple[Any, ...]) -> None:
+    """One line with the effective mode, so an operator sees at once what this process does."""
+    from controller.runtime.logs import event
+
+    s = settings
+    mode = "dry run (decides and reports, calls no gateway)" if s.dry_run else "live"
+    lag = (
+        f"lag {s.lag_metric} from {redact_url(str(s.metrics_url))}"
+        if s.metrics_url
+        else "no lag signal"
+    )
+    admin = (
+        f"{address[0]}:{address[1]}" if ":" not in address[0] else f"[{address[0]}]:{address[1]}"
+    )
+    message = (
+        f"presence-controller {__version__} started: {mode}, provider {provider}, "
+        f"interval {s.interval:g}s (timeout {s.timeout:g}s, rise {s.rise}, fall {s.fall}, "
+        f"hold-down {s.hold_down:g}s), {lag}, admin on {admin}"
+    )
+    fields = {"version": __version__, "dry_run": s.dry_run, "provider": provider}
+    event(logging.getLogger("presence"), logging.INFO, "start", message, **fields, admin=admin)
 
 
 def _windows(spec: str, count: int, start: str | None) -> int:
@@ -218,8 +256,9 @@ async def _check_gateway(settings: Settings, set_to: str | None) -> int:
         print(f"{gateway.provider}: credentials accepted; session is {session}")
         if session != "WORKING":
             print("presence cannot be set until the session is WORKING (scan the QR code?)")
-            if set_to is None:
-                return EXIT_FAILED
+            if set_to is not None:
+                print(f"{gateway.provider}: presence not set: no call was made")
+            return EXIT_FAILED
         if set_to is not None:
             await gateway.set_presence(Presence(set_to))
             print(f"{gateway.provider}: presence set to {set_to}")

@@ -7,7 +7,9 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import Sim
 
 CLI = [sys.executable, "-m", "controller"]
@@ -183,3 +185,131 @@ async def test_windows_reports_the_parse_error_and_exits_2() -> None:
     )
     code, _, err = await cli("windows", "true", "--from", "yesterday")
     assert code == 2 and err.startswith("presence-controller: --from: expected an RFC 3339")
+
+
+async def test_typos_in_presence_variables_are_refused_with_a_suggestion(sim: Sim) -> None:
+    env = sim.env(PRESENCE_INTERVALL="2", PRESENCE_LAGHIGH="30")
+    for command in ("check-config", "run"):
+        code, out, err = await cli(command, env=env)
+        assert code == 2, (command, out, err)
+        assert "invalid configuration (2 errors)" in err
+        assert "  - PRESENCE_INTERVALL: unknown setting (did you mean PRESENCE_INTERVAL?)" in err
+        assert "  - PRESENCE_LAGHIGH: unknown setting (did you mean PRESENCE_LAG_HIGH?)" in err
+    # The kubelet's service links for a Service named presence-controller are not typos.
+    links = sim.env(
+        PRESENCE_CONTROLLER_SERVICE_HOST="10.0.0.1",
+        PRESENCE_CONTROLLER_SERVICE_PORT="8090",
+        PRESENCE_CONTROLLER_PORT="tcp://10.0.0.1:8090",
+        PRESENCE_CONTROLLER_PORT_8090_TCP_ADDR="10.0.0.1",
+    )
+    code, _, err = await cli("check-config", env=links)
+    assert code == 0, err
+
+
+async def test_a_config_file_error_names_the_file_key(sim: Sim, tmp_path: Path) -> None:
+    path = tmp_path / "presence.yaml"
+    path.write_text("interval: fast\nlag_hihg: 30\n")
+    code, _, err = await cli("check-config", env=sim.env(PRESENCE_CONFIG_FILE=str(path)))
+    assert code == 2
+    env = {k: v for k, v in sim.env().items() if k != "PRESENCE_INTERVAL"}
+    code, _, err = await cli("check-config", env={**env, "PRESENCE_CONFIG_FILE": str(path)})
+    assert code == 2
+    assert f"  - {path}: interval: invalid duration 'fast'" in err
+    assert f"  - {path}: lag_hihg: unknown setting (did you mean lag_high?)" in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "PRESENCE_WAWP__INSTANCE_ID",
+            "REPLACE-WITH-YOUR-WAWP-INSTANCE-ID",
+            "PRESENCE_WAWP__INSTANCE_ID: 'REPLACE-WITH-YOUR-WAWP-INSTANCE-ID' is a placeholder",
+        ),
+        ("PRESENCE_WAWP__INSTANCE_ID", "YOUR_INSTANCE_ID", "is a placeholder"),
+        ("PRESENCE_WAWP__ACCESS_TOKEN", "REPLACE-WITH-YOUR-WAWP-ACCESS-TOKEN", "a placeholder"),
+        ("PRESENCE_WAWP__ACCESS_TOKEN", "<your-token>", "a placeholder"),
+        ("PRESENCE_WAWP__ACCESS_TOKEN", "xxxxxxxxxxxx", "a placeholder"),
+    ],
+)
+async def test_placeholder_credentials_are_refused(
+    sim: Sim, variable: str, value: str, expected: str
+) -> None:
+    for command in ("check-config", "run"):
+        code, out, err = await cli(command, env=sim.env(**{variable: value}))
+        assert code == 2, (command, out, err)
+        assert "invalid configuration (1 error):" in err
+        assert expected in err
+        if "TOKEN" in variable:
+            assert value not in out + err, "a token, even a fake one, is never printed"
+
+
+async def test_a_placeholder_token_file_is_refused_as_shipped_by_a_template(
+    sim: Sim, tmp_path: Path
+) -> None:
+    token = tmp_path / "access-token"
+    token.write_text("REPLACE-WITH-YOUR-WAWP-ACCESS-TOKEN\n")
+    env = {k: v for k, v in sim.env().items() if k != "PRESENCE_WAWP__ACCESS_TOKEN"}
+    env["PRESENCE_WAWP__ACCESS_TOKEN_FILE"] = str(token)
+    code, _, err = await cli("run", env=env)
+    assert code == 2
+    assert f"access token file '{token}': holds a placeholder, not an access token" in err
+
+
+async def test_an_unknown_sampler_fails_check_config() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+    env.update(
+        PRESENCE_HEALTH_URL="http://127.0.0.1:1/healthz",
+        PRESENCE_WAWP__INSTANCE_ID="instance-1",
+        PRESENCE_WAWP__ACCESS_TOKEN="k3j5h6g7f8d9",
+        OTEL_TRACES_SAMPLER="bogus",
+    )
+    code, _, err = await cli("check-config", env=env)
+    assert code == 2
+    assert "invalid configuration (1 error):" in err
+    assert "  - OTEL_TRACES_SAMPLER: unsupported sampler 'bogus': expected always_on," in err
+    env.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="2")
+    code, _, err = await cli("check-config", env=env)
+    assert code == 2 and "OTEL_TRACES_SAMPLER_ARG: expected a ratio between 0 and 1" in err
+
+
+async def test_check_gateway_set_makes_no_call_on_a_session_that_is_not_working(sim: Sim) -> None:
+    sim.gateway.session_state = "SCAN_QR_CODE"
+    code, out, err = await cli("check-gateway", "--set", "available", env=sim.env())
+    assert code == 1, out + err
+    assert "session is SCAN_QR_CODE" in out
+    assert "presence not set: no call was made" in out
+    assert "presence set to" not in out
+    assert sim.gateway.sets(status=None) == []
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "nan", "fast", "1000"])
+async def test_demo_refuses_a_bad_speed(speed: str) -> None:
+    code, out, err = await cli("demo", "--speed", speed)
+    assert code == 2, out + err
+    assert "argument --speed:" in err and "Traceback" not in err
+
+
+async def test_run_logs_one_start_line_with_the_effective_mode(sim: Sim) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "run",
+        env=sim.env(PRESENCE_DRY_RUN="true"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    first = json.loads(await asyncio.wait_for(proc.stderr.readline(), 10))
+    proc.send_signal(signal.SIGTERM)
+    _, rest = await asyncio.wait_for(proc.communicate(), 10)
+    assert first["event"] == "start" and first["dry_run"] is True
+    assert first["provider"] == "wawp"
+    host, _, port = first["admin"].rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0, "the bound address, not the configured :0"
+    assert "started: dry run" in first["msg"] and "interval 0.05s" in first["msg"]
+    lines = [json.loads(line) for line in rest.decode().splitlines()]
+    assert [line["event"] for line in lines].count("start") == 0, "once"
+    shutdown = [line["msg"] for line in lines if line.get("event") == "shutdown"]
+    assert shutdown[-1] == "dry run: would write unavailable on shutdown (no gateway call made)"
+    assert not any("wrote unavailable" in message for message in shutdown)
+    assert sim.gateway.calls == []

@@ -322,7 +322,7 @@ async def test_force_overrides_health_but_not_maintenance(
         volume.write({P + "force": "available", P + "maintenance": "on"})
         await until(lambda: sim.gateway.presence == "unavailable")
         volume.write({P + "force": "available", P + "force-until": "2020-01-01T00:00:00Z"})
-        await until(lambda: reason(run).startswith("unhealthy"))
+        await until(lambda: reason(run).startswith("maintenance ended: consumer unavailable"))
         assert (await run.status())["override"]["expired"] is True
 
 

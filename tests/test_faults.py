@@ -126,7 +126,7 @@ async def test_wall_clock_jumps_move_windows_but_not_ticks(sim: Sim) -> None:
         offset = timedelta(days=1)  # the clock jumps into Saturday
         await until(lambda: reason(run).startswith("maintenance: PRESENCE_MAINTENANCE_WINDOWS"))
         offset = timedelta(0)  # and back: the cached evaluation must not outlive the jump
-        await until(lambda: reason(run).startswith("healthy"))
+        await until(lambda: reason(run).startswith("maintenance ended: consumer available"))
         ticks = run.controller.ticks
         await asyncio.sleep(0.5)
         assert run.controller.ticks >= ticks + 6, "ticks follow the monotonic clock"

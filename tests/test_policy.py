@@ -123,3 +123,41 @@ def test_maintenance_always_wins_and_force_beats_the_rest(
             assert decision.presence is U
         else:
             assert decision.presence is state.verdict
+
+
+def test_when_maintenance_ends_the_reason_describes_the_consumer_now() -> None:
+    """The verdict's reason was written when it flipped ("after the 2s hold-down"); handing back
+    from maintenance 0.2 s later must not repeat it as if it had just happened."""
+    cfg = HysteresisConfig(rise=2, fall=1, hold_down=2)
+    state = HysteresisState()
+    decision = None
+    timeline = [(0.0, SICK), (0.1, HEALTHY), (1.0, HEALTHY), (2.5, HEALTHY)]
+    for now, health in timeline:
+        state, decision = decide(state, observe(health, PolicyInputs()), now, cfg, decision)
+    assert decision is not None and decision.presence is A
+    assert decision.reason.endswith("after the 2s hold-down)"), "true when it flipped"
+    maintenance = PolicyInputs(maintenance="annotation presence-controller/maintenance 'true'")
+    state, decision = decide(state, observe(HEALTHY, maintenance), 10.0, cfg, decision)
+    assert decision.presence is U and decision.rule == "maintenance"
+    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 10.2, cfg, decision)
+    assert decision.presence is A
+    assert decision.reason == ("maintenance ended: consumer available (good tick: health HTTP 200)")
+    assert "hold-down" not in decision.reason
+    state, later = decide(state, observe(HEALTHY, PolicyInputs()), 10.4, cfg, decision)
+    assert later.reason == decision.reason, "stable while nothing changes"
+    state, down = decide(state, observe(SICK, PolicyInputs()), 10.6, cfg, later)
+    assert down.reason.startswith("unhealthy: health HTTP 500"), "a flip writes a fresh reason"
+
+
+@pytest.mark.parametrize(
+    ("rule_inputs", "said"),
+    [
+        (PolicyInputs(force=U), "force ended"),
+        (PolicyInputs(outside_online_hours="'Mon-Fri 09:00-18:00 UTC'"), "online hours began"),
+    ],
+)
+def test_every_higher_rule_says_it_handed_back(rule_inputs: PolicyInputs, said: str) -> None:
+    state, decision = decide(HysteresisState(), observe(HEALTHY, PolicyInputs()), 0.0, CFG)
+    state, decision = decide(state, observe(HEALTHY, rule_inputs), 1.0, CFG, decision)
+    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 2.0, CFG, decision)
+    assert decision.reason.startswith(f"{said}: consumer available")

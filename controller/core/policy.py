@@ -11,14 +11,27 @@ from controller.core.hysteresis import (
 )
 from controller.core.types import Decision, Observation, Presence
 
+_ENDED = {
+    "maintenance": "maintenance ended",
+    "force": "force ended",
+    "online_hours": "online hours began",
+}
+
 
 def decide(
-    state: HysteresisState, obs: Observation, now: float, cfg: HysteresisConfig
+    state: HysteresisState,
+    obs: Observation,
+    now: float,
+    cfg: HysteresisConfig,
+    previous: Decision | None = None,
 ) -> tuple[HysteresisState, Decision]:
-    """Decide the bot's presence from one observation at monotonic time `now`.
+    """Decide the bot's presence from one observation at monotonic time `now`; `previous` is
+    the last decision (None on the first tick).
 
     The hysteresis always advances, even while a higher rule wins, so that when maintenance or
-    a force ends the consumer's real condition takes over at once.
+    a force ends the consumer's real condition takes over at once. The reason stays the same
+    while nothing changes; when a higher rule hands back to health, it says so and describes the
+    consumer as it is now, not as it was when its verdict last flipped.
     """
     tick, why = classify(obs, cfg)
     new = step(state, tick, why, now, cfg)
@@ -38,4 +51,10 @@ def decide(
     if policy.outside_online_hours is not None:
         reason = f"outside online hours: {policy.outside_online_hours}"
         return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "online_hours")
-    return new, Decision(new.verdict, new.reason, detail, tick, "health")
+    reason = new.reason
+    if previous is not None and new.verdict is state.verdict:
+        if previous.rule != "health":
+            reason = f"{_ENDED[previous.rule]}: consumer {new.verdict} ({tick} tick: {why})"
+        else:
+            reason = previous.reason
+    return new, Decision(new.verdict, reason, detail, tick, "health")

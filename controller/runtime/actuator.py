@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -60,6 +61,8 @@ class Actuator:
         self.state = ActuationState()
         self.desired = Presence.UNKNOWN
         self.next_action = "idle"
+        self.last_success: datetime | None = None
+        """Wall-clock time the gateway last accepted a set call (never in dry run)."""
         self._clock = clock
         self._rng = rng or random.Random()
         self._tracer = tracer or trace.get_tracer(__name__)
@@ -105,7 +108,6 @@ class Actuator:
     async def shutdown_write(self, deadline: float) -> bool:
         """Write UNAVAILABLE once, past back-off and budget, within `deadline` s; True if done."""
         if self.cfg.dry_run:
-            event(log, logging.INFO, "shutdown", "dry run: would set unavailable on shutdown")
             return True
         try:
             async with asyncio.timeout(deadline):
@@ -157,11 +159,16 @@ class Actuator:
 
     async def _set(self, action: SetPresence, *, budget: bool = True) -> None:
         now = self._clock()
+        if self.cfg.dry_run:
+            # Nothing is sent, so nothing counts against the call budget; the planner still
+            # records the would-be write so that it converges instead of planning it again.
+            self.state = on_set_ok(self.state, action.presence, now)
+            level = logging.INFO if action.why == "change" else logging.DEBUG
+            message = f"dry run: would set presence {action.presence} ({action.why}); not sent"
+            event(log, level, "dry_run", message, presence=action.presence.value, why=action.why)
+            return
         if budget:
             self.state = on_set_started(self.state, now, self.cfg)
-        if self.cfg.dry_run:
-            self._applied(action, now, "dry run: would set")
-            return
         with self._span("set", action.why) as span:
             span.set_attribute("presence.value", action.presence.value)
             try:
@@ -177,6 +184,8 @@ class Actuator:
         self.state = on_set_ok(self.state, action.presence, now)
         Metrics.set_state(self.metrics.applied_state, action.presence)
         self.metrics.gateway_auth_failed.set(0)
+        self.last_success = datetime.now(UTC)
+        self.metrics.gateway_last_success.set(self.last_success.timestamp())
         level = logging.INFO if action.presence is not before else logging.DEBUG
         event(
             log,

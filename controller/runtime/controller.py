@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings
+from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
@@ -108,6 +109,7 @@ class Controller:
         self._wall = wall_clock
         self._rng = rng or random.Random()
         self._hysteresis_cfg = settings.hysteresis()
+        self.metrics.create_labels(self.gateway.provider, lag=settings.metrics_url is not None)
         self.metrics.lag_watermark.labels(edge="high").set(settings.lag_high)
         self.metrics.lag_watermark.labels(edge="low").set(settings.lag_low)
         self.actuator = Actuator(
@@ -139,6 +141,8 @@ class Controller:
         self._snapshot = AnnotationSnapshot()
         self._directives = Directives(prefix=settings.annotation_prefix)
         self.evaluation: Evaluation | None = None
+        self._signal_down = False
+        """A bad tick was logged and no recovery (good tick) since."""
 
     # The loop.
 
@@ -198,7 +202,9 @@ class Controller:
             obs = Observation(health=health, lag=lag, at=at, policy=self._evaluate(at).inputs)
             now = self._clock()
             previous = self.decision
-            self.state, decision = decide(self.state, obs, now, self._hysteresis_cfg)
+            self.state, decision = decide(
+                self.state, obs, now, self._hysteresis_cfg, previous=self.decision
+            )
             self.observation, self.decision = obs, decision
             self.actuator.want(decision.presence, span)
             self._report(obs, previous, decision)
@@ -313,6 +319,7 @@ class Controller:
                 force_until=now.force_until.isoformat() if now.force_until else None,
             )
         known = set(old.errors) | set(was.errors)
+        self.metrics.annotation_invalid.set(len({*new.errors, *now.errors}))
         for error in (*new.errors, *now.errors):
             if error not in known:
                 self.metrics.annotation_errors.inc()
@@ -346,6 +353,9 @@ class Controller:
             for listener in self.listeners:
                 listener(transition)
             Metrics.set_state(m.desired_state, decision.presence)
+            known = decision.presence is not Presence.UNKNOWN and not self.settings.dry_run
+            period = reassert_period(decision.presence, self.settings.actuation())
+            m.reassert_interval.set(period if known else 0)
             m.transitions.labels(to=decision.presence.value).inc()
             fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
             message = f"presence {old} -> {decision.presence}: {decision.reason}"
@@ -353,10 +363,26 @@ class Controller:
         elif previous is not None and decision.reason != previous.reason:
             message = f"presence stays {decision.presence}: {decision.reason}"
             event(log, logging.INFO, "reason", message, reason=decision.reason)
-        was_bad = previous is not None and previous.tick is TickKind.BAD
-        if decision.tick is TickKind.BAD and not was_bad:
+        self._report_signal(previous, decision)
+
+    def _report_signal(self, previous: Decision | None, decision: Decision) -> None:
+        """One line when the signal turns bad, one when it is no longer bad but not yet good
+        (lag between the watermarks), one when it recovers; never one per tick."""
+        tick = decision.tick
+        before = previous.tick if previous is not None else None
+        if tick is TickKind.BAD and before is not TickKind.BAD:
+            self._signal_down = True
             event(log, logging.WARNING, "signal_bad", decision.detail)
-        elif was_bad and decision.tick is not TickKind.BAD:
+        elif not self._signal_down or tick is before:
+            return
+        elif tick is TickKind.NEUTRAL:
+            message = (
+                f"no longer bad, not yet good ({decision.detail}); "
+                f"presence stays {decision.presence}"
+            )
+            event(log, logging.INFO, "signal_neutral", message)
+        elif tick is TickKind.GOOD:
+            self._signal_down = False
             event(log, logging.INFO, "signal_recovered", decision.detail)
 
     async def _shutdown(self) -> None:
@@ -364,7 +390,10 @@ class Controller:
             if self.settings.on_shutdown == "keep":
                 event(log, logging.INFO, "shutdown", "on_shutdown=keep: presence left as is")
                 return
-            if await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
+            if self.settings.dry_run:
+                message = "dry run: would write unavailable on shutdown (no gateway call made)"
+                event(log, logging.INFO, "shutdown", message)
+            elif await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
                 event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
             else:
                 error = self.actuator.state.last_error
@@ -439,7 +468,8 @@ class Controller:
         return {
             "presence": {
                 "desired": (decision.presence if decision else Presence.UNKNOWN).value,
-                "applied": act.applied.value,
+                # In dry run nothing reaches the gateway: nothing is applied, whatever we planned.
+                "applied": (Presence.UNKNOWN if self.settings.dry_run else act.applied).value,
                 "reason": decision.reason if decision else self.state.reason,
                 "detail": decision.detail if decision else None,
                 "since": self.since.isoformat() if self.since else None,
@@ -475,6 +505,7 @@ class Controller:
                 ),
                 "next": self.actuator.next_action,
                 "set_calls_last_minute": len(act.set_calls),
+                "last_success": _iso(self.actuator.last_success),
             },
             "transitions": [t.as_json() for t in reversed(self.transitions)],
             "ticks": self.ticks,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from controller.core.types import Presence
+from controller.core.actuation import FailureKind
+from controller.core.types import HealthStatus, LagStatus, Presence
 
 _STATES = tuple(Presence)
 RULES = ("maintenance", "force", "online_hours", "health")
+GATEWAY_OUTCOMES = ("ok", *(kind.value for kind in FailureKind), "cancelled")
+"""Every outcome label of presence_gateway_requests_total (created at 0 at start)."""
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -47,12 +52,24 @@ class Metrics:
         )
         self.gateway_auth_failed = Gauge(
             "presence_gateway_auth_failed",
-            "1 while the gateway rejects our credentials (readiness fails)",
+            "1 while the gateway rejects our credentials",
             registry=r,
         )
         self.gateway_session_working = Gauge(
             "presence_gateway_session_working",
-            "1 when the gateway session was last seen WORKING",
+            "1 when the gateway session was last seen WORKING, 0 when not (NaN: not read yet)",
+            registry=r,
+        )
+        self.gateway_session_working.set(math.nan)
+        self.gateway_last_success = Gauge(
+            "presence_gateway_last_success_timestamp_seconds",
+            "Unix time the gateway last accepted a set-presence call (0: never)",
+            registry=r,
+        )
+        self.reassert_interval = Gauge(
+            "presence_reassert_interval_seconds",
+            "How often the desired presence is re-sent (0 while unknown or in dry run): the "
+            "gateway should confirm it at least this often",
             registry=r,
         )
         self.probes = Counter(
@@ -63,6 +80,12 @@ class Metrics:
         )
         self.maintenance_active = Gauge(
             "presence_maintenance_active", "1 while a maintenance window is active", registry=r
+        )
+        self.annotation_invalid = Gauge(
+            "presence_annotation_invalid",
+            "Presence annotations that are invalid right now (an invalid maintenance value "
+            "keeps the bot offline)",
+            registry=r,
         )
         self.annotation_errors = Counter(
             "presence_annotation_errors",
@@ -107,6 +130,18 @@ class Metrics:
             self.decision_rule.labels(rule=rule).set(0)
         for result in ("exported", "dropped"):
             self.trace_spans.labels(result=result)
+
+    def create_labels(self, provider: str, *, lag: bool) -> None:
+        """Create every known label value at 0, so that `rate()` and `increase()` see the first
+        error (a series born at 1 has no earlier sample to rise from)."""
+        for outcome in GATEWAY_OUTCOMES:
+            self.gateway_requests.labels(provider=provider, outcome=outcome)
+        for status in HealthStatus:
+            self.probes.labels(probe="health", result=status.value)
+        if lag:
+            for lag_status in LagStatus:
+                if lag_status is not LagStatus.NOT_CONFIGURED:
+                    self.probes.labels(probe="lag", result=lag_status.value)
 
     @staticmethod
     def set_state(gauge: Gauge, presence: Presence) -> None:
