@@ -29,8 +29,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy controller
 
+## unit: the test suite, on two workers (most tests wait on loopback servers, not the CPU)
 unit: $(STAMP) tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 ## tools: promtool (Debian's prometheus package) for the alert unit tests, where apt-get is usable;
 ## elsewhere those tests are skipped, and pytest says so

@@ -85,7 +85,7 @@ async def test_confirmation_time_and_reassert_period_are_exported(sim: Sim) -> N
         # A 503 outage: "applied" still says available, the confirmation time stops moving.
         sim.gateway.set_faults.extend(Fault(status=503) for _ in range(1000))
         stalled = run.controller.actuator.last_success
-        await until(lambda: len(sim.gateway.sets(status=503)) >= 3)
+        await until(lambda: len(sim.gateway.sets(status=503)) >= 3, within=30)
         assert run.controller.actuator.last_success == stalled
         assert (await run.status())["presence"]["applied"] == "available"
         sim.consumer.health_status = 503
