@@ -33,12 +33,12 @@ typecheck: $(STAMP)
 unit: $(STAMP) tools
 	$(BIN)/pytest -n 2
 
-## tools: promtool (Debian's prometheus package) for the alert unit tests, where apt-get is usable;
-## elsewhere those tests are skipped, and pytest says so
+## tools: promtool and prometheus (Debian's prometheus package) for the alert unit tests and the
+## live monitoring test, where apt-get is usable; elsewhere those tests are skipped, and pytest says so
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool (Debian package prometheus)"; \
+	    echo "installing promtool and prometheus (Debian package prometheus)"; \
 	    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus >/dev/null; } \
 	      || echo "could not install promtool: its tests will be skipped"; \

@@ -613,6 +613,11 @@ Every setting is an environment variable (prefix `PRESENCE_`, `__` for nesting) 
 given in the optional YAML/TOML file named by `PRESENCE_CONFIG_FILE` (keys in lower case, nested
 as `wawp: {instance_id: ...}`); the environment wins. Durations are seconds and also accept
 `500ms`, `30s`, `5m`, `1h`. `presence-controller check-config` validates a configuration and
-prints it with secrets masked; every invalid setting is listed, and the exit code is 2.
+prints it with secrets masked; every invalid setting is listed, and the exit code is 2. A
+`PRESENCE_*` variable or file key that names no setting is refused with a suggestion
+(`PRESENCE_INTERVALL: unknown setting (did you mean PRESENCE_INTERVAL?)`); the variables the
+kubelet injects for a Service named `presence-...` (`..._SERVICE_HOST`, `..._PORT_8090_TCP`) are
+not settings and pass. Placeholder credentials (`YOUR_...`, `REPLACE-WITH-...`, `<token>`) are
+refused.
 
 """
