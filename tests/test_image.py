@@ -146,3 +146,16 @@ def test_the_image_sets_the_environment_the_benchmarks_measure() -> None:
     final = DOCKERFILE.rsplit("\nFROM ", 1)[1]
     for name, value in IMAGE_ENV.items():
         assert f"{name}={value}" in final, name
+
+
+def test_the_project_metadata_installs_without_setuptools_warnings() -> None:
+    """Every install used to print "project.license as a TOML table is deprecated"."""
+    script = (
+        "from setuptools.dist import Distribution\n"
+        "from setuptools.config.pyprojecttoml import apply_configuration\n"
+        "apply_configuration(Distribution(), 'pyproject.toml')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
