@@ -134,6 +134,7 @@ async def test_dry_run_reports_no_call_it_did_not_make(sim: Sim) -> None:
         assert status["gateway"]["last_success"] is None
         assert await run.metric("presence_applied_state", {"state": "unknown"}) == 1
         assert await run.metric("presence_reassert_interval_seconds") == 0
+        assert await run.metric("presence_dry_run") == 1, "the alerts on applied presence skip it"
     events = run.log_events()  # after the shutdown
     assert sim.gateway.calls == []
     said = [e["msg"] for e in events if e.get("event") == "dry_run"]

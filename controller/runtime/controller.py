@@ -110,6 +110,7 @@ class Controller:
         self._rng = rng or random.Random()
         self._hysteresis_cfg = settings.hysteresis()
         self.metrics.create_labels(self.gateway.provider, lag=settings.metrics_url is not None)
+        self.metrics.dry_run.set(1 if settings.dry_run else 0)
         self.metrics.lag_watermark.labels(edge="high").set(settings.lag_high)
         self.metrics.lag_watermark.labels(edge="low").set(settings.lag_low)
         self.actuator = Actuator(

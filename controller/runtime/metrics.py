@@ -116,6 +116,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.dry_run = Gauge(
+            "presence_dry_run",
+            "1 in dry run: the controller decides and reports but calls no gateway",
+            registry=r,
+        )
         self.last_tick = Gauge(
             "presence_last_tick_timestamp_seconds", "Unix time of the last tick", registry=r
         )
