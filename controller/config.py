@@ -46,6 +46,9 @@ ENV_PREFIX = "PRESENCE_"
 MIN_TOKEN_LENGTH = 8
 """Shorter tokens are refused: no real token is that short, and log scrubbing needs one."""
 NESTED_DELIMITER = "__"
+MAX_LEAD = 7 * 86400.0
+"""The longest maintenance lead: a drain of more than a week is a mistake (and far leads are
+date arithmetic that could overflow)."""
 CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
@@ -249,7 +252,8 @@ class Settings(BaseSettings):
     online_hours: str | None = None
     """Windows in the window grammar; outside them the bot is unavailable. Unset: no limit."""
     maintenance_lead: Duration = 0.0
-    """Scheduled maintenance windows take effect this long before they start (drain)."""
+    """Scheduled maintenance windows take effect this long before they start (drain); at most
+    7 days."""
     listen: str = "0.0.0.0:8090"
     """Admin HTTP server address, `host:port` (`[::]:8090` for IPv6)."""
     on_shutdown: Literal["unavailable", "keep"] = "unavailable"
@@ -317,6 +321,13 @@ class Settings(BaseSettings):
                 f"{value!r} would keep the bot offline for good: leave ONLINE_HOURS unset "
                 "for no limit"
             )
+        return value
+
+    @field_validator("maintenance_lead")
+    @classmethod
+    def _sane_lead(cls, value: float) -> float:
+        if value > MAX_LEAD:
+            raise ValueError(f"at most 7d ({MAX_LEAD:g} s), got {value:g} s")
         return value
 
     @field_validator("listen")

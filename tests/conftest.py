@@ -62,11 +62,14 @@ class Running:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, stop: asyncio.Event | None = None, **controller_args: Any
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    controller_class: type[Controller] = Controller,
+    **controller_args: Any,
 ) -> AsyncIterator[Running]:
     logs = io.StringIO()
     configure_logging("json", "info", settings.secrets(), stream=logs)
-    controller = Controller(settings, **controller_args)
+    controller = controller_class(settings, **controller_args)
     stop = stop or asyncio.Event()
     async with AdminServer(controller, "127.0.0.1", 0) as admin:
         task = asyncio.create_task(controller.run(stop))

@@ -15,6 +15,7 @@ _ENDED = {
     "maintenance": "maintenance ended",
     "force": "force ended",
     "online_hours": "online hours began",
+    "error": "the controller error cleared",
 }
 
 

@@ -37,6 +37,9 @@ _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
 _DAY_SECONDS = 86400
 _CALENDAR_UNITS = re.compile(r"P[^T]*[YM]")
 MAX_HORIZON = timedelta(days=3660)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Timestamps must lie before this, so that adding windows, leads and horizons to them can never
+overflow `datetime` (year 9999): `9999-12-31T00:00:00Z/P2D` is refused, not a crash per tick."""
 """next_change() looks at most this far past the last absolute boundary (about ten years)."""
 
 
@@ -304,7 +307,17 @@ def _parse_timestamp(text: str, what: str, other_forms: str = "") -> datetime:
         ) from None
     if when.tzinfo is None:
         raise ScheduleError(f"timestamp {text!r} needs a UTC offset such as Z or +01:00")
+    _check_range(when)
     return when
+
+
+def _check_range(when: datetime) -> None:
+    try:
+        late = when.astimezone(UTC) >= LATEST
+    except OverflowError:
+        late = True
+    if late:
+        raise ScheduleError(f"timestamps must lie before {LATEST:%Y-%m-%d}")
 
 
 def _parse_interval(text: str) -> Interval:
@@ -323,7 +336,11 @@ def _parse_interval(text: str) -> Interval:
                 f"invalid ISO 8601 duration {second!r}: expected e.g. PT4H, PT30M or P1DT2H "
                 "(no months or years)"
             ) from None
-        end = start + length
+        try:
+            end = start + length
+        except OverflowError:
+            raise ScheduleError(f"timestamps must lie before {LATEST:%Y-%m-%d}") from None
+        _check_range(end)
     else:
         end = _parse_timestamp(second, "an ISO 8601 interval end or a duration like PT4H")
     if end <= start:

@@ -116,4 +116,5 @@ class Decision:
     detail: str
     tick: TickKind
     rule: str = "health"
-    """Which precedence rule decided: maintenance, force, online_hours or health."""
+    """Which precedence rule decided: maintenance, force, online_hours or health; `error` when
+    ticks failed and the controller fell back to unavailable."""

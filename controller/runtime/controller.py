@@ -38,6 +38,7 @@ from controller.core.types import (
     HealthResult,
     LagResult,
     Observation,
+    PolicyInputs,
     Presence,
     TickKind,
 )
@@ -49,6 +50,7 @@ from controller.runtime.logs import event
 from controller.runtime.metrics import RULES, Metrics
 from controller.runtime.telemetry import TRACER_NAME
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
+from controller.sources.errors import describe
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 
@@ -75,6 +77,10 @@ class Transition:
             "to": self.to.value,
             "reason": self.reason,
         }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -144,6 +150,9 @@ class Controller:
         self.evaluation: Evaluation | None = None
         self._signal_down = False
         """A bad tick was logged and no recovery (good tick) since."""
+        self._failures = 0
+        """Consecutive ticks that raised."""
+        self._failure_logged: str | None = None
 
     # The loop.
 
@@ -187,10 +196,10 @@ class Controller:
             started = self._clock()
             try:
                 await self.tick()
-            except Exception:
-                # A bug, not a probe failure (those are values). Keep ticking; if it persists
-                # /healthz goes 503 after 3 intervals and the kubelet restarts us.
-                log.exception("tick failed")
+            except Exception as exc:
+                # A bug, not a probe failure (those are values): a tick that cannot decide
+                # counts as a bad one, so a controller that cannot decide fails safe.
+                self._failed_tick(exc)
             spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
             await asyncio.sleep(max(0.0, started + interval + spread - self._clock()))
 
@@ -200,7 +209,7 @@ class Controller:
         with self._tracer.start_as_current_span("presence.reconcile") as span:
             health, lag = await self._observe()
             at = self._wall()
-            obs = Observation(health=health, lag=lag, at=at, policy=self._evaluate(at).inputs)
+            obs = Observation(health=health, lag=lag, at=at, policy=self._policy(at))
             now = self._clock()
             previous = self.decision
             self.state, decision = decide(
@@ -210,12 +219,55 @@ class Controller:
             self.actuator.want(decision.presence, span)
             self._report(obs, previous, decision)
             self._annotate(span, obs, decision, previous)
+        self._tick_done(now, started)
+        self._failures, self._failure_logged = 0, None
+        return decision
+
+    def _tick_done(self, now: float, started: float) -> None:
         self.last_tick = now
         self.ticks += 1
         self.ready_event.set()
         self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         self.metrics.last_tick.set(time.time())
-        return decision
+
+    def _policy(self, at: datetime) -> PolicyInputs:
+        """Maintenance, force and online hours at `at`; if evaluating them fails, maintenance
+        fails closed (the bot goes offline, and the reason says why)."""
+        try:
+            return self._evaluate(at).inputs
+        except Exception as exc:
+            self._log_failure("maintenance evaluation failed", exc)
+            return PolicyInputs(maintenance=f"evaluation failed ({describe(exc)}): fail closed")
+
+    def _failed_tick(self, exc: Exception) -> None:
+        """A tick that raised: after `FALL` of them in a row the bot goes unavailable, with the
+        error as the reason. The loop stays alive (and /healthz with it): a restart would meet
+        the same input and turn a bad input into a crash loop."""
+        self._log_failure("tick failed", exc)
+        self._failures += 1
+        now = self._clock()
+        previous = self.decision
+        fall = self._hysteresis_cfg.fall
+        if self._failures >= fall and (previous is None or previous.rule != "error"):
+            reason = (
+                f"controller error: {describe(exc)} ({self._failures} failed ticks, fall {fall})"
+            )
+            decision = Decision(Presence.UNAVAILABLE, reason, reason, TickKind.BAD, "error")
+            self.decision = decision
+            self.actuator.want(decision.presence)
+            for rule in RULES:
+                self.metrics.decision_rule.labels(rule=rule).set(1 if rule == "error" else 0)
+            old = previous.presence if previous is not None else Presence.UNKNOWN
+            if old is not Presence.UNAVAILABLE:
+                self._transition(self._wall(), old, decision)
+        self._tick_done(now, time.perf_counter())
+
+    def _log_failure(self, what: str, exc: Exception) -> None:
+        """One traceback per distinct error, not one per tick."""
+        key = f"{what}: {describe(exc)}"
+        if key != self._failure_logged:
+            self._failure_logged = key
+            log.exception(key)
 
     async def _observe(self) -> tuple[HealthResult, LagResult]:
         if self._lag is None:
@@ -348,23 +400,27 @@ class Controller:
                 m.decision_rule.labels(rule=rule).set(1 if rule == decision.rule else 0)
         old = previous.presence if previous is not None else Presence.UNKNOWN
         if decision.presence is not old:
-            self.since = obs.at
-            transition = Transition(obs.at, old, decision.presence, decision.reason)
-            self.transitions.append(transition)
-            for listener in self.listeners:
-                listener(transition)
-            Metrics.set_state(m.desired_state, decision.presence)
-            known = decision.presence is not Presence.UNKNOWN and not self.settings.dry_run
-            period = reassert_period(decision.presence, self.settings.actuation())
-            m.reassert_interval.set(period if known else 0)
-            m.transitions.labels(to=decision.presence.value).inc()
-            fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
-            message = f"presence {old} -> {decision.presence}: {decision.reason}"
-            event(log, logging.INFO, "transition", message, **fields, detail=decision.detail)
+            self._transition(obs.at, old, decision)
         elif previous is not None and decision.reason != previous.reason:
             message = f"presence stays {decision.presence}: {decision.reason}"
             event(log, logging.INFO, "reason", message, reason=decision.reason)
         self._report_signal(previous, decision)
+
+    def _transition(self, at: datetime, old: Presence, decision: Decision) -> None:
+        m = self.metrics
+        self.since = at
+        transition = Transition(at, old, decision.presence, decision.reason)
+        self.transitions.append(transition)
+        for listener in self.listeners:
+            listener(transition)
+        Metrics.set_state(m.desired_state, decision.presence)
+        known = decision.presence is not Presence.UNKNOWN and not self.settings.dry_run
+        period = reassert_period(decision.presence, self.settings.actuation())
+        m.reassert_interval.set(period if known else 0)
+        m.transitions.labels(to=decision.presence.value).inc()
+        fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
+        message = f"presence {old} -> {decision.presence}: {decision.reason}"
+        event(log, logging.INFO, "transition", message, **fields, detail=decision.detail)
 
     def _report_signal(self, previous: Decision | None, decision: Decision) -> None:
         """One line when the signal turns bad, one when it is no longer bad but not yet good
@@ -479,7 +535,8 @@ class Controller:
             "signals": {
                 "health": obs.health.status.value if obs else None,
                 "health_detail": obs.health.detail if obs else None,
-                "lag_seconds": obs.lag.value if obs else None,
+                # JSON has no Infinity: an infinite lag reads null, lag_detail says why.
+                "lag_seconds": _finite(obs.lag.value) if obs else None,
                 "lag_status": obs.lag.status.value if obs else None,
                 "lag_detail": obs.lag.detail if obs else None,
                 "observed_at": obs.at.isoformat() if obs else None,

@@ -10,7 +10,7 @@ from controller.core.actuation import FailureKind
 from controller.core.types import HealthStatus, LagStatus, Presence
 
 _STATES = tuple(Presence)
-RULES = ("maintenance", "force", "online_hours", "health")
+RULES = ("maintenance", "force", "online_hours", "health", "error")
 GATEWAY_OUTCOMES = ("ok", *(kind.value for kind in FailureKind), "cancelled")
 """Every outcome label of presence_gateway_requests_total (created at 0 at start)."""
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -100,7 +100,8 @@ class Metrics:
         )
         self.decision_rule = Gauge(
             "presence_decision_rule",
-            "1 for the precedence rule that decided: maintenance, force, online_hours, health",
+            "1 for the rule that decided: maintenance, force, online_hours, health, or error "
+            "(failed ticks: fail safe)",
             ["rule"],
             registry=r,
         )

@@ -7,6 +7,7 @@ import asyncio
 import httpx
 
 from controller.core.types import HealthResult, HealthStatus
+from controller.sources.errors import describe
 
 _DRAIN_LIMIT = 64 * 1024
 """Read at most this much of a health body, so the connection can be reused; more is dropped."""
@@ -36,10 +37,16 @@ class HealthProbe:
             return HealthResult(HealthStatus.TIMEOUT, f"timed out after {self._timeout:g}s")
         except httpx.TooManyRedirects:
             return HealthResult(HealthStatus.HTTP_ERROR, "too many redirects")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
+            # A redirect to javascript:, mailto: or an invalid IDNA host.
+            return HealthResult(HealthStatus.HTTP_ERROR, f"unusable redirect ({describe(exc)})")
         except httpx.HTTPError as exc:
             return HealthResult(
-                HealthStatus.CONNECTION_ERROR, f"connection failed ({type(exc).__name__})"
+                HealthStatus.CONNECTION_ERROR, f"connection failed ({describe(exc)})"
             )
+        except Exception as exc:
+            # A probe never raises into the loop: whatever broke, this tick saw no healthy consumer.
+            return HealthResult(HealthStatus.CONNECTION_ERROR, f"probe failed ({describe(exc)})")
         if 200 <= status < 300:
             return HealthResult(HealthStatus.OK, f"HTTP {status}", status)
         return HealthResult(HealthStatus.HTTP_ERROR, f"HTTP {status}", status)

@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
 from controller.core.types import LagResult
+from controller.sources.errors import describe
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A metrics body larger than this is refused: a consumer's exposition is never that big."""
@@ -52,16 +53,24 @@ def select_lag(
                 continue
             if any(sample.labels.get(k) != v for k, v in labels.items()):
                 continue
-            if math.isnan(sample.value):
+            # A native histogram named like the lag metric has no plain value (None).
+            if not isinstance(sample.value, int | float) or math.isnan(sample.value):
                 nan += 1
             else:
                 values.append(float(sample.value))
     matchers = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
     if not values:
-        why = f"{nan} series are NaN" if nan else "no such series"
+        why = f"{nan} series are NaN or not numbers" if nan else "no such series"
         return LagResult.missing(f"metric {metric}{matchers} absent: {why}")
-    value = _AGGREGATES[aggregate](values)
-    return LagResult.of(value, f"{aggregate} over {len(values)} series")
+    detail = f"{aggregate} over {len(values)} series"
+    try:
+        value = _AGGREGATES[aggregate](values)
+    except OverflowError:
+        # The sum of finite values beyond float range: an infinite lag, which is simply bad.
+        value, detail = math.inf, f"{detail} overflowed: infinite"
+    except ValueError:
+        return LagResult.missing(f"metric {metric}{matchers}: {aggregate} of +Inf and -Inf")
+    return LagResult.of(value, detail)
 
 
 def parse_lag(
@@ -114,8 +123,10 @@ class LagProbe:
             return parse_lag(*args)
         except (TimeoutError, httpx.TimeoutException):
             return LagResult.missing(f"metrics scrape timed out after {self._timeout:g}s")
-        except httpx.HTTPError as exc:
-            return LagResult.missing(f"metrics scrape failed ({type(exc).__name__})")
+        except Exception as exc:
+            # httpx errors, a redirect to an unusable URL (InvalidURL, IDNA), anything else: a
+            # probe never raises into the loop.
+            return LagResult.missing(f"metrics scrape failed ({describe(exc)})")
 
     async def _fetch(self) -> tuple[bytes, str] | LagResult:
         async with self._client.stream("GET", self._url, headers={"Accept": _ACCEPT}) as resp:
