@@ -37,6 +37,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from controller.bounded_read import read_bounded
 from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
@@ -46,6 +47,10 @@ ENV_PREFIX = "PRESENCE_"
 MIN_TOKEN_LENGTH = 8
 """Shorter tokens are refused: no real token is that short, and log scrubbing needs one."""
 NESTED_DELIMITER = "__"
+MAX_CONFIG_BYTES = 256 * 1024
+"""A config file is a few hundred bytes; more is a mistake (or /dev/zero)."""
+MAX_SECRET_BYTES = 64 * 1024
+"""A gateway token is well under a kilobyte."""
 MAX_LEAD = 7 * 86400.0
 """The longest maintenance lead: a drain of more than a week is a mistake (and far leads are
 date arithmetic that could overflow)."""
@@ -164,10 +169,14 @@ class WawpSettings(BaseModel):
         if self.access_token is not None:
             raise ValueError("set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both")
         try:
-            token = self.access_token_file.read_text(encoding="utf-8").strip()
+            token = read_bounded(self.access_token_file, MAX_SECRET_BYTES).decode("utf-8").strip()
         except OSError as exc:
             raise ValueError(
                 f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"access token file {str(self.access_token_file)!r} is not UTF-8 text"
             ) from None
         _check_token(token, f"access token file {str(self.access_token_file)!r}: ")
         self.access_token = SecretStr(token)
@@ -563,11 +572,15 @@ def _check_config_file(path: Path) -> dict[str, Any] | None:
             [f"{CONFIG_FILE_VAR}: expected a .yaml, .yml or .toml file, got {str(path)!r}"]
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{CONFIG_FILE_VAR}: no such file {str(path)!r}"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot read {str(path)!r}: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [f"{CONFIG_FILE_VAR}: cannot read {str(path)!r}: {exc.strerror}"]
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{CONFIG_FILE_VAR}: {str(path)!r} is not UTF-8 text"]) from None
     import yaml  # only with a YAML config file: it costs ~15 ms at import
 
     try:

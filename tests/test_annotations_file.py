@@ -97,9 +97,9 @@ def test_bad_lines_are_reported_and_their_keys_marked_broken() -> None:
     assert parsed.values == {"a": "1", "b": "2"}
     assert parsed.broken == {
         "presence-controller/maintenance": 'the value is not a "double-quoted" string',
-        "no-equals-sign": 'expected key="value"',
     }
     assert parsed.errors[0].startswith("annotations line 2 (presence-controller/maintenance): ")
+    assert parsed.garbled == "line 4 names no annotation key", "a line with no key: garbage"
 
 
 def test_reads_follow_the_atomic_swap(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_a_vanished_or_unreadable_file_keeps_the_last_good_annotations(tmp_path:
     (tmp_path / "..data").mkdir()
     (tmp_path / "..data" / "annotations").mkdir()  # a directory where the file should be
     snapshot = file.read()
-    assert snapshot.stale and "Is a directory" in snapshot.errors[-1]
+    assert snapshot.stale and "not a regular file (a directory)" in snapshot.errors[-1]
     (tmp_path / "..data" / "annotations").rmdir()
     (tmp_path / "..data" / "annotations").write_text('presence-controller/force="available"')
     snapshot = file.read()

@@ -50,9 +50,11 @@ class Directives:
 
 
 def read_directives(
-    values: Mapping[str, str], broken: Mapping[str, str], prefix: str
+    values: Mapping[str, str], broken: Mapping[str, str], prefix: str, garbled: str | None = None
 ) -> Directives:
-    """Interpret the annotations under `prefix`. `broken` holds keys whose line was unreadable."""
+    """Interpret the annotations under `prefix`. `broken` holds keys whose line was unreadable;
+    `garbled` says why the whole source is garbage (any key may be lost: maintenance fails
+    closed)."""
 
     def get(name: str) -> tuple[str | None, str | None]:
         key = prefix + name
@@ -62,7 +64,9 @@ def read_directives(
 
     maintenance, maintenance_spec, maintenance_error = None, None, None
     text, error = get(MAINTENANCE)
-    if error is not None:
+    if garbled is not None:
+        maintenance_error = f"{garbled}: maintenance fails closed"
+    elif error is not None:
         maintenance_error = error
     elif text is not None:
         maintenance_spec = text.strip()

@@ -333,7 +333,7 @@ class Controller:
         changed = snapshot is not self._snapshot
         if changed:
             directives = read_directives(
-                snapshot.values, snapshot.broken, self.settings.annotation_prefix
+                snapshot.values, snapshot.broken, self.settings.annotation_prefix, snapshot.garbled
             )
             self._report_annotations(self._snapshot, snapshot, self._directives, directives)
             self._snapshot, self._directives = snapshot, directives

@@ -4,16 +4,24 @@ kubelet writes one `key="value"` line per annotation, keys sorted, values quoted
 (strconv.Quote), lines joined by `\\n` with no trailing newline; it swaps the whole directory
 atomically (a `..data` symlink), so opening the file path always yields one complete version.
 The file is re-read only when it changed (inode, size or mtime of the opened file). A file that
-vanishes or becomes unreadable later keeps the last good annotations, reported as stale.
+vanishes or becomes unreadable later (or is replaced by a FIFO or a device) keeps the last good
+annotations, reported as stale. A file that reads but is garbage (lines that name no key, bytes
+that are not UTF-8, more than `MAX_FILE_BYTES`) is reported as garbled: maintenance fails closed.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.bounded_read import FileTooLarge, Version, read_if_changed
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Kubernetes caps a pod's annotations at 256 KiB; Go-quoted (\\xNN) they can grow up to 4x."""
+_KEY = re.compile(r"[!-~]+")
+"""An annotation key is printable ASCII without spaces (Kubernetes allows far less): a line whose
+key is anything else (binary, control characters) is not from the kubelet."""
 _ESCAPE = re.compile(
     r'\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|[abfnrtv\\"\'])'
 )
@@ -58,6 +66,9 @@ class ParsedAnnotations:
     broken: dict[str, str]
     """Keys whose line could not be parsed, with the reason (for fail-closed handling)."""
     errors: tuple[str, ...]
+    garbled: str | None = None
+    """Why the file as a whole is not a kubelet annotations file (lines without a key, binary):
+    any of our keys may have been lost in it, so maintenance fails closed."""
 
 
 def parse_annotations(text: str) -> ParsedAnnotations:
@@ -65,21 +76,29 @@ def parse_annotations(text: str) -> ParsedAnnotations:
     values: dict[str, str] = {}
     broken: dict[str, str] = {}
     errors: list[str] = []
+    garbled: str | None = None
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         key, sep, quoted = line.partition("=")
         key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            if garbled is None:
+                garbled = f"line {number} names no annotation key"
+            if len(errors) < _MAX_ERRORS:
+                errors.append(f'annotations line {number} ({line[:40]!r}): expected key="value"')
+            continue
         try:
-            if not sep or not key:
-                raise ValueError('expected key="value"')
             values[key] = unquote_go(quoted)
         except ValueError as exc:
-            shown = key[:100] or line[:40]
-            if key:
-                broken[key] = str(exc)
-            errors.append(f"annotations line {number} ({shown}): {exc}")
-    return ParsedAnnotations(values, broken, tuple(errors))
+            broken[key] = str(exc)
+            if len(errors) < _MAX_ERRORS:
+                errors.append(f"annotations line {number} ({key[:100]}): {exc}")
+    return ParsedAnnotations(values, broken, tuple(errors), garbled)
+
+
+_MAX_ERRORS = 5
+"""Errors kept per read: a garbage file must not become a megabyte of error text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,8 @@ class AnnotationSnapshot:
     errors: tuple[str, ...] = ()
     stale: bool = False
     """True when the file could not be read now: `values` are the last good ones."""
+    garbled: str | None = None
+    """The file reads but is not an annotations file: maintenance fails closed."""
 
 
 class AnnotationFile:
@@ -98,7 +119,7 @@ class AnnotationFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._version: tuple[int, int, int, int] | None = None
+        self._version: Version | None = None
         self._good = AnnotationSnapshot()
         self.snapshot = AnnotationSnapshot()
 
@@ -113,6 +134,11 @@ class AnnotationFile:
             if loaded is None:
                 return self.snapshot
             version, data = loaded
+        except FileTooLarge as exc:
+            garbled = f"annotations file {str(self.path)!r} {exc.strerror}"
+            self._version = None
+            self.snapshot = AnnotationSnapshot(errors=(garbled,), garbled=garbled)
+            return self.snapshot
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             error = (
@@ -124,17 +150,26 @@ class AnnotationFile:
             )
             self._version = None
             return self.snapshot
-        parsed = parse_annotations(data.decode("utf-8", "replace"))
         self._version = version
-        self._good = AnnotationSnapshot(parsed.values, parsed.broken, parsed.errors)
-        self.snapshot = self._good
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            garbled = f"annotations file {str(self.path)!r} is not UTF-8 text"
+            self.snapshot = AnnotationSnapshot(errors=(garbled,), garbled=garbled)
+            return self.snapshot
+        parsed = parse_annotations(text)
+        snapshot = AnnotationSnapshot(parsed.values, parsed.broken, parsed.errors)
+        if parsed.garbled is not None:
+            garbled = f"annotations file {str(self.path)!r} garbled: {parsed.garbled}"
+            self.snapshot = AnnotationSnapshot(
+                parsed.values, parsed.broken, (*parsed.errors, garbled), garbled=garbled
+            )
+            return self.snapshot
+        self._good = self.snapshot = snapshot
         return self.snapshot
 
-    def _load(self) -> tuple[tuple[int, int, int, int], bytes] | None:
+    def _load(self) -> tuple[Version, bytes] | None:
         """The file's version and bytes, or None when it is the version already parsed."""
-        with self.path.open("rb") as file:
-            st = os.fstat(file.fileno())
-            version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            if version == self._version and not self.snapshot.stale:
-                return None
-            return version, file.read()
+        known = self._version if not self.snapshot.stale else None
+        version, data = read_if_changed(self.path, MAX_FILE_BYTES, known)
+        return None if data is None else (version, data)
