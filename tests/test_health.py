@@ -91,3 +91,28 @@ async def test_a_huge_health_body_is_not_read_whole() -> None:
     app.router.add_get("/healthz", huge)
     async with LoopbackServer(app) as server:
         assert await probe(f"{server.url}/healthz", timeout=2.0) == (HealthStatus.OK, "HTTP 200")
+
+
+async def test_probes_carry_no_cookies_whatever_the_consumer_sets() -> None:
+    """A consumer setting a new cookie per response used to grow every probe's Cookie header
+    past the 8 KiB a stock aiohttp server accepts: healthy, yet answered 400 for good."""
+    from controller.cookies import no_cookies
+
+    seen: list[str | None] = []
+
+    async def health(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.Response(text="ok")
+        response.set_cookie(f"session{len(seen)}", "x" * 100, path="/")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/healthz", health)
+    async with (
+        LoopbackServer(app) as server,
+        httpx.AsyncClient(follow_redirects=True, cookies=no_cookies()) as client,
+    ):
+        probe = HealthProbe(client, f"{server.url}/healthz", 1.0)
+        results = [await probe() for _ in range(120)]
+    assert all(r.status is HealthStatus.OK for r in results)
+    assert seen == [None] * 120

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from controller.config import WawpSettings
+from controller.cookies import no_cookies
 from controller.core.types import Presence
 from controller.gateway.base import (
     PermanentError,
@@ -44,6 +45,7 @@ class WawpGateway:
             timeout=settings.timeout,
             follow_redirects=False,
             headers={"User-Agent": "presence-controller"},
+            cookies=no_cookies(),
         )
         self._values = {
             Presence.AVAILABLE: settings.values[0],

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings
+from controller.cookies import no_cookies
 from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.hysteresis import HysteresisState
@@ -165,6 +166,7 @@ class Controller:
             transport=traced_transport(self._tracer, limits),
             follow_redirects=True,
             max_redirects=5,
+            cookies=no_cookies(),
         ) as probes:
             self._health = HealthProbe(probes, str(s.health_url), s.timeout)
             if s.metrics_url is not None:
@@ -467,10 +469,12 @@ class Controller:
         return self._clock() - self.last_tick <= 3 * self.settings.interval
 
     def ready(self) -> tuple[bool, str]:
+        """Ready once the first decision is made. Never on the gateway: in one pod any
+        container's readiness gates the pod's Service endpoints, and a presence problem must not
+        stop webhook delivery to the consumer (an auth failure is loud through log, metric and
+        alert instead)."""
         if self.decision is None:
             return False, "no decision yet"
-        if self.actuator.state.auth_failed:
-            return False, f"gateway auth failure: {self.actuator.state.last_error}"
         return True, "ok"
 
     def _override_status(self) -> dict[str, Any]:
