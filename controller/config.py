@@ -42,6 +42,7 @@ from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
 from controller.core.schedule import parse as parse_schedule
+from controller.secret_file import MAX_SECRET_BYTES
 
 ENV_PREFIX = "PRESENCE_"
 MIN_TOKEN_LENGTH = 8
@@ -49,8 +50,6 @@ MIN_TOKEN_LENGTH = 8
 NESTED_DELIMITER = "__"
 MAX_CONFIG_BYTES = 256 * 1024
 """A config file is a few hundred bytes; more is a mistake (or /dev/zero)."""
-MAX_SECRET_BYTES = 64 * 1024
-"""A gateway token is well under a kilobyte."""
 MAX_LEAD = 7 * 86400.0
 """The longest maintenance lead: a drain of more than a week is a mistake (and far leads are
 date arithmetic that could overflow)."""
@@ -150,7 +149,7 @@ class WawpSettings(BaseModel):
     @classmethod
     def _credible_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _check_token(value.get_secret_value().strip(), "")
+            check_token(value.get_secret_value().strip())
         return value
 
     @field_validator("instance_id")
@@ -169,7 +168,8 @@ class WawpSettings(BaseModel):
         if self.access_token is not None:
             raise ValueError("set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both")
         try:
-            token = read_bounded(self.access_token_file, MAX_SECRET_BYTES).decode("utf-8").strip()
+            data = read_bounded(self.access_token_file, MAX_SECRET_BYTES)
+            token = data.decode("utf-8").strip()
         except OSError as exc:
             raise ValueError(
                 f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
@@ -178,13 +178,13 @@ class WawpSettings(BaseModel):
             raise ValueError(
                 f"access token file {str(self.access_token_file)!r} is not UTF-8 text"
             ) from None
-        _check_token(token, f"access token file {str(self.access_token_file)!r}: ")
+        check_token(token, f"access token file {str(self.access_token_file)!r}: ")
         self.access_token = SecretStr(token)
         return self
 
 
-def _check_token(token: str, where: str) -> None:
-    """Refuse a token that cannot be real; the message never quotes it."""
+def check_token(token: str, where: str = "") -> None:
+    """Refuse a token that cannot be real (ValueError); the message never quotes it."""
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(
             f"{where}too short to be an access token (< {MIN_TOKEN_LENGTH} characters)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "[REDACTED]"
@@ -21,8 +24,23 @@ def redact_url(url: str) -> str:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret replaced by a mask (the last line of defence)."""
+    """`text` with every occurrence of each secret, in any letter case (a gateway that upper-cases
+    what it echoes), replaced by a mask: the last line of defence."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, MASK)
+            text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
     return text
+
+
+def scrub_document(value: Any, secrets: Iterable[str]) -> Any:
+    """A JSON-like document (dicts, lists, strings) with every string scrubbed."""
+    secrets = [s for s in secrets if s]
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): scrub_document(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_document(v, secrets) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or Infinity
+    return value

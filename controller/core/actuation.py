@@ -199,6 +199,14 @@ def on_failure(
     )
 
 
+def on_credentials_changed(state: ActuationState) -> ActuationState:
+    """The secret changed: an auth failure is retried at once (not after `auth_retry`), and the
+    session re-read with the new credentials."""
+    if not state.auth_failed:
+        return replace(state, session_at=None)
+    return replace(state, backoff_until=0.0, session_at=None)
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110).
 

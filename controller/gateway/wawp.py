@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,14 +31,15 @@ class WawpGateway:
         settings: WawpSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: Callable[[], str] | None = None,
     ) -> None:
+        """`token` returns the current access token (a rotating secret file); by default the
+        one in `settings`."""
         if settings.instance_id is None or settings.access_token is None:
             raise ValueError("Wawp needs an instance ID and an access token")
         self._settings = settings
-        self._auth = {
-            "instance_id": settings.instance_id,
-            "access_token": settings.access_token.get_secret_value(),
-        }
+        self._instance_id = settings.instance_id
+        self._token = token or settings.access_token.get_secret_value
         self._timeout = settings.timeout
         self._client = httpx.AsyncClient(
             base_url=str(settings.base_url).rstrip("/"),
@@ -65,7 +67,11 @@ class WawpGateway:
             raise PermanentError(f"{what}: reply has no string 'status' field")
         status = status.upper()
         if status not in SESSION_STATES:
-            raise PermanentError(f"{what}: unknown session status {status[:40]!r}")
+            # Never quote what the gateway sent: a broken or hostile one may echo the token.
+            raise PermanentError(
+                f"{what}: unknown session status ({len(status)} characters, not one of "
+                f"{', '.join(sorted(SESSION_STATES))})"
+            )
         return status
 
     async def set_presence(self, presence: Presence) -> int:
@@ -85,6 +91,7 @@ class WawpGateway:
     ) -> httpx.Response:
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._client.request(method, path, params=self._auth, json=json)
+                params = {"instance_id": self._instance_id, "access_token": self._token()}
+                return await self._client.request(method, path, params=params, json=json)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise transport_error(what, exc, self._timeout) from None

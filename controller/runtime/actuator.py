@@ -25,8 +25,10 @@ from controller.core.actuation import (
     ActuationConfig,
     ActuationState,
     CheckSession,
+    FailureKind,
     SetPresence,
     Wait,
+    on_credentials_changed,
     on_failure,
     on_session,
     on_set_ok,
@@ -54,8 +56,11 @@ class Actuator:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
+        reread_credentials: Callable[[], bool] | None = None,
     ) -> None:
+        """`reread_credentials` re-reads the secret after an auth failure; True if it changed."""
         self.gateway = gateway
+        self._reread = reread_credentials
         self.cfg = cfg
         self.metrics = metrics
         self.state = ActuationState()
@@ -69,6 +74,11 @@ class Actuator:
         self._origin: Context | None = None
         self._wake = asyncio.Event()
         self._call_lock = asyncio.Lock()
+
+    def credentials_changed(self) -> None:
+        """The secret changed: retry an auth failure at once, with the new credentials."""
+        self.state = on_credentials_changed(self.state)
+        self._wake.set()
 
     def want(self, presence: Presence, origin: Span | None = None) -> None:
         """Set the desired presence (called every tick; only a change wakes the actuator).
@@ -225,6 +235,9 @@ class Actuator:
     def _failed(self, exc: GatewayError, span: Span) -> None:
         failure = exc.as_failure()
         self.state = on_failure(self.state, failure, self._clock(), self.cfg, self._rng)
+        if failure.kind is FailureKind.AUTH and self._reread is not None and self._reread():
+            # The secret rotated under us: the next attempt uses the new one, at once.
+            self.state = on_credentials_changed(self.state)
         self.metrics.gateway_auth_failed.set(1 if self.state.auth_failed else 0)
         span.set_status(Status(StatusCode.ERROR, failure.message))
         span.set_attribute("error.type", failure.kind.value)

@@ -8,6 +8,7 @@ import socket
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from controller.redaction import scrub_document
 from controller.runtime.controller import Controller
 from controller.runtime.listen import bind
 
@@ -35,7 +36,10 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    body = json.dumps(request.app[CONTROLLER_KEY].status(), indent=2)
+    controller = request.app[CONTROLLER_KEY]
+    # Nothing in /status should hold a secret; scrub it anyway, the last line of defence.
+    document = scrub_document(controller.status(), controller.secrets())
+    body = json.dumps(document, indent=2, allow_nan=False)
     return web.Response(text=body + "\n", content_type="application/json")
 
 

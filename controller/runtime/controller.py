@@ -21,7 +21,7 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from controller.config import Settings
+from controller.config import Settings, check_token
 from controller.cookies import no_cookies
 from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
@@ -47,9 +47,10 @@ from controller.gateway.base import Gateway
 from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
 from controller.runtime.http_tracing import traced_transport
-from controller.runtime.logs import event
+from controller.runtime.logs import add_secret, event
 from controller.runtime.metrics import RULES, Metrics
 from controller.runtime.telemetry import TRACER_NAME
+from controller.secret_file import SecretFile
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
 from controller.sources.errors import describe
 from controller.sources.health import HealthProbe
@@ -88,10 +89,24 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-def build_gateway(settings: Settings, tracer: trace.Tracer | None = None) -> Gateway:
-    """The gateway client for the configured provider (HTTP spans when traced)."""
+def build_gateway(
+    settings: Settings,
+    tracer: trace.Tracer | None = None,
+    token: SecretFile | None = None,
+) -> Gateway:
+    """The gateway client for the configured provider (HTTP spans when traced); with `token`,
+    every call uses the secret file's current value."""
     transport = traced_transport(tracer) if tracer is not None else None
-    return WawpGateway(settings.wawp, transport=transport)
+    current = (lambda: token.value) if token is not None else None
+    return WawpGateway(settings.wawp, transport=transport, token=current)
+
+
+def token_file(settings: Settings) -> SecretFile | None:
+    """The access token as a followed secret file, when it comes from one."""
+    wawp = settings.wawp
+    if wawp.access_token_file is None or wawp.access_token is None:
+        return None
+    return SecretFile(wawp.access_token_file, wawp.access_token.get_secret_value(), check_token)
 
 
 class Controller:
@@ -111,7 +126,9 @@ class Controller:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._tracer = tracer or trace.get_tracer(TRACER_NAME)
-        self.gateway = gateway or build_gateway(settings, tracer)
+        self._token = token_file(settings)
+        self._token_error: str | None = None
+        self.gateway = gateway or build_gateway(settings, tracer, self._token)
         self._clock = clock
         self._wall = wall_clock
         self._rng = rng or random.Random()
@@ -127,6 +144,7 @@ class Controller:
             clock=clock,
             rng=self._rng,
             tracer=self._tracer,
+            reread_credentials=self._reread_token,
         )
         self.state = HysteresisState()
         self.decision: Decision | None = None
@@ -205,9 +223,33 @@ class Controller:
             spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
             await asyncio.sleep(max(0.0, started + interval + spread - self._clock()))
 
+    def secrets(self) -> list[str]:
+        """Every secret this process knows (for scrubbing), the current token included."""
+        token = [self._token.value] if self._token is not None else []
+        return [*self.settings.secrets(), *token]
+
+    def _reread_token(self) -> bool:
+        """Look at the token file (one stat when unchanged); True when a new token was taken."""
+        if self._token is None:
+            return False
+        check = self._token.refresh()
+        if check.error != self._token_error:
+            self._token_error = check.error
+            if check.error is not None:
+                event(log, logging.ERROR, "secret", f"access token file: {check.error}")
+        if check.changed:
+            add_secret(self._token.value)
+            message = "access token file changed: using the new token"
+            if self.actuator.state.auth_failed:
+                message += "; retrying the gateway at once"
+            event(log, logging.INFO, "secret", message)
+        return check.changed
+
     async def tick(self) -> Decision:
         """One reconcile: probe, decide, hand the decision to the actuator, report."""
         started = time.perf_counter()
+        if self._reread_token():
+            self.actuator.credentials_changed()
         with self._tracer.start_as_current_span("presence.reconcile") as span:
             health, lag = await self._observe()
             at = self._wall()

@@ -71,10 +71,17 @@ class ScrubbingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, secrets: Iterable[str], stream: Any = None) -> None:
         super().__init__(stream or sys.stderr)
-        self._secrets = [s for s in secrets if s]
+        self.secrets = [s for s in secrets if s]
 
     def format(self, record: logging.LogRecord) -> str:
-        return scrub(super().format(record), self._secrets)
+        return scrub(super().format(record), self.secrets)
+
+
+def add_secret(secret: str) -> None:
+    """Scrub `secret` from every log line from now on (a rotated token; old ones stay scrubbed)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ScrubbingHandler) and secret and secret not in handler.secrets:
+            handler.secrets.append(secret)
 
 
 def configure_logging(fmt: str, level: str, secrets: Iterable[str], stream: Any = None) -> None:

@@ -47,14 +47,19 @@ class DownwardAPIVolume:
         self._generation = 0
 
     def write(self, annotations: Mapping[str, str]) -> None:
-        """Publish a new version: new timestamped dir, `..data_tmp` symlink renamed over `..data`,
+        """Publish new annotations, formatted as the kubelet does."""
+        self.write_text(format_annotations(annotations))
+
+    def write_text(self, text: str) -> None:
+        """Publish a new version of the file (any content: a Secret volume's key is written the
+        same way): new timestamped dir, `..data_tmp` symlink renamed over `..data`,
         user-visible symlink created once, old version removed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._generation += 1
         stamp = datetime.now(UTC).strftime("%Y_%m_%d_%H_%M_%S")
         version = self.directory / f"..{stamp}.{os.getpid()}{self._generation:06d}"
         version.mkdir()
-        (version / self.name).write_text(format_annotations(annotations), encoding="utf-8")
+        (version / self.name).write_text(text, encoding="utf-8")
         data = self.directory / "..data"
         old = Path(os.readlink(data)) if data.is_symlink() else None
         tmp = self.directory / "..data_tmp"

@@ -1,0 +1,120 @@
+"""Fault catalogue, part "token and secrets": a gateway that echoes the token, and a token that
+rotates under a running controller (the kubelet swaps the Secret volume's `..data` link)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Sim, running, until
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from controller.redaction import MASK, scrub, scrub_document
+from controller.sim.downward_api import DownwardAPIVolume
+
+TOKEN = "Rotated-Token-0001"
+OTHER = "Rotated-Token-0002"
+
+
+def test_scrubbing_ignores_letter_case() -> None:
+    text = f"status {TOKEN.upper()} and {TOKEN.lower()} and {TOKEN}"
+    assert scrub(text, [TOKEN]) == f"status {MASK} and {MASK} and {MASK}"
+    document = {"a": [TOKEN.upper(), {"b": f"x{TOKEN.lower()}y"}], "n": float("inf")}
+    assert scrub_document(document, [TOKEN]) == {"a": [MASK, {"b": f"x{MASK}y"}], "n": None}
+
+
+async def test_a_gateway_that_echoes_the_token_leaks_it_nowhere(sim: Sim) -> None:
+    """`{"status": "<token>"}`: the reply used to be upper-cased and quoted in the error, which
+    reached /status, the logs and the span status."""
+    token = sim.gateway.access_token
+    sim.gateway.session_state = token
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    async with running(sim.settings(), tracer=tracer) as run:
+        await until(lambda: run.controller.actuator.state.last_error is not None)
+        status_text = (await run.admin.get("/status")).text
+        error = (await run.status())["gateway"]["last_error"]
+    assert "unknown session status (" in error and "characters, not one of" in error
+    logs = run.logs.getvalue()
+    spans = " ".join(
+        f"{s.status.description} {s.attributes} {[e.attributes for e in s.events]}"
+        for s in exporter.get_finished_spans()
+    )
+    for text in (status_text, logs, spans):
+        for variant in (token, token.upper(), token.lower()):
+            assert variant not in text
+
+
+def secret_volume(tmp_path: Path, token: str) -> DownwardAPIVolume:
+    volume = DownwardAPIVolume(tmp_path / "wawp", name="access-token")
+    volume.write_text(token + "\n")
+    return volume
+
+
+async def test_a_rotated_token_is_picked_up_without_a_restart(sim: Sim, tmp_path: Path) -> None:
+    sim.gateway.access_token = TOKEN
+    volume = secret_volume(tmp_path, TOKEN)
+    settings = sim.settings(
+        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.2
+    )
+    async with running(settings) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        # The gateway's token is rotated; the kubelet then updates the mounted Secret.
+        sim.gateway.access_token = OTHER
+        await until(lambda: run.controller.actuator.state.auth_failed)
+        calls = len(sim.gateway.calls)
+        volume.write_text(OTHER + "\n")
+        await until(lambda: not run.controller.actuator.state.auth_failed)
+        await until(
+            lambda: any(c.query_token == OTHER and c.status == 200 for c in sim.gateway.sets())
+        )
+        assert all(c.query_token == OTHER for c in sim.gateway.calls[calls:])
+        assert await run.metric("presence_gateway_auth_failed") == 0
+        status = (await run.admin.get("/status")).text
+    messages = [e["msg"] for e in run.log_events() if e.get("event") == "secret"]
+    assert messages == [
+        "access token file changed: using the new token; retrying the gateway at once"
+    ]
+    for text in (run.logs.getvalue(), status):
+        assert TOKEN not in text and OTHER not in text, "old and new token both scrubbed"
+
+
+async def test_a_token_rotated_before_the_gateway_notices_is_used_at_once(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """The Secret changes first (both tokens valid for a while): the next call uses the new one."""
+    sim.gateway.access_token = TOKEN
+    volume = secret_volume(tmp_path, TOKEN)
+    settings = sim.settings(
+        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.1
+    )
+    async with running(settings) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        volume.write_text(OTHER + "\n")
+        sim.gateway.access_token = OTHER
+        seen = len(sim.gateway.calls)
+        await until(lambda: any(c.query_token == OTHER for c in sim.gateway.calls[seen:]))
+        assert not run.controller.actuator.state.auth_failed
+
+
+async def test_an_unreadable_or_placeholder_rotation_keeps_the_last_good_token(
+    sim: Sim, tmp_path: Path
+) -> None:
+    sim.gateway.access_token = TOKEN
+    volume = secret_volume(tmp_path, TOKEN)
+    settings = sim.settings(
+        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.1
+    )
+    async with running(settings) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        volume.write_text("REPLACE-WITH-YOUR-WAWP-ACCESS-TOKEN\n")
+        await until(lambda: any(e.get("event") == "secret" for e in run.log_events()))
+        seen = len(sim.gateway.calls)
+        await until(lambda: len(sim.gateway.calls) >= seen + 3)
+        assert all(c.status == 200 for c in sim.gateway.calls[seen:]), "still the good token"
+    (line,) = [e for e in run.log_events() if e.get("event") == "secret"]
+    assert line["level"] == "error" and "keeping the last good token" in line["msg"]
+    assert "placeholder" in line["msg"] and "REPLACE" not in line["msg"]
