@@ -132,7 +132,7 @@ async def test_set_while_session_not_working_is_session_not_ready(sim: Sim) -> N
         ("not json", "reply is not JSON"),
         ('["WORKING"]', "reply has no string 'status' field"),
         ('{"state": "WORKING"}', "reply has no string 'status' field"),
-        ('{"status": "DANCING"}', "unknown session status (7 characters, not one of FAILED,"),
+        ('{"status": "DANCING"}', r"unknown session status \(7 characters, not one of FAILED,"),
     ],
 )
 async def test_malformed_session_replies(body: str, message: str) -> None:
