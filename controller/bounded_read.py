@@ -1,12 +1,17 @@
-"""Read a small file from outside (annotations, config, a secret) without trusting it: a regular
-file only (never a FIFO or a device, which could block forever or never end), opened without
-blocking, and never more than a limit."""
+"""Read what comes from outside without trusting it.
+
+Files (annotations, config, a secret): a regular file only (never a FIFO or a device, which
+could block forever or never end), opened without blocking, never more than a limit. HTTP
+replies (consumer, gateway): never more than a limit while streaming, and never decompressed.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
+
+import httpx
 
 
 class FileTooLarge(OSError):
@@ -69,4 +74,38 @@ def _kind(mode: int) -> str:
 
 
 def _size(limit: int) -> str:
+    if limit < 1024:
+        return f"{limit} bytes"
     return f"{limit // 1024} KiB" if limit < 1024 * 1024 else f"{limit // (1024 * 1024)} MiB"
+
+
+class ReplyTooLarge(Exception):
+    """An HTTP reply longer than the limit (declared or streamed)."""
+
+
+class CompressedReply(Exception):
+    """An HTTP reply compressed although `Accept-Encoding: identity` was asked: refused, since
+    inflating even one chunk of it can take hundreds of megabytes."""
+
+
+IDENTITY = {"Accept-Encoding": "identity"}
+"""Headers that ask for an uncompressed reply: no decompression bomb can then be inflated."""
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """The raw body of a streamed reply, at most `limit` bytes; never decompressed.
+
+    Raises ReplyTooLarge or CompressedReply.
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise CompressedReply(f"compressed reply ({encoding[:20]}) refused")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ReplyTooLarge(f"reply of {int(declared)} bytes refused: limit is {_size(limit)}")
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            raise ReplyTooLarge(f"reply refused past {_size(limit)}")
+    return bytes(body)

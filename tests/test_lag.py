@@ -140,7 +140,7 @@ async def test_oversized_body_without_content_length_is_cut_off() -> None:
     async with LoopbackServer(app) as server:
         result = await scrape(f"{server.url}/metrics", timeout=5.0)
     assert result.status is LagStatus.MISSING
-    assert result.detail == "metrics body refused: limit is 4 MiB"
+    assert result.detail == "metrics reply refused past 4 MiB"
     assert sent < 50 * 1024 * 1024, "the scrape stopped reading early"
     assert MAX_BODY_BYTES == 4 * 1024 * 1024
 

@@ -9,6 +9,12 @@ from typing import Any
 
 import httpx
 
+from controller.bounded_read import (
+    IDENTITY,
+    CompressedReply,
+    ReplyTooLarge,
+    read_body,
+)
 from controller.config import WawpSettings
 from controller.cookies import no_cookies
 from controller.core.types import Presence
@@ -18,6 +24,8 @@ from controller.gateway.base import (
     transport_error,
 )
 
+MAX_REPLY_BYTES = 16 * 1024
+"""Wawp's replies are a few hundred bytes; more is refused while streaming, never buffered."""
 SESSION_STATES = frozenset({"WORKING", "STARTING", "SCAN_QR_CODE", "STOPPED", "FAILED"})
 
 
@@ -56,11 +64,11 @@ class WawpGateway:
 
     async def session_status(self) -> str:
         what = "session info"
-        response = await self._request("GET", "/v2/session/info", what)
+        response, data = await self._request("GET", "/v2/session/info", what)
         raise_for_response(response, what)
         try:
-            body: Any = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body: Any = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise PermanentError(f"{what}: reply is not JSON") from None
         status = body.get("status") if isinstance(body, dict) else None
         if not isinstance(status, str):
@@ -79,7 +87,7 @@ class WawpGateway:
             raise ValueError(f"cannot set presence {presence}")
         what = f"set presence {presence}"
         body = {self._settings.field: self._values[presence]}
-        response = await self._request("POST", "/v2/presence", what, json=body)
+        response, _ = await self._request("POST", "/v2/presence", what, json=body)
         raise_for_response(response, what, not_ready=422)
         return response.status_code
 
@@ -88,10 +96,19 @@ class WawpGateway:
 
     async def _request(
         self, method: str, path: str, what: str, json: dict[str, str] | None = None
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
+        """The reply (status and headers) and at most MAX_REPLY_BYTES of its body, within the
+        timeout, never decompressed."""
+        params = {"instance_id": self._instance_id, "access_token": self._token()}
         try:
-            async with asyncio.timeout(self._timeout):
-                params = {"instance_id": self._instance_id, "access_token": self._token()}
-                return await self._client.request(method, path, params=params, json=json)
+            async with (
+                asyncio.timeout(self._timeout),
+                self._client.stream(
+                    method, path, params=params, json=json, headers=IDENTITY
+                ) as response,
+            ):
+                return response, await read_body(response, MAX_REPLY_BYTES)
+        except (ReplyTooLarge, CompressedReply) as exc:
+            raise PermanentError(f"{what}: {exc}") from None
         except (TimeoutError, httpx.HTTPError) as exc:
             raise transport_error(what, exc, self._timeout) from None

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from controller.bounded_read import IDENTITY
 from controller.core.types import HealthResult, HealthStatus
 from controller.sources.errors import describe
 
@@ -25,10 +26,11 @@ class HealthProbe:
         try:
             async with (
                 asyncio.timeout(self._timeout),
-                self._client.stream("GET", self._url) as resp,
+                self._client.stream("GET", self._url, headers=IDENTITY) as resp,
             ):
                 read = 0
-                async for chunk in resp.aiter_bytes():
+                # Raw bytes: a compressed body is drained, never inflated (no gzip bomb).
+                async for chunk in resp.aiter_raw():
                     read += len(chunk)
                     if read > _DRAIN_LIMIT:
                         break

@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
+from controller.bounded_read import IDENTITY, CompressedReply, ReplyTooLarge, read_body
 from controller.core.types import LagResult
 from controller.sources.errors import describe
 
@@ -129,20 +130,12 @@ class LagProbe:
             return LagResult.missing(f"metrics scrape failed ({describe(exc)})")
 
     async def _fetch(self) -> tuple[bytes, str] | LagResult:
-        async with self._client.stream("GET", self._url, headers={"Accept": _ACCEPT}) as resp:
+        headers = {"Accept": _ACCEPT, **IDENTITY}
+        async with self._client.stream("GET", self._url, headers=headers) as resp:
             if not 200 <= resp.status_code < 300:
                 return LagResult.missing(f"metrics endpoint answered HTTP {resp.status_code}")
-            declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                return LagResult.missing(_too_large(int(declared)))
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    return LagResult.missing(_too_large(None))
-            return bytes(body), resp.headers.get("content-type", "")
-
-
-def _too_large(size: int | None) -> str:
-    shown = f" of {size} bytes" if size is not None else ""
-    return f"metrics body{shown} refused: limit is {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+            try:
+                body = await read_body(resp, MAX_BODY_BYTES)
+            except (ReplyTooLarge, CompressedReply) as exc:
+                return LagResult.missing(f"metrics {exc}")
+            return body, resp.headers.get("content-type", "")

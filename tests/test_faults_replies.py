@@ -1,0 +1,120 @@
+"""Fault catalogue, part "replies": endless, huge, compressed (gzip bombs) and absurdly nested
+answers from the gateway and the consumer. Every reply is bounded while streaming and never
+inflated; each ends as a reported failure value, not memory growth or a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import resource
+
+import httpx
+import pytest
+from aiohttp import web
+
+from controller.config import WawpSettings
+from controller.core.types import HealthStatus, LagStatus
+from controller.gateway.base import PermanentError
+from controller.gateway.wawp import MAX_REPLY_BYTES, WawpGateway
+from controller.sim import LoopbackServer
+from controller.sources.health import HealthProbe
+from controller.sources.lag import LagProbe
+
+BOMB = gzip.compress(b"0" * (200 * 1024 * 1024), compresslevel=9)
+"""200 MiB of zeros in about 200 KB: what a hostile server can make a client inflate."""
+
+
+def max_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"status": "')
+    with_limit = 0
+    while with_limit < 4 * 1024 * 1024 * 1024:  # the client must stop long before 4 GiB
+        await response.write(b"W" * 65536)
+        with_limit += 65536
+    return response
+
+
+async def bomb(request: web.Request) -> web.Response:
+    return web.Response(
+        body=BOMB, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+
+
+async def deep(request: web.Request) -> web.Response:
+    return web.Response(text="[" * 8_000 + "]" * 8_000, content_type="application/json")
+
+
+def wawp(base_url: str) -> WawpGateway:
+    return WawpGateway(
+        WawpSettings.model_validate(
+            {
+                "base_url": base_url,
+                "instance_id": "instance-1",
+                "access_token": "k3j5h6g7f8d9",
+                "timeout": 5.0,
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (endless, f"reply refused past {MAX_REPLY_BYTES // 1024} KiB"),
+        (bomb, "compressed reply (gzip) refused"),
+        (deep, "reply is not JSON"),
+    ],
+)
+async def test_a_hostile_session_reply_is_a_bounded_failure(handler: object, message: str) -> None:
+    app = web.Application()
+    app.router.add_get("/v2/session/info", handler)  # type: ignore[arg-type]
+    before = max_rss_kib()
+    async with LoopbackServer(app) as server:
+        gateway = wawp(server.url)
+        try:
+            with pytest.raises(PermanentError) as caught:
+                await asyncio.wait_for(gateway.session_status(), 10)
+        finally:
+            await gateway.aclose()
+    assert caught.value.message == f"session info: {message}"
+    assert max_rss_kib() - before < 64 * 1024, "no reply is buffered or inflated whole"
+
+
+async def test_a_gzip_bomb_from_the_consumer_is_never_inflated() -> None:
+    app = web.Application()
+    app.router.add_get("/healthz", bomb)
+    app.router.add_get("/metrics", bomb)
+    before = max_rss_kib()
+    async with LoopbackServer(app) as server, httpx.AsyncClient() as client:
+        health = await HealthProbe(client, f"{server.url}/healthz", 5.0)()
+        lag = await LagProbe(client, f"{server.url}/metrics", 5.0, "lag", {}, "max")()
+    assert health.status is HealthStatus.OK, "a 200 is healthy; its body is drained raw"
+    assert lag.status is LagStatus.MISSING
+    assert lag.detail == "metrics compressed reply (gzip) refused"
+    assert max_rss_kib() - before < 64 * 1024
+
+
+async def test_probes_and_gateway_ask_for_uncompressed_replies() -> None:
+    seen: list[str | None] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Accept-Encoding"))
+        return web.json_response({"status": "WORKING"})
+
+    app = web.Application()
+    for path in ("/healthz", "/metrics", "/v2/session/info"):
+        app.router.add_get(path, record)
+    async with LoopbackServer(app) as server, httpx.AsyncClient() as client:
+        await HealthProbe(client, f"{server.url}/healthz", 5.0)()
+        await LagProbe(client, f"{server.url}/metrics", 5.0, "lag", {}, "max")()
+        gateway = wawp(server.url)
+        try:
+            assert await gateway.session_status() == "WORKING"
+        finally:
+            await gateway.aclose()
+    assert seen == ["identity"] * 3
