@@ -19,8 +19,10 @@ from controller.core.actuation import (
     SetPresence,
     Wait,
     backoff_delay,
+    calls_last_window,
     on_failure,
     on_session,
+    on_session_started,
     on_set_ok,
     on_set_started,
     parse_retry_after,
@@ -231,3 +233,53 @@ def test_a_set_that_keeps_failing_backs_off_exponentially_despite_good_session_c
         ceilings.append(min(CFG.backoff_cap, 2 ** (state.failures - 1)))
     assert state.failures == 7
     assert ceilings == [1, 2, 4, 8, 16, 32, 60]
+
+
+# Floors and budgets: a gateway that says "retry now" is never hammered (issue: 5,616 session
+# reads in 10.8 s on `Retry-After: 0`).
+
+
+@given(
+    kind=st.sampled_from(list(FailureKind)),
+    retry_after=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e6)),
+    failures=st.integers(min_value=0, max_value=50),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_no_retry_comes_sooner_than_the_floor(
+    kind: FailureKind, retry_after: float | None, failures: int, seed: int
+) -> None:
+    state = ActuationState(failures=failures)
+    failed = on_failure(state, Failure(kind, "x", retry_after), 100.0, CFG, random.Random(seed))
+    assert failed.backoff_until >= 100.0 + CFG.retry_floor
+
+
+def test_retry_after_zero_or_in_the_past_waits_the_floor() -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    past = parse_retry_after(format_datetime(now - timedelta(hours=1), usegmt=True), now)
+    for retry_after in (parse_retry_after("0", now), past):
+        assert retry_after == 0.0
+        failed = on_failure(
+            ActuationState(), Failure(FailureKind.RATE_LIMITED, "429", retry_after), 5.0, CFG, RNG
+        )
+        assert failed.backoff_until == 5.0 + CFG.retry_floor
+
+
+def test_session_reads_have_a_sliding_budget() -> None:
+    state = ActuationState()
+    now = 0.0
+    for _ in range(CFG.session_budget_calls):
+        assert plan(state, A, now, CFG) == CheckSession()
+        state = on_session_started(state, now, CFG)
+        now += 1.0
+    action = plan(state, A, now, CFG)
+    assert isinstance(action, Wait) and action.until == CFG.budget_window
+    assert "session read budget spent" in action.why
+    assert plan(state, A, CFG.budget_window + 0.01, CFG) == CheckSession()
+
+
+def test_the_calls_in_the_last_window_are_counted_as_of_now() -> None:
+    state = on_set_started(ActuationState(), 0.0, CFG)
+    state = on_set_started(state, 10.0, CFG)
+    assert calls_last_window(state, 30.0, CFG) == 2
+    assert calls_last_window(state, 65.0, CFG) == 1, "pruned by time, not by the next call"
+    assert calls_last_window(state, 75.0, CFG) == 0

@@ -33,6 +33,11 @@ class ActuationConfig:
     budget_window: float = 60.0
     max_retry_after: float = 3600.0
     """A Retry-After longer than this is clamped, so a bogus header cannot park us for days."""
+    retry_floor: float = 0.5
+    """No retry comes sooner than this after a failure, whatever the back-off drew or the
+    gateway said (`Retry-After: 0`, a date in the past): a failing gateway is never hammered."""
+    session_budget_calls: int = 20
+    """Session reads allowed in any `budget_window` (sliding), like the set calls."""
     dry_run: bool = False
 
 
@@ -73,6 +78,8 @@ class ActuationState:
     last_error: str | None = None
     set_calls: tuple[float, ...] = ()
     """Start times of the set calls inside the current budget window."""
+    session_calls: tuple[float, ...] = ()
+    """Start times of the session reads inside the current budget window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +110,16 @@ def reassert_period(presence: Presence, cfg: ActuationConfig) -> float:
 
 
 def _budget_calls(state: ActuationState, now: float, cfg: ActuationConfig) -> tuple[float, ...]:
-    return tuple(t for t in state.set_calls if t > now - cfg.budget_window)
+    return _in_window(state.set_calls, now, cfg)
+
+
+def _in_window(calls: tuple[float, ...], now: float, cfg: ActuationConfig) -> tuple[float, ...]:
+    return tuple(t for t in calls if t > now - cfg.budget_window)
+
+
+def calls_last_window(state: ActuationState, now: float, cfg: ActuationConfig) -> int:
+    """Set calls started in the last budget window, as of `now` (not as of the last call)."""
+    return len(_budget_calls(state, now, cfg))
 
 
 def plan(state: ActuationState, desired: Presence, now: float, cfg: ActuationConfig) -> Action:
@@ -124,6 +140,12 @@ def plan(state: ActuationState, desired: Presence, now: float, cfg: ActuationCon
     if not cfg.dry_run and (
         state.session_at is None or now - state.session_at >= cfg.session_check
     ):
+        reads = _in_window(state.session_calls, now, cfg)
+        if len(reads) >= cfg.session_budget_calls:
+            return Wait(
+                reads[0] + cfg.budget_window,
+                f"session read budget spent: {cfg.session_budget_calls} in {cfg.budget_window:g}s",
+            )
         return CheckSession()
     calls = _budget_calls(state, now, cfg)
     if len(calls) >= cfg.budget_calls:
@@ -138,6 +160,11 @@ def backoff_delay(failures: int, cfg: ActuationConfig, rng: random.Random) -> fl
     """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**(n-1))]."""
     ceiling = min(cfg.backoff_cap, cfg.backoff_base * 2 ** min(max(failures - 1, 0), 32))
     return rng.uniform(0.0, ceiling)
+
+
+def on_session_started(state: ActuationState, now: float, cfg: ActuationConfig) -> ActuationState:
+    """Count a session read against its sliding budget as it starts."""
+    return replace(state, session_calls=(*_in_window(state.session_calls, now, cfg), now))
 
 
 def on_set_started(state: ActuationState, now: float, cfg: ActuationConfig) -> ActuationState:
@@ -189,6 +216,7 @@ def on_failure(
         delay = cfg.backoff_cap
     else:
         delay = backoff_delay(failures, cfg, rng)
+    delay = max(delay, cfg.retry_floor)
     return replace(
         state,
         session_at=None,

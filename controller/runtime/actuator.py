@@ -31,6 +31,7 @@ from controller.core.actuation import (
     on_credentials_changed,
     on_failure,
     on_session,
+    on_session_started,
     on_set_ok,
     on_set_started,
     plan,
@@ -143,6 +144,7 @@ class Actuator:
         )
 
     async def _check_session(self) -> None:
+        self.state = on_session_started(self.state, self._clock(), self.cfg)
         with self._span("session", "session check") as span:
             try:
                 status = await self._call("session", self.gateway.session_status())

@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings, check_token
 from controller.cookies import no_cookies
-from controller.core.actuation import reassert_period
+from controller.core.actuation import calls_last_window, reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
@@ -608,7 +608,7 @@ class Controller:
                     else None
                 ),
                 "next": self.actuator.next_action,
-                "set_calls_last_minute": len(act.set_calls),
+                "set_calls_last_minute": calls_last_window(act, now, self.actuator.cfg),
                 "last_success": _iso(self.actuator.last_success),
             },
             "transitions": [t.as_json() for t in reversed(self.transitions)],
