@@ -192,3 +192,44 @@ async def test_a_maintenance_source_that_raises_fails_closed(sim: Sim) -> None:
             maintenance="evaluation failed (OverflowError: date value out of range): fail closed"
         )
     assert len([line for line in run.log_events() if "exception" in line]) == 1
+
+
+# Unbounded annotation text: every user string that reaches a reason, a log line, a span or
+# /status is a short excerpt.
+
+
+def test_a_huge_window_spec_is_refused_in_a_short_message() -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse("x" * 200_000)
+    assert len(str(caught.value)) < 200
+    with pytest.raises(ScheduleError, match="at most 50 windows"):
+        parse("; ".join(["Sat 02:00-04:00 UTC"] * 51))
+    with pytest.raises(ScheduleError) as caught:
+        parse("Sat 02:00-04:00 " + "Z" * 3000)
+    assert len(str(caught.value)) < 300 and "(3000 characters)" in str(caught.value)
+
+
+async def test_a_200_kb_invalid_maintenance_value_stays_out_of_reasons_logs_and_status(
+    sim: Sim, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from controller.runtime.telemetry import span_limits
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=span_limits({}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    volume = DownwardAPIVolume(tmp_path / "podinfo")
+    volume.write({P + "maintenance": "Sat " + "y" * 200_000})
+    settings = sim.settings(annotations_file=volume.file)
+    async with running(settings, tracer=provider.get_tracer("t")) as run:
+        await until(lambda: sim.gateway.presence == "unavailable")
+        assert len(reason(run)) < 400
+        status = (await run.admin.get("/status")).text
+    assert len(status) < 32 * 1024
+    assert max(len(line) for line in run.logs.getvalue().splitlines()) < 4096
+    for span in exporter.get_finished_spans():
+        for value in (span.attributes or {}).values():
+            assert not isinstance(value, str) or len(value) <= 1024

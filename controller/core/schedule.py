@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 
+from controller.core.excerpt import quote
+
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 TRUE_WORDS = frozenset({"true", "on", "yes"})
 FALSE_WORDS = frozenset({"false", "off", "no", ""})
@@ -37,6 +39,10 @@ _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
 _DAY_SECONDS = 86400
 _CALENDAR_UNITS = re.compile(r"P[^T]*[YM]")
 MAX_HORIZON = timedelta(days=3660)
+MAX_SPEC_CHARS = 4096
+"""A window spec longer than this is refused: evaluation cost and every message stay bounded."""
+MAX_WINDOWS = 50
+"""Windows per spec (`;`-separated); a week of distinct windows per day fits easily."""
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 """Timestamps must lie before this, so that adding windows, leads and horizons to them can never
 overflow `datetime` (year 9999): `9999-12-31T00:00:00Z/P2D` is refused, not a crash per tick."""
@@ -266,8 +272,17 @@ def parse(text: str) -> Schedule:
         return Schedule()
     if whole.lower() in TRUE_WORDS:
         return Schedule((Always(),))
+    if len(whole) > MAX_SPEC_CHARS:
+        raise ScheduleError(
+            f"a window spec holds at most {MAX_SPEC_CHARS} characters, this one {len(whole)}"
+        )
     windows: list[Window] = []
     parts = whole.split(";")
+    if len(parts) > MAX_WINDOWS:
+        raise ScheduleError(
+            f"a window spec holds at most {MAX_WINDOWS} windows, this one {len(parts)}: "
+            "merge adjacent days into ranges (Mon-Fri)"
+        )
     for index, raw in enumerate(parts, 1):
         part = raw.strip()
         where = f"window {index} of {len(parts)}" if len(parts) > 1 else "window"
@@ -276,14 +291,14 @@ def parse(text: str) -> Schedule:
         try:
             windows.append(_parse_window(part))
         except ScheduleError as exc:
-            raise ScheduleError(f"{where} {part!r}: {exc}") from None
+            raise ScheduleError(f"{where} {quote(part)}: {exc}") from None
     return Schedule(tuple(windows))
 
 
 def _parse_window(text: str) -> Window:
     lowered = text.lower()
     if lowered in TRUE_WORDS or lowered in FALSE_WORDS:
-        raise ScheduleError(f"{text!r} must stand alone, not joined with other windows")
+        raise ScheduleError(f"{quote(text)} must stand alone, not joined with other windows")
     if text[0].isalpha():  # weekly windows start with a day; timestamps with a digit
         return _parse_weekly(text)
     if "/" in text:
@@ -306,7 +321,7 @@ def _parse_timestamp(text: str, what: str, other_forms: str = "") -> datetime:
             f"expected {what} like 2026-12-24T22:00:00Z or 2026-12-24T22:00:00+01:00{other_forms}"
         ) from None
     if when.tzinfo is None:
-        raise ScheduleError(f"timestamp {text!r} needs a UTC offset such as Z or +01:00")
+        raise ScheduleError(f"timestamp {quote(text)} needs a UTC offset such as Z or +01:00")
     _check_range(when)
     return when
 
@@ -327,13 +342,14 @@ def _parse_interval(text: str) -> Interval:
     if second[:1].upper() == "P":
         if _CALENDAR_UNITS.match(second.upper()):
             raise ScheduleError(
-                f"duration {second!r} uses months or years, which vary in length: use days (P30D)"
+                f"duration {quote(second)} uses months or years, which vary in length: "
+                "use days (P30D)"
             )
         try:
             length = _duration_adapter().validate_python(second.upper())
         except ValidationError:
             raise ScheduleError(
-                f"invalid ISO 8601 duration {second!r}: expected e.g. PT4H, PT30M or P1DT2H "
+                f"invalid ISO 8601 duration {quote(second)}: expected e.g. PT4H, PT30M or P1DT2H "
                 "(no months or years)"
             ) from None
         try:
@@ -355,7 +371,7 @@ def _parse_weekly(text: str) -> Weekly:
     days = _parse_days(match["days"])
     start_text, sep, end_text = match["times"].partition("-")
     if not sep:
-        raise ScheduleError(f"expected a time range HH:MM-HH:MM, got {match['times']!r}")
+        raise ScheduleError(f"expected a time range HH:MM-HH:MM, got {quote(match['times'])}")
     start = _parse_clock(start_text, allow_24=False)
     end = _parse_clock(end_text, allow_24=True)
     if start == end:
@@ -369,7 +385,7 @@ def _parse_weekly(text: str) -> Weekly:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"unknown time zone {zone!r}: expected an IANA name such as UTC or Europe/Berlin"
+            f"unknown time zone {quote(zone)}: expected an IANA name such as UTC or Europe/Berlin"
         ) from None
     return Weekly(days, start, end, zone)
 
@@ -387,7 +403,7 @@ def _parse_days(text: str) -> frozenset[int]:
 def _day(token: str) -> int:
     index = _DAY_INDEX.get(token.strip().lower())
     if index is None:
-        raise ScheduleError(f"unknown day {token.strip()!r}: expected {', '.join(WEEKDAYS)}")
+        raise ScheduleError(f"unknown day {quote(token.strip())}: expected {', '.join(WEEKDAYS)}")
     return index
 
 
@@ -398,4 +414,4 @@ def _parse_clock(text: str, *, allow_24: bool) -> int:
         if (hours < 24 and minutes < 60) or (allow_24 and hours == 24 and minutes == 0):
             return hours * 3600 + minutes * 60
     limit = "00:00 to 24:00" if allow_24 else "00:00 to 23:59"
-    raise ScheduleError(f"invalid time {text!r}: expected HH:MM from {limit}")
+    raise ScheduleError(f"invalid time {quote(text)}: expected HH:MM from {limit}")

@@ -25,6 +25,7 @@ from controller.config import Settings, check_token
 from controller.cookies import no_cookies
 from controller.core.actuation import calls_last_window, reassert_period
 from controller.core.annotations import Directives, read_directives
+from controller.core.excerpt import clip
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
     Evaluation,
@@ -63,6 +64,8 @@ SHUTDOWN_DEADLINE = 5.0
 _SHUTDOWN_WRITE_BUDGET = 4.5
 """Leave room inside the deadline for closing clients and the admin server."""
 TRANSITIONS_KEPT = 50
+STATUS_VALUE_LIMIT = 512
+"""Characters of one annotation value shown in /status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +413,7 @@ class Controller:
                 logging.INFO,
                 "annotations",
                 "presence annotations changed",
-                maintenance=now.maintenance_spec,
+                maintenance=clip(now.maintenance_spec, 200) if now.maintenance_spec else None,
                 maintenance_reason=now.maintenance_reason,
                 force=now.force.value if now.force else None,
                 force_until=now.force_until.isoformat() if now.force_until else None,
@@ -552,7 +555,7 @@ class Controller:
                 "file": str(self._annotations.path) if self._annotations else None,
                 "stale": self._snapshot.stale,
                 "values": {
-                    k: v
+                    k[:100]: clip(v, STATUS_VALUE_LIMIT)
                     for k, v in self._snapshot.values.items()
                     if k.startswith(self.settings.annotation_prefix)
                 },

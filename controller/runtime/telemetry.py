@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -48,6 +48,8 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 """The samplers the OpenTelemetry SDK builds from OTEL_TRACES_SAMPLER without extra packages."""
+ATTRIBUTE_LENGTH = 1024
+"""Default cap on a span attribute value's length (characters)."""
 SHUTDOWN_FLUSH = 1.0
 """At most this long is spent flushing spans at exit: a dead collector must not delay it."""
 K8S_ATTRIBUTES = {
@@ -201,7 +203,9 @@ def setup_tracing(
     errors = tracing_errors(env)
     if errors:
         raise ValueError("; ".join(errors))
-    provider = TracerProvider(resource=resource(env), shutdown_on_exit=False)
+    provider = TracerProvider(
+        resource=resource(env), shutdown_on_exit=False, span_limits=span_limits(env)
+    )
     names: list[str] = []
     exporters: list[SpanExporter] = [exporter] if exporter is not None else []
     if exporter is None:
@@ -217,6 +221,17 @@ def setup_tracing(
     mute_sdk_logs()
     tracer = provider.get_tracer(TRACER_NAME, __version__)
     return Tracing(provider, tracer, tuple(names), counting)
+
+
+def span_limits(environ: Mapping[str, str]) -> SpanLimits:
+    """The SDK's limits, with attribute values cut at ATTRIBUTE_LENGTH unless
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT say otherwise: a
+    user-supplied string must not ride on every span of every tick at full length."""
+    explicit = any(
+        environ.get(name)
+        for name in ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    )
+    return SpanLimits() if explicit else SpanLimits(max_span_attribute_length=ATTRIBUTE_LENGTH)
 
 
 def mute_sdk_logs() -> None:
