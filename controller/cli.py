@@ -162,7 +162,8 @@ async def serve(settings: Settings) -> None:
         stop.set()
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: a closed terminal or a supervisor's hang-up must not skip the shutdown write.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal)
     metrics = Metrics()
     tracing = setup_tracing(metrics)

@@ -50,6 +50,8 @@ MIN_TOKEN_LENGTH = 8
 NESTED_DELIMITER = "__"
 MAX_CONFIG_BYTES = 256 * 1024
 """A config file is a few hundred bytes; more is a mistake (or /dev/zero)."""
+MIN_INTERVAL = 0.05
+"""A faster tick only burns CPU: no consumer or gateway signal changes that often."""
 MAX_LEAD = 7 * 86400.0
 """The longest maintenance lead: a drain of more than a week is a mistake (and far leads are
 date arithmetic that could overflow)."""
@@ -228,8 +230,8 @@ class Settings(BaseSettings):
     """Lag below this (with health 2xx) makes a tick good; must be < `LAG_HIGH`."""
     missing_lag: Literal["bad", "ignore"] = "bad"
     """What an absent or unparseable lag metric means: a `bad` tick, or `ignore` the lag signal."""
-    interval: PositiveDuration = 5.0
-    """Tick interval: probes run and presence is decided this often."""
+    interval: Annotated[float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL)] = 5.0
+    """Tick interval: probes run and presence is decided this often (at least 50ms)."""
     timeout: PositiveDuration = 2.0
     """Per-probe timeout (whole request); must be < `INTERVAL`."""
     jitter: float = Field(default=0.1, ge=0, le=0.5)

@@ -243,7 +243,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not str.isdigit() alone: it accepts '²'
         return float(text)
     try:
         when = parsedate_to_datetime(text)

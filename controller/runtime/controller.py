@@ -64,6 +64,10 @@ SHUTDOWN_DEADLINE = 5.0
 _SHUTDOWN_WRITE_BUDGET = 4.5
 """Leave room inside the deadline for closing clients and the admin server."""
 TRANSITIONS_KEPT = 50
+SIGNAL_LINES = 6
+SIGNAL_WINDOW = 60.0
+"""At most SIGNAL_LINES signal lines (bad, neutral, recovered) per SIGNAL_WINDOW seconds; a
+flapping consumer gets one summary line per window instead of a line per tick."""
 STATUS_VALUE_LIMIT = 512
 """Characters of one annotation value shown in /status."""
 
@@ -172,6 +176,10 @@ class Controller:
         self.evaluation: Evaluation | None = None
         self._signal_down = False
         """A bad tick was logged and no recovery (good tick) since."""
+        self._signal_lines: deque[float] = deque()
+        """When the last signal lines were logged (the flapping guard counts them)."""
+        self._signal_unlogged = 0
+        self._signal_summary_at = 0.0
         self._failures = 0
         """Consecutive ticks that raised."""
         self._failure_logged: str | None = None
@@ -476,7 +484,7 @@ class Controller:
         before = previous.tick if previous is not None else None
         if tick is TickKind.BAD and before is not TickKind.BAD:
             self._signal_down = True
-            event(log, logging.WARNING, "signal_bad", decision.detail)
+            self._signal_line(logging.WARNING, "signal_bad", decision.detail)
         elif not self._signal_down or tick is before:
             return
         elif tick is TickKind.NEUTRAL:
@@ -484,10 +492,30 @@ class Controller:
                 f"no longer bad, not yet good ({decision.detail}); "
                 f"presence stays {decision.presence}"
             )
-            event(log, logging.INFO, "signal_neutral", message)
+            self._signal_line(logging.INFO, "signal_neutral", message)
         elif tick is TickKind.GOOD:
             self._signal_down = False
-            event(log, logging.INFO, "signal_recovered", decision.detail)
+            self._signal_line(logging.INFO, "signal_recovered", decision.detail)
+
+    def _signal_line(self, level: int, name: str, message: str) -> None:
+        """Log a signal change, unless the signal flaps: past SIGNAL_LINES per window, one
+        summary line per window instead of a line per tick."""
+        now = self._clock()
+        while self._signal_lines and self._signal_lines[0] <= now - SIGNAL_WINDOW:
+            self._signal_lines.popleft()
+        if len(self._signal_lines) < SIGNAL_LINES:
+            self._signal_lines.append(now)
+            event(log, level, name, message)
+            return
+        self._signal_unlogged += 1
+        if now >= self._signal_summary_at:
+            summary = (
+                f"signal flapping: {self._signal_unlogged} more changes not logged one by one "
+                f"(at most {SIGNAL_LINES} lines per {SIGNAL_WINDOW:g}s); latest: {message}"
+            )
+            event(log, logging.WARNING, "signal_flapping", summary, unlogged=self._signal_unlogged)
+            self._signal_summary_at = now + SIGNAL_WINDOW
+            self._signal_unlogged = 0
 
     async def _shutdown(self) -> None:
         try:

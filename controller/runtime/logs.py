@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -50,6 +51,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(text: object) -> str:
+    """One line, no terminal escapes: an annotation value with a newline or ANSI sequences
+    cannot forge a log line or repaint the terminal (JSON escapes them by itself)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
 class TextFormatter(logging.Formatter):
     """`ts level event: msg key=value ...` for people reading a terminal."""
 
@@ -57,8 +67,8 @@ class TextFormatter(logging.Formatter):
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
         fields = dict(getattr(record, _FIELDS, None) or {})
         name = fields.pop("event", record.name)
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        line = f"{ts} {record.levelname.lower():<7} {name}: {record.getMessage()}"
+        extra = " ".join(f"{k}={_escape(v)}" for k, v in fields.items())
+        line = f"{ts} {record.levelname.lower():<7} {name}: {_escape(record.getMessage())}"
         if extra:
             line += f" [{extra}]"
         if record.exc_info:
