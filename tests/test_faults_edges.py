@@ -118,3 +118,21 @@ async def test_a_flapping_signal_logs_a_summary_not_a_line_per_tick(sim: Sim) ->
     (summary,) = [e for e in lines if e["event"] == "signal_flapping"]
     assert "more changes not logged one by one" in summary["msg"]
     assert summary["unlogged"] >= 1
+
+
+async def test_a_change_held_by_a_long_retry_after_is_shown_as_pending(sim: Sim) -> None:
+    """`applied` says what the gateway last accepted; /status also says what waits, and until
+    when (a 429 with Retry-After: 3600 used to hide the change for an hour)."""
+    async with running(sim.settings()) as run:
+        await until(lambda: sim.gateway.presence == "available")
+        assert (await run.status())["presence"]["pending"] is None
+        sim.gateway.set_faults.append(Fault(status=429, headers={"Retry-After": "3600"}))
+        sim.consumer.health_status = 503
+        await until(lambda: run.controller.actuator.state.backoff_until > 0)
+        presence = (await run.status())["presence"]
+    assert presence["desired"] == "unavailable" and presence["applied"] == "available"
+    pending = presence["pending"]
+    assert pending["to"] == "unavailable"
+    wait = datetime.fromisoformat(pending["not_before"]) - datetime.now(UTC)
+    assert 3500 < wait.total_seconds() <= 3600
+    assert "back-off" in pending["waiting_for"]

@@ -528,7 +528,9 @@ class Controller:
             elif await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
                 event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
             else:
-                error = self.actuator.state.last_error
+                error = self.actuator.state.last_error or (
+                    f"no answer within the {_SHUTDOWN_WRITE_BUDGET:g}s shutdown budget"
+                )
                 event(log, logging.ERROR, "shutdown", f"could not write unavailable: {error}")
         finally:
             await self.gateway.aclose()
@@ -590,6 +592,22 @@ class Controller:
             },
         }
 
+    def _pending(self, backoff_until: float | None) -> dict[str, Any] | None:
+        """The change the gateway has not accepted yet, and when it will next be tried."""
+        desired = self.decision.presence if self.decision is not None else Presence.UNKNOWN
+        applied = self.actuator.state.applied
+        if self.settings.dry_run or desired in (Presence.UNKNOWN, applied):
+            return None
+        return {
+            "to": desired.value,
+            "not_before": (
+                datetime.fromtimestamp(backoff_until, UTC).isoformat()
+                if backoff_until is not None
+                else None
+            ),
+            "waiting_for": self.actuator.next_action,
+        }
+
     def status(self) -> dict[str, Any]:
         """The `/status` document (DESIGN section 4). Holds no secrets."""
         act = self.actuator.state
@@ -608,6 +626,7 @@ class Controller:
                 "detail": decision.detail if decision else None,
                 "since": self.since.isoformat() if self.since else None,
                 "dry_run": self.settings.dry_run,
+                "pending": self._pending(backoff_until),
             },
             "signals": {
                 "health": obs.health.status.value if obs else None,
