@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -13,6 +14,11 @@ from controller.runtime.controller import Controller
 from controller.runtime.listen import bind
 
 CONTROLLER_KEY = web.AppKey("controller", Controller)
+MAX_CONNECTIONS = 32
+"""Open admin connections at most (kubelet probes, a scraper or two, a person with curl)."""
+IDLE_TIMEOUT = 10.0
+"""Seconds before an idle connection, or one that has not completed its request, is closed."""
+BACKLOG = 64
 
 
 def make_app(controller: Controller) -> web.Application:
@@ -57,15 +63,47 @@ class AdminServer:
         host: str = "",
         port: int = 0,
         sock: socket.socket | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self._runner = web.AppRunner(make_app(controller), access_log=None)
+        self._max_connections = max_connections
+        self._runner = web.AppRunner(
+            make_app(controller),
+            access_log=None,
+            # Also closes a connection that never completes its request (slowloris): aiohttp
+            # arms this timer when the connection opens.
+            keepalive_timeout=idle_timeout,
+            max_line_size=8190,
+            max_field_size=8190,
+        )
         self._sock = sock if sock is not None else bind(host, port)
         self.port = int(self._sock.getsockname()[1])
+        self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> AdminServer:
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
+        handlers = self._runner.server
+        assert handlers is not None
+
+        def protocol() -> asyncio.BaseProtocol:
+            # Past the cap a connection is closed at once: scrapes and probes need a handful,
+            # and every open connection costs memory and a file descriptor of the whole pod.
+            if len(handlers.connections) >= self._max_connections:
+                return _Refuse()
+            return handlers()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(protocol, sock=self._sock, backlog=BACKLOG)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
         await self._runner.cleanup()
+
+
+class _Refuse(asyncio.Protocol):
+    """Closes the connection it is given: the admin server is at its connection cap."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
