@@ -297,3 +297,57 @@ def test_activations_list_periods_from_an_instant() -> None:
     ]
     assert parse("true").activations(at, 3) == [(at, None, Always())]
     assert parse("off").activations(at, 3) == []
+
+
+# The lazy search against a brute-force minute scan, DST gaps and folds included.
+
+gap_prone = st.builds(
+    Weekly,
+    days=st.frozensets(st.integers(0, 6), min_size=1, max_size=3),
+    start=st.sampled_from([0, 3600, 2 * 3600, int(2.5 * 3600), 3 * 3600, 22 * 3600]),
+    end=st.sampled_from([3600, 2 * 3600, 3 * 3600, int(3.5 * 3600), 24 * 3600]),
+    zone=st.sampled_from(["Europe/Berlin", "America/New_York", "UTC"]),
+).filter(lambda w: w.start != w.end)
+dst_seasons = st.sampled_from(
+    [utc(2026, 3, 1), utc(2026, 3, 20), utc(2026, 10, 20), utc(2026, 10, 30), utc(2026, 11, 1)]
+)
+
+
+def brute_next_change(schedule: Schedule, after: datetime, days: int) -> datetime | None:
+    """The first whole minute after `after` where activity differs (windows start on minutes)."""
+    state = schedule.active(after) is not None
+    first = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for minute in range(days * 1440):
+        at = first + timedelta(minutes=minute)
+        if (schedule.active(at) is not None) is not state:
+            return at
+    return None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(gap_prone, min_size=1, max_size=2), dst_seasons, st.integers(0, 10 * 1440))
+def test_next_change_matches_a_minute_scan(
+    windows: list[Weekly], season: datetime, minutes: int
+) -> None:
+    schedule = Schedule(tuple(windows))
+    after = season + timedelta(minutes=minutes)
+    expected = brute_next_change(schedule, after, 15)
+    assert schedule.next_change(after) == expected
+
+
+def test_a_window_that_falls_into_a_dst_gap_once_is_found_the_week_after() -> None:
+    """The spring-forward Sunday has no 02:00-03:00: the search used to stop there (8 days) and
+    report no change, which froze maintenance for good."""
+    for zone, gap_sunday in (("Europe/Berlin", (2026, 3, 29)), ("America/New_York", (2026, 3, 8))):
+        schedule = parse(f"Sun 02:00-03:00 {zone}")
+        after = datetime(*gap_sunday, tzinfo=ZoneInfo(zone)) - timedelta(days=6)
+        start = schedule.next_change(after)
+        assert start is not None
+        local = start.astimezone(ZoneInfo(zone))
+        assert (local.date() - after.date()).days == 13 and (local.hour, local.minute) == (2, 0)
+
+
+def test_search_cost_does_not_depend_on_how_far_the_spec_reaches() -> None:
+    weekly = "; ".join(f"{d} 02:00-04:00 Europe/Berlin" for d in ("Mon", "Wed", "Fri", "Sun"))
+    far = parse(f"2026-01-01T00:00:00Z/2036-01-01T00:00:00Z; {weekly}")
+    assert far.next_change(utc(2026, 11, 25)) == utc(2036, 1, 1)

@@ -38,7 +38,12 @@ _WEEKLY = re.compile(r"(?P<days>[A-Za-z][A-Za-z,\- ]*?)\s+(?P<times>\S+)(?:\s+(?
 _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
 _DAY_SECONDS = 86400
 _CALENDAR_UNITS = re.compile(r"P[^T]*[YM]")
-MAX_HORIZON = timedelta(days=3660)
+_CHUNK = 8
+"""Days of weekly boundaries gathered per step of the search."""
+_QUIET = 16
+"""Days past the last absolute boundary after which a weekly pattern can show nothing new: every
+weekly window recurs within a week, and a DST gap swallows at most one occurrence a year."""
+_FOREVER = datetime.max.replace(tzinfo=UTC)
 MAX_SPEC_CHARS = 4096
 """A window spec longer than this is refused: evaluation cost and every message stay bounded."""
 MAX_WINDOWS = 50
@@ -46,7 +51,11 @@ MAX_WINDOWS = 50
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 """Timestamps must lie before this, so that adding windows, leads and horizons to them can never
 overflow `datetime` (year 9999): `9999-12-31T00:00:00Z/P2D` is refused, not a crash per tick."""
-"""next_change() looks at most this far past the last absolute boundary (about ten years)."""
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 @functools.cache
@@ -100,7 +109,7 @@ class Weekly:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.zone)
+        return _zone(self.zone)
 
     @property
     def crosses_midnight(self) -> bool:
@@ -149,20 +158,75 @@ class Schedule:
     def active(self, at: datetime) -> Window | None:
         """The first window active at `at` (timezone-aware), or None."""
         _require_aware(at)
+        local: dict[str, datetime] = {}  # one conversion per zone, not per window
         for window in self.windows:
-            if _window_active(window, at):
+            if isinstance(window, Weekly):
+                if window.zone not in local:
+                    local[window.zone] = at.astimezone(window.tz)
+                if window.active_local(local[window.zone]):
+                    return window
+            elif _window_active(window, at):
                 return window
         return None
 
     def next_change(self, after: datetime) -> datetime | None:
         """The first instant after `after` where `active()` turns from truthy to None or back;
-        None if it never changes (within ten years of the last absolute boundary)."""
+        None if it never changes.
+
+        The search is lazy and its cost independent of how far the spec reaches: it walks
+        `_CHUNK`-day slices of weekly boundaries and DST transitions (once per zone), jumps over
+        any stretch an absolute window holds active, and stops `_QUIET` days after the last
+        absolute boundary, past which weekly windows only repeat.
+        """
         _require_aware(after)
         state = self.active(after) is not None
-        for candidate in sorted(c for c in self._candidates(after) if c > after):
-            if (self.active(candidate) is not None) is not state:
-                return candidate
+        absolute = sorted(t for t in self._absolute_boundaries() if t > after)
+        weekly = [w for w in self.windows if isinstance(w, Weekly)]
+        zones = sorted({w.zone for w in weekly})
+        last = absolute[-1] if absolute else after
+        limit = max(after, last) + timedelta(days=_QUIET)
+        start = after
+        while start <= limit:
+            held = self._held_until(start)
+            if held is _FOREVER:
+                return None  # `true` is active and never ends
+            if held is not None and held > start:
+                # An absolute window keeps the union active until `held`: nothing to see there.
+                if (self.active(held) is not None) is not state:
+                    return held
+                start = held
+                continue
+            stop = start + timedelta(days=_CHUNK)
+            candidates = {t for t in absolute if start <= t < stop}
+            for window in weekly:
+                first = start.astimezone(window.tz).date() - timedelta(days=1)
+                for offset in range(_CHUNK + 3):
+                    candidates.update(window.boundaries(first + timedelta(days=offset)))
+            for zone in zones:
+                candidates.update(_transitions(ZoneInfo(zone), start, stop))
+            for candidate in sorted(c for c in candidates if after < c and start <= c < stop):
+                if (self.active(candidate) is not None) is not state:
+                    return candidate
+            start = stop
         return None
+
+    def _absolute_boundaries(self) -> Iterator[datetime]:
+        for window in self.windows:
+            if isinstance(window, Until):
+                yield window.end
+            elif isinstance(window, Interval):
+                yield from (window.start, window.end)
+
+    def _held_until(self, at: datetime) -> datetime | None:
+        """The latest end among the absolute windows active at `at` (`_FOREVER` for `true`)."""
+        held: datetime | None = None
+        for window in self.windows:
+            if isinstance(window, Always):
+                return _FOREVER
+            end = window.end if isinstance(window, Until | Interval) else None
+            if end is not None and _window_active(window, at) and (held is None or end > held):
+                held = end
+        return held
 
     def activations(
         self, after: datetime, count: int
@@ -180,27 +244,6 @@ class Schedule:
             out.append((start, end, window))
             start = self.next_change(end) if end is not None else None
         return out
-
-    def _candidates(self, after: datetime) -> Iterator[datetime]:
-        absolute: list[datetime] = []
-        for window in self.windows:
-            if isinstance(window, Until):
-                absolute.append(window.end)
-            elif isinstance(window, Interval):
-                absolute += [window.start, window.end]
-        yield from absolute
-        weekly = [w for w in self.windows if isinstance(w, Weekly)]
-        if not weekly:
-            return
-        last = max([after, *(t for t in absolute if t > after)])
-        horizon = min(last, after + MAX_HORIZON) + timedelta(days=8)
-        for window in weekly:
-            tz = window.tz
-            first = after.astimezone(tz).date() - timedelta(days=2)
-            days = (horizon - after).days + 3
-            for offset in range(days):
-                yield from window.boundaries(first + timedelta(days=offset))
-            yield from _transitions(tz, after - timedelta(days=1), horizon)
 
 
 def _window_active(window: Window, at: datetime) -> bool:

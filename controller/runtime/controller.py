@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -68,6 +68,9 @@ SIGNAL_LINES = 6
 SIGNAL_WINDOW = 60.0
 """At most SIGNAL_LINES signal lines (bad, neutral, recovered) per SIGNAL_WINDOW seconds; a
 flapping consumer gets one summary line per window instead of a line per tick."""
+EVALUATION_HORIZON = timedelta(hours=1)
+"""A cached maintenance/online-hours evaluation is redone at least this often, whatever its
+`valid_until` says: a search that missed a change cannot freeze the schedule for good."""
 STATUS_VALUE_LIMIT = 512
 """Characters of one annotation value shown in /status."""
 
@@ -174,6 +177,7 @@ class Controller:
         self._snapshot = AnnotationSnapshot()
         self._directives = Directives(prefix=settings.annotation_prefix)
         self.evaluation: Evaluation | None = None
+        self._evaluated_at = datetime.min.replace(tzinfo=UTC)
         self._signal_down = False
         """A bad tick was logged and no recovery (good tick) since."""
         self._signal_lines: deque[float] = deque()
@@ -397,6 +401,7 @@ class Controller:
             old is not None
             and not changed
             and (old.valid_until is None or at < old.valid_until)
+            and at < self._evaluated_at + EVALUATION_HORIZON
             and (self.observation is None or at >= self.observation.at)  # wall clock went back
         ):
             return old
@@ -408,7 +413,7 @@ class Controller:
             at,
             snapshot.errors,
         )
-        self.evaluation = new
+        self.evaluation, self._evaluated_at = new, at
         self._report_maintenance(old, new)
         return new
 
