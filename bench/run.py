@@ -37,6 +37,8 @@ from procfs import cpu_seconds, rss_mib
 
 from controller.core.hysteresis import HysteresisConfig, HysteresisState
 from controller.core.policy import decide
+from controller.core.schedule import WEEKDAYS
+from controller.core.schedule import parse as parse_schedule
 from controller.core.types import (
     HealthResult,
     HealthStatus,
@@ -375,6 +377,45 @@ def plot(result: FlapResult, path: Path) -> None:
 # The report.
 
 
+def worst_specs() -> dict[str, str]:
+    """Window specs of at most 4 KiB that make the schedule search work hardest."""
+    cuts = [round(i * 1440 / 50) for i in range(51)]
+    covering = "; ".join(
+        f"Mon-Sun {a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d} Europe/Berlin"
+        for a, b in itertools.pairwise(cuts)
+    )
+    zones = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
+    scattered = "; ".join(
+        f"{WEEKDAYS[i % 7]} {i % 24:02d}:{i * 7 % 60:02d}-{(i + 1) % 24:02d}:30 {zones[i % 5]}"
+        for i in range(49)
+    )
+    return {
+        "50 windows covering every minute (always active, 5 zones of DST)": covering,
+        "49 weekly windows in 5 zones + an interval in 2036": scattered
+        + "; 2036-01-01T00:00:00Z/P2D",
+        "an interval active until 2036 + 49 weekly windows": "2026-01-01T00:00:00Z/"
+        "2036-01-01T00:00:00Z; " + scattered,
+        "Sun 02:00-03:00 Europe/Berlin from the week before the DST gap": "Sun 02:00-03:00 "
+        "Europe/Berlin",
+    }
+
+
+def schedule_cost(repeats: int) -> dict[str, tuple[int, Spread]]:
+    """Milliseconds for one next_change() on each worst spec (the controller caches the result
+    until the change, or an hour)."""
+    at = datetime(2026, 3, 22, 12, tzinfo=UTC)
+    out = {}
+    for name, spec in worst_specs().items():
+        schedule = parse_schedule(spec)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            schedule.next_change(at)
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = (len(spec), Spread(times))
+    return out
+
+
 def machine() -> str:
     cpu = next(
         (
@@ -397,6 +438,7 @@ async def main(quick: bool) -> None:
             cost_per_tick(6 if quick else 21, 3, collector.url),
         )
     boot = await startup(3 if quick else 7)
+    schedules = schedule_cost(5 if quick else 25)
     flap = flap_economy()
     plot(flap, BENCH / "flap-economy.png")
     took = time.monotonic() - started
@@ -494,6 +536,22 @@ async def main(quick: bool) -> None:
         "was still down; the naive controller's are single-tick spikes, each one a flip.",
         "",
         "![flap economy](flap-economy.png)",
+        "",
+    ]
+    lines += [
+        "## Schedule evaluation",
+        "",
+        "One `next_change()` on the hardest window specs of at most 4 KiB, from 2026-03-22 "
+        "12:00 UTC (a week before the Berlin DST gap), in milliseconds. The controller "
+        "computes it when an annotation changes or the last result runs out, and at least "
+        "hourly; it is cached in between.",
+        "",
+        "| spec | characters | ms |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {size} | {spread.row('{:.2f}')} |"
+            for name, (size, spread) in schedules.items()
+        ),
         "",
     ]
     lines.append((BENCH / "NOTES.md").read_text())
