@@ -15,7 +15,7 @@ from conftest import Sim, running, until
 
 from controller.config import WawpSettings
 from controller.core.actuation import ActuationConfig
-from controller.core.types import HealthStatus, LagStatus
+from controller.core.types import HealthStatus, LagResult, LagStatus
 from controller.gateway.base import PermanentError
 from controller.gateway.wawp import MAX_REPLY_BYTES, WawpGateway
 from controller.sim import LoopbackServer
@@ -137,3 +137,51 @@ async def test_retry_after_zero_on_the_session_read_does_not_spin(sim: Sim) -> N
     reads = [c for c in sim.gateway.calls if c.operation == "session"]
     assert len(reads) <= elapsed / ActuationConfig().retry_floor + 2, (len(reads), elapsed)
     assert len(reads) <= ActuationConfig().session_budget_calls
+
+
+# The metrics scrape: what it costs depends on the lag series, not on the whole exposition.
+
+
+def parse_cost(
+    text: str, metric: str = "webhook_queue_lag_seconds"
+) -> tuple[float, int, LagResult]:
+    import time
+    import tracemalloc
+
+    from controller.sources.lag import parse_lag
+
+    tracemalloc.start()
+    started = time.process_time()
+    result = parse_lag(text, False, metric, {}, "max")
+    took = time.process_time() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return took, peak, result
+
+
+def test_4_mib_of_tiny_samples_parse_in_bounded_time_and_memory() -> None:
+    """Used to peak at ~500 MB and 10 s of CPU per tick (every sample parsed)."""
+    lines = [f"m{i % 97} {i}" for i in range(500_000)]
+    text = "\n".join(lines)[: 4 * 1024 * 1024 - 100] + "\nwebhook_queue_lag_seconds 7\n"
+    took, peak, result = parse_cost(text)
+    assert result.value == 7.0
+    assert peak < 32 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+    assert took < 2.0, f"{took:.2f} s of CPU"
+
+
+def test_78k_realistic_series_cost_little() -> None:
+    lines = [
+        f'http_requests_total{{method="GET",path="/api/v1/item/{i}",code="200"}} {i}'
+        for i in range(78_000)
+    ]
+    text = "\n".join([*lines, 'webhook_queue_lag_seconds{queue="inbound"} 3'])
+    _, peak, result = parse_cost(text)
+    assert result.value == 3.0
+    assert peak < 48 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_too_many_lag_series_are_refused() -> None:
+    text = "\n".join(f'webhook_queue_lag_seconds{{shard="{i}"}} 1' for i in range(20_000))
+    _, _, result = parse_cost(text)
+    assert result.status is LagStatus.MISSING
+    assert "more than 10000 series: refused" in result.detail

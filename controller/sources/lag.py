@@ -7,7 +7,10 @@ matchers) and aggregates them. Every failure is a `LagResult.missing(reason)`.
 from __future__ import annotations
 
 import asyncio
+import io
+import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
@@ -24,6 +27,9 @@ from controller.sources.errors import describe
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A metrics body larger than this is refused: a consumer's exposition is never that big."""
+_HEAD_LINES = 50
+MAX_SERIES = 10_000
+"""Samples of the lag metric parsed at most; other metrics are skipped without parsing."""
 
 _THREAD_PARSE_BYTES = 256 * 1024
 """Bodies above this are parsed in a worker thread so the event loop keeps serving."""
@@ -74,14 +80,39 @@ def select_lag(
     return LagResult.of(value, detail)
 
 
+def relevant_lines(text: str, metric: str, openmetrics: bool) -> str | None:
+    """Only the lines of the lag metric's family (its samples and its TYPE/HELP/UNIT lines), so
+    that parse time and memory depend on the lag series, not on everything else the consumer
+    exports; None when there are more than MAX_SERIES samples of it."""
+    name = re.escape(metric)
+    pattern = re.compile(
+        rf"^(?:# (?:TYPE|HELP|UNIT) {name}(?:[ \t].*)?|{name}(?:[{{ \t].*)?)$", re.M
+    )
+    lines = list(itertools.islice((m.group() for m in pattern.finditer(text)), MAX_SERIES + 4))
+    if sum(not line.startswith("#") for line in lines) > MAX_SERIES:
+        return None
+    if openmetrics and text.rstrip().endswith("# EOF"):
+        lines.append("# EOF")  # OpenMetrics requires it; a truncated body still lacks it
+    return "\n".join(lines) + "\n"
+
+
 def parse_lag(
     text: str, openmetrics: bool, metric: str, labels: Mapping[str, str], aggregate: Aggregate
 ) -> LagResult:
     """Parse an exposition and select the lag; unparseable text is a missing value."""
     parser = parse_openmetrics if openmetrics else parse_prometheus
     kind = "OpenMetrics" if openmetrics else "Prometheus text"
+    relevant = relevant_lines(text, metric, openmetrics)
+    if relevant is None:
+        return LagResult.missing(f"metric {metric} has more than {MAX_SERIES} series: refused")
+    if not relevant.strip() or relevant.strip() == "# EOF":
+        # Not a line of the lag metric: say whether the text is an exposition at all, from a
+        # bounded head of it (an HTML error page is not "metric absent").
+        relevant = "".join(itertools.islice(io.StringIO(text), _HEAD_LINES))
+        if openmetrics and not relevant.rstrip().endswith("# EOF"):
+            relevant = relevant.rstrip("\n") + "\n# EOF\n"
     try:
-        families = list(parser(text))
+        families = list(parser(relevant))
     except Exception as exc:  # the parsers raise ValueError, but also others on odd input
         return LagResult.missing(f"unparseable {kind}: {str(exc)[:120]}")
     return select_lag(families, metric, labels, aggregate)
