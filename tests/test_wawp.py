@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx
 import pytest
 from aiohttp import web
 from conftest import Sim
@@ -158,7 +159,22 @@ async def test_connection_refused_is_transient() -> None:
             base_url="http://127.0.0.1:9", instance_id="i", access_token="tok-secret", timeout=0.5
         )  # type: ignore[arg-type]
     )
-    with pytest.raises(TransientError, match=r"connection failed \(ConnectError\)") as caught:
+    with pytest.raises(
+        TransientError, match=r"connection failed \(ConnectError: All connection attempts failed\)"
+    ) as caught:
         await gw.session_status()
     await gw.aclose()
     assert "tok-secret" not in str(caught.value)
+
+
+def test_a_transport_error_keeps_its_cause_without_urls() -> None:
+    from controller.gateway.base import transport_error
+
+    exc = httpx.ConnectError(
+        "[Errno 111] Connection refused: http://gw/v2/presence?instance_id=i&access_token=S3CRET"
+    )
+    error = transport_error("set presence available", exc, 5.0)
+    assert error.message.startswith(
+        "set presence available: connection failed (ConnectError: [Errno 111] Connection refused:"
+    )
+    assert "S3CRET" not in error.message and "://" not in error.message

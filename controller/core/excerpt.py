@@ -1,5 +1,5 @@
-"""Quote user-supplied text (annotation values, window specs) in messages without letting it
-flood them: reasons, logs, span attributes and /status all carry these messages every tick."""
+"""Quote outside text (annotation values, window specs, exception messages) in messages without
+letting it flood them: reasons, logs, span attributes and /status carry these every tick."""
 
 from __future__ import annotations
 
@@ -20,3 +20,19 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+EXCERPT = 120
+"""Characters of an exception message kept in a reason: enough for an errno or a TLS reason."""
+
+
+def describe(exc: BaseException) -> str:
+    """`ConnectError: [Errno 111] Connection refused`, cut to a short excerpt, one line."""
+    return _named(type(exc).__name__, str(exc))
+
+
+def _named(name: str, message: str) -> str:
+    text = " ".join(message.split())
+    if len(text) > EXCERPT:
+        text = text[: EXCERPT - 3] + "..."
+    return f"{name}: {text}" if text else name

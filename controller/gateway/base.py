@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
 
 from controller.core.actuation import Failure, FailureKind, parse_retry_after
+from controller.core.excerpt import EXCERPT
 from controller.core.types import Presence
 
 
@@ -102,7 +104,14 @@ def raise_for_response(
 
 
 def transport_error(what: str, exc: Exception, timeout: float) -> TransientError:
-    """A timeout or connection failure as a TransientError (type names only: no URLs, no tokens)."""
+    """A timeout or connection failure as a TransientError, keeping the cause (errno, TLS
+    reason) as a short excerpt with every URL cut out: URLs carry the token."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return TransientError(f"{what}: timed out after {timeout:g}s")
-    return TransientError(f"{what}: connection failed ({type(exc).__name__})")
+    text = " ".join(_URL.sub("[url]", str(exc)).split())[:EXCERPT]
+    cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return TransientError(f"{what}: connection failed ({cause})")
+
+
+_URL = re.compile(r"\S+://\S*|\S*access_token=\S*", re.IGNORECASE)
+"""URLs and query strings in exception messages: they may hold the token."""

@@ -25,7 +25,7 @@ from controller.config import Settings, check_token
 from controller.cookies import no_cookies
 from controller.core.actuation import calls_last_window, reassert_period
 from controller.core.annotations import Directives, read_directives
-from controller.core.excerpt import clip
+from controller.core.excerpt import clip, describe
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
     Evaluation,
@@ -53,7 +53,6 @@ from controller.runtime.metrics import RULES, Metrics
 from controller.runtime.telemetry import TRACER_NAME
 from controller.secret_file import SecretFile
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
-from controller.sources.errors import describe
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 
 from controller.bounded_read import IDENTITY
+from controller.core.excerpt import describe
 from controller.core.types import HealthResult, HealthStatus
-from controller.sources.errors import describe
 
 _DRAIN_LIMIT = 64 * 1024
 """Read at most this much of a health body, so the connection can be reused; more is dropped."""

@@ -22,8 +22,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
 from controller.bounded_read import IDENTITY, CompressedReply, ReplyTooLarge, read_body
+from controller.core.excerpt import describe
 from controller.core.types import LagResult
-from controller.sources.errors import describe
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A metrics body larger than this is refused: a consumer's exposition is never that big."""
