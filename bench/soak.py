@@ -111,6 +111,19 @@ def faults(world: World) -> dict[str, Callable[[], None]]:
         if data.is_symlink():
             data.unlink()
 
+    def replace_annotations(kind: str) -> Callable[[], None]:
+        def change() -> None:
+            target = world.podinfo.file.resolve()
+            if not target.exists():
+                return
+            target.unlink()
+            if kind == "fifo":
+                os.mkfifo(target)
+            else:
+                target.write_bytes(bytes(rng.randrange(256) for _ in range(4096)))
+
+        return change
+
     return {
         "consumer down (503)": set_(c, health_status=503),
         "consumer hanging": set_(c, health_delay=math.inf),
@@ -141,6 +154,21 @@ def faults(world: World) -> dict[str, Callable[[], None]]:
         "annotations rewritten every 10 ms": set_(world, churn=True),
         "annotations deleted": delete_annotations,
         "event-loop stall": stall,
+        # Hostile inputs (fail safe, bounded):
+        "gateway 429 + Retry-After: 0 on session reads": lambda: g.session_faults.extend(
+            [Fault(429, {"Retry-After": "0"})] * 200
+        ),
+        "gateway echoes the token": set_(g, session_state=g.access_token),
+        "gateway reply of 100 KB": lambda: g.session_faults.append(
+            Fault(200, body='{"status": "' + "W" * 100_000 + '"}')
+        ),
+        "gateway reply compressed": lambda: g.session_faults.append(
+            Fault(200, {"Content-Encoding": "gzip"})
+        ),
+        "lag +Inf": set_(c, lag=math.inf),
+        "maintenance in the year 9999": annotate(maintenance="9999-12-31T00:00:00Z/P2D"),
+        "annotations file garbled": replace_annotations("garbage"),
+        "annotations file replaced by a FIFO": replace_annotations("fifo"),
         "wall clock +1 day": set_(world.clock, offset=timedelta(days=1)),
         "wall clock -1 hour": set_(world.clock, offset=timedelta(hours=-1)),
     }

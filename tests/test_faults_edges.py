@@ -50,7 +50,7 @@ async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
 
 async def test_sighup_writes_unavailable_like_sigterm(sim: Sim) -> None:
     proc = await spawn(sim.env())
-    await until(lambda: sim.gateway.presence == "available")
+    await until(lambda: sim.gateway.presence == "available", within=30)  # a process starting
     proc.send_signal(signal.SIGHUP)
     _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0
@@ -69,7 +69,7 @@ async def test_exit_stays_within_5_s_with_a_hung_gateway_and_collector(sim: Sim)
             PRESENCE_WAWP__TIMEOUT="30s",
         )
         proc = await spawn(env)
-        await until(lambda: sim.gateway.presence == "available")
+        await until(lambda: sim.gateway.presence == "available", within=30)
         sim.gateway.set_delay = 3600.0  # every set call hangs
         loop = asyncio.get_running_loop()
         sent = loop.time()
