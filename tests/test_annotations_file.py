@@ -172,3 +172,16 @@ def test_never_a_torn_read_while_rewritten_every_few_milliseconds(tmp_path: Path
         stop.set()
         thread.join()
     assert {"v0", "v1"} <= seen
+
+
+def test_changes_are_reported_by_version_not_identity(tmp_path: Path) -> None:
+    volume = DownwardAPIVolume(tmp_path / "podinfo")
+    volume.write({"presence-controller/maintenance": "false"})
+    file = AnnotationFile(volume.file)
+    first = file.read().version
+    assert file.read().version == first, "unchanged file: same version"
+    volume.write({"presence-controller/maintenance": "true"})
+    second = file.read().version
+    assert second > first
+    (volume.directory / "..data").unlink()
+    assert file.read().version > second, "going stale is a change too"

@@ -388,7 +388,7 @@ class Controller:
         """Maintenance, force and online hours at `at`; recomputed only when the annotations
         changed or the last result ran out (`valid_until`), and reported on change only."""
         snapshot = self._annotations.read() if self._annotations else self._snapshot
-        changed = snapshot is not self._snapshot
+        changed = snapshot.version != self._snapshot.version
         if changed:
             directives = read_directives(
                 snapshot.values, snapshot.broken, self.settings.annotation_prefix, snapshot.garbled

@@ -12,7 +12,7 @@ that are not UTF-8, more than `MAX_FILE_BYTES`) is reported as garbled: maintena
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from controller.bounded_read import FileTooLarge, Version, read_if_changed
@@ -112,6 +112,8 @@ class AnnotationSnapshot:
     """True when the file could not be read now: `values` are the last good ones."""
     garbled: str | None = None
     """The file reads but is not an annotations file: maintenance fails closed."""
+    version: int = 0
+    """Bumped by the reader whenever what it reports changes: compare versions, never objects."""
 
 
 class AnnotationFile:
@@ -122,6 +124,7 @@ class AnnotationFile:
         self._version: Version | None = None
         self._good = AnnotationSnapshot()
         self.snapshot = AnnotationSnapshot()
+        self._published = 0
 
     def read(self) -> AnnotationSnapshot:
         """The current annotations; never raises."""
@@ -137,35 +140,40 @@ class AnnotationFile:
         except FileTooLarge as exc:
             garbled = f"annotations file {str(self.path)!r} {exc.strerror}"
             self._version = None
-            self.snapshot = AnnotationSnapshot(errors=(garbled,), garbled=garbled)
-            return self.snapshot
+            return self._publish(AnnotationSnapshot(errors=(garbled,), garbled=garbled))
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             error = (
                 f"annotations file {str(self.path)!r} unreadable ({reason}): "
                 "keeping the last good annotations"
             )
-            self.snapshot = AnnotationSnapshot(
-                self._good.values, self._good.broken, (*self._good.errors, error), stale=True
-            )
             self._version = None
-            return self.snapshot
+            return self._publish(
+                AnnotationSnapshot(
+                    self._good.values, self._good.broken, (*self._good.errors, error), stale=True
+                )
+            )
         self._version = version
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             garbled = f"annotations file {str(self.path)!r} is not UTF-8 text"
-            self.snapshot = AnnotationSnapshot(errors=(garbled,), garbled=garbled)
-            return self.snapshot
+            return self._publish(AnnotationSnapshot(errors=(garbled,), garbled=garbled))
         parsed = parse_annotations(text)
         snapshot = AnnotationSnapshot(parsed.values, parsed.broken, parsed.errors)
         if parsed.garbled is not None:
             garbled = f"annotations file {str(self.path)!r} garbled: {parsed.garbled}"
-            self.snapshot = AnnotationSnapshot(
-                parsed.values, parsed.broken, (*parsed.errors, garbled), garbled=garbled
+            return self._publish(
+                AnnotationSnapshot(
+                    parsed.values, parsed.broken, (*parsed.errors, garbled), garbled=garbled
+                )
             )
-            return self.snapshot
-        self._good = self.snapshot = snapshot
+        self._good = snapshot
+        return self._publish(snapshot)
+
+    def _publish(self, snapshot: AnnotationSnapshot) -> AnnotationSnapshot:
+        self._published += 1
+        self.snapshot = replace(snapshot, version=self._published)
         return self.snapshot
 
     def _load(self) -> tuple[Version, bytes] | None:
