@@ -140,12 +140,12 @@ async def test_session_not_working_means_no_set_calls(sim: Sim) -> None:
 
 
 async def test_a_slow_gateway_does_not_stall_the_ticks(sim: Sim) -> None:
-    sim.gateway.set_faults.append(Fault(200, delay=0.45))
-    async with running(sim.settings()) as run:
+    sim.gateway.set_faults.append(Fault(200, delay=5.0))
+    async with running(sim.settings(wawp={"timeout": 10.0})) as run:
         await until(lambda: sim.gateway.in_flight == 1)
         ticks = run.controller.ticks
-        await asyncio.sleep(0.3)  # six intervals while the set call hangs
-        assert run.controller.ticks >= ticks + 3
+        await until(lambda: run.controller.ticks >= ticks + 3)
+        assert sim.gateway.in_flight == 1, "three ticks while the set call still hangs"
         assert await run.code("/healthz") == 200
 
 
@@ -172,7 +172,7 @@ async def test_shutdown_writes_unavailable(sim: Sim) -> None:
         started = asyncio.get_running_loop().time()
         stop.set()
         await until(lambda: run.controller.actuator.state.applied.value == "unavailable")
-        assert asyncio.get_running_loop().time() - started < 1.0
+        assert asyncio.get_running_loop().time() - started < 5.0, "DESIGN: within 5 s"
     assert sim.gateway.presence == "unavailable"
     shutdown = [e for e in run.log_events() if e.get("event") == "shutdown"]
     assert shutdown[-1]["msg"] == "wrote unavailable on shutdown"
