@@ -339,6 +339,7 @@ async def test_an_unreachable_collector_logs_one_line_and_never_holds_up_the_exi
     else:
         failing = "trace export failing: spans are dropped (see presence_trace_spans_total)"
         assert (export, unsent) == ([failing], []), "said once already"
-    # Measured 0.2 s (failing) and 1.2 s (first export at exit); the contract is 5 s.
-    assert took < 5.0, f"shutdown took {took:.2f}s (flush is bounded to 1 s)"
+    # Measured 0.2 s (failing) and 1.2 s (first export at exit), 4.7 s before the bound: a
+    # generous limit that still tells the two apart on a loaded machine.
+    assert took < 3.0, f"shutdown took {took:.2f}s (flush is bounded to 1 s)"
     assert sim.gateway.presence == "unavailable"
