@@ -411,8 +411,14 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+CROSS_FIELD_CHECKS = (("lag_low", "lag_high"), ("timeout", "interval"), ("wawp", "provider"))
+"""(field, the field its validator reads): the second must be declared before the first."""
+
+
 def _below(value: float, info: ValidationInfo, other: str, unit: str = "") -> float:
     """Check `value` < the already validated field `other` (skipped when `other` was invalid)."""
+    # `info.data` holds the fields declared before this one: CROSS_FIELD_CHECKS (and its test)
+    # keep `other` declared first, so the check can never be skipped silently by a reordering.
     limit = info.data.get(other)
     if limit is not None and not value < limit:
         raise ValueError(f"must be < {other.upper()} ({limit:g}{unit}), got {value:g}{unit}")

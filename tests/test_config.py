@@ -324,3 +324,13 @@ def test_a_token_too_short_to_be_real_is_refused(monkeypatch: pytest.MonkeyPatch
     assert errors == [
         "PRESENCE_WAWP__ACCESS_TOKEN: too short to be an access token (< 8 characters)"
     ]
+
+
+def test_cross_field_checks_read_fields_declared_before_them() -> None:
+    """A field validator sees only the fields declared before it: reordering the model must
+    fail here, not silently skip a check."""
+    from controller.config import CROSS_FIELD_CHECKS, Settings
+
+    order = list(Settings.model_fields)
+    for field, reads in CROSS_FIELD_CHECKS:
+        assert order.index(reads) < order.index(field), (field, reads)
