@@ -84,7 +84,8 @@ async def test_confirmation_time_and_reassert_period_are_exported(sim: Sim) -> N
         assert status["gateway"]["last_success"] is not None
         # A 503 outage: "applied" still says available, the confirmation time stops moving.
         sim.gateway.set_faults.extend(Fault(status=503) for _ in range(1000))
-        stalled = run.controller.actuator.last_success
+        await until(lambda: len(sim.gateway.sets(status=503)) >= 1, within=30)
+        stalled = run.controller.actuator.last_success  # a call in flight may have landed first
         await until(lambda: len(sim.gateway.sets(status=503)) >= 3, within=30)
         assert run.controller.actuator.last_success == stalled
         assert (await run.status())["presence"]["applied"] == "available"

@@ -23,15 +23,12 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings, check_token
 from controller.cookies import no_cookies
-from controller.core.actuation import calls_last_window, reassert_period
+from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
     Evaluation,
-    MaintenanceReport,
-    OnlineHoursReport,
-    OverrideReport,
     evaluate,
 )
 from controller.core.policy import decide
@@ -50,6 +47,7 @@ from controller.runtime.actuator import Actuator
 from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import add_secret, event
 from controller.runtime.metrics import RULES, Metrics
+from controller.runtime.status import status_document
 from controller.runtime.telemetry import TRACER_NAME
 from controller.secret_file import SecretFile
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
@@ -70,8 +68,6 @@ flapping consumer gets one summary line per window instead of a line per tick.""
 EVALUATION_HORIZON = timedelta(hours=1)
 """A cached maintenance/online-hours evaluation is redone at least this often, whatever its
 `valid_until` says: a search that missed a change cannot freeze the schedule for good."""
-STATUS_VALUE_LIMIT = 512
-"""Characters of one annotation value shown in /status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +84,6 @@ class Transition:
             "to": self.to.value,
             "reason": self.reason,
         }
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when is not None else None
 
 
 def build_gateway(
@@ -556,115 +544,6 @@ class Controller:
             return False, "no decision yet"
         return True, "ok"
 
-    def _override_status(self) -> dict[str, Any]:
-        ev = self.evaluation
-        m = ev.maintenance if ev else MaintenanceReport()
-        o = ev.override if ev else OverrideReport(error=self._directives.force_error)
-        h = ev.online_hours if ev else OnlineHoursReport()
-        return {
-            "maintenance": {
-                "active": m.active,
-                "reason": m.reason,
-                "source": m.source,
-                "window": m.window,
-                "draining": m.draining,
-                "ends": _iso(m.ends),
-                "next": {"start": _iso(m.next_start), "end": _iso(m.next_end)},
-                "lead_seconds": self.settings.maintenance_lead,
-                "errors": list(m.errors),
-            },
-            "override": {
-                "force": o.force.value if o.force else None,
-                "until": _iso(o.until),
-                "active": o.active,
-                "expired": o.expired,
-                "error": o.error,
-            },
-            "online_hours": {
-                "configured": h.configured,
-                "inside": h.inside,
-                "next_change": _iso(h.next_change),
-            },
-            "annotations": {
-                "file": str(self._annotations.path) if self._annotations else None,
-                "stale": self._snapshot.stale,
-                "values": {
-                    k[:100]: clip(v, STATUS_VALUE_LIMIT)
-                    for k, v in self._snapshot.values.items()
-                    if k.startswith(self.settings.annotation_prefix)
-                },
-            },
-        }
-
-    def _pending(self, backoff_until: float | None) -> dict[str, Any] | None:
-        """The change the gateway has not accepted yet, and when it will next be tried."""
-        desired = self.decision.presence if self.decision is not None else Presence.UNKNOWN
-        applied = self.actuator.state.applied
-        if self.settings.dry_run or desired in (Presence.UNKNOWN, applied):
-            return None
-        return {
-            "to": desired.value,
-            "not_before": (
-                datetime.fromtimestamp(backoff_until, UTC).isoformat()
-                if backoff_until is not None
-                else None
-            ),
-            "waiting_for": self.actuator.next_action,
-        }
-
     def status(self) -> dict[str, Any]:
         """The `/status` document (DESIGN section 4). Holds no secrets."""
-        act = self.actuator.state
-        obs, decision = self.observation, self.decision
-        now = self._clock()
-        backoff_until = None
-        if act.backoff_until > now:
-            backoff_until = self._wall().timestamp() + act.backoff_until - now
-        cfg = self._hysteresis_cfg
-        return {
-            "presence": {
-                "desired": (decision.presence if decision else Presence.UNKNOWN).value,
-                # In dry run nothing reaches the gateway: nothing is applied, whatever we planned.
-                "applied": (Presence.UNKNOWN if self.settings.dry_run else act.applied).value,
-                "reason": decision.reason if decision else self.state.reason,
-                "detail": decision.detail if decision else None,
-                "since": self.since.isoformat() if self.since else None,
-                "dry_run": self.settings.dry_run,
-                "pending": self._pending(backoff_until),
-            },
-            "signals": {
-                "health": obs.health.status.value if obs else None,
-                "health_detail": obs.health.detail if obs else None,
-                # JSON has no Infinity: an infinite lag reads null, lag_detail says why.
-                "lag_seconds": _finite(obs.lag.value) if obs else None,
-                "lag_status": obs.lag.status.value if obs else None,
-                "lag_detail": obs.lag.detail if obs else None,
-                "observed_at": obs.at.isoformat() if obs else None,
-            },
-            "hysteresis": {
-                "verdict": self.state.verdict.value,
-                "good": self.state.good,
-                "bad": self.state.bad,
-                "rise": cfg.rise,
-                "fall": cfg.fall,
-                "lag_low": cfg.lag_low,
-                "lag_high": cfg.lag_high,
-            },
-            **self._override_status(),
-            "gateway": {
-                "provider": self.gateway.provider,
-                "session": act.session,
-                "last_error": act.last_error,
-                "auth_failed": act.auth_failed,
-                "backoff_until": (
-                    datetime.fromtimestamp(backoff_until, UTC).isoformat()
-                    if backoff_until is not None
-                    else None
-                ),
-                "next": self.actuator.next_action,
-                "set_calls_last_minute": calls_last_window(act, now, self.actuator.cfg),
-                "last_success": _iso(self.actuator.last_success),
-            },
-            "transitions": [t.as_json() for t in reversed(self.transitions)],
-            "ticks": self.ticks,
-        }
+        return status_document(self, self._clock(), self._wall())

@@ -1,0 +1,142 @@
+"""The `/status` document: a function of the controller's state, no I/O (DESIGN section 4).
+It holds no secrets; the admin server scrubs it once more before sending."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from controller.core.actuation import calls_last_window
+from controller.core.excerpt import clip
+from controller.core.overrides import MaintenanceReport, OnlineHoursReport, OverrideReport
+from controller.core.types import Presence
+
+if TYPE_CHECKING:
+    from controller.runtime.controller import Controller
+
+STATUS_VALUE_LIMIT = 512
+"""Characters of one annotation value shown in /status."""
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _override_status(c: Controller) -> dict[str, Any]:
+    ev = c.evaluation
+    m = ev.maintenance if ev else MaintenanceReport()
+    o = ev.override if ev else OverrideReport(error=c._directives.force_error)
+    h = ev.online_hours if ev else OnlineHoursReport()
+    return {
+        "maintenance": {
+            "active": m.active,
+            "reason": m.reason,
+            "source": m.source,
+            "window": m.window,
+            "draining": m.draining,
+            "ends": _iso(m.ends),
+            "next": {"start": _iso(m.next_start), "end": _iso(m.next_end)},
+            "lead_seconds": c.settings.maintenance_lead,
+            "errors": list(m.errors),
+        },
+        "override": {
+            "force": o.force.value if o.force else None,
+            "until": _iso(o.until),
+            "active": o.active,
+            "expired": o.expired,
+            "error": o.error,
+        },
+        "online_hours": {
+            "configured": h.configured,
+            "inside": h.inside,
+            "next_change": _iso(h.next_change),
+        },
+        "annotations": {
+            "file": str(c._annotations.path) if c._annotations else None,
+            "stale": c._snapshot.stale,
+            "values": {
+                k[:100]: clip(v, STATUS_VALUE_LIMIT)
+                for k, v in c._snapshot.values.items()
+                if k.startswith(c.settings.annotation_prefix)
+            },
+        },
+    }
+
+
+def _pending(c: Controller, backoff_until: float | None) -> dict[str, Any] | None:
+    """The change the gateway has not accepted yet, and when it will next be tried."""
+    desired = c.decision.presence if c.decision is not None else Presence.UNKNOWN
+    applied = c.actuator.state.applied
+    if c.settings.dry_run or desired in (Presence.UNKNOWN, applied):
+        return None
+    return {
+        "to": desired.value,
+        "not_before": (
+            datetime.fromtimestamp(backoff_until, UTC).isoformat()
+            if backoff_until is not None
+            else None
+        ),
+        "waiting_for": c.actuator.next_action,
+    }
+
+
+def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]:
+    """The `/status` document (DESIGN section 4). Holds no secrets."""
+    act = c.actuator.state
+    obs, decision = c.observation, c.decision
+    backoff_until = None
+    if act.backoff_until > now:
+        backoff_until = wall.timestamp() + act.backoff_until - now
+    cfg = c._hysteresis_cfg
+    return {
+        "presence": {
+            "desired": (decision.presence if decision else Presence.UNKNOWN).value,
+            # In dry run nothing reaches the gateway: nothing is applied, whatever we planned.
+            "applied": (Presence.UNKNOWN if c.settings.dry_run else act.applied).value,
+            "reason": decision.reason if decision else c.state.reason,
+            "detail": decision.detail if decision else None,
+            "since": c.since.isoformat() if c.since else None,
+            "dry_run": c.settings.dry_run,
+            "pending": _pending(c, backoff_until),
+        },
+        "signals": {
+            "health": obs.health.status.value if obs else None,
+            "health_detail": obs.health.detail if obs else None,
+            # JSON has no Infinity: an infinite lag reads null, lag_detail says why.
+            "lag_seconds": _finite(obs.lag.value) if obs else None,
+            "lag_status": obs.lag.status.value if obs else None,
+            "lag_detail": obs.lag.detail if obs else None,
+            "observed_at": obs.at.isoformat() if obs else None,
+        },
+        "hysteresis": {
+            "verdict": c.state.verdict.value,
+            "good": c.state.good,
+            "bad": c.state.bad,
+            "rise": cfg.rise,
+            "fall": cfg.fall,
+            "lag_low": cfg.lag_low,
+            "lag_high": cfg.lag_high,
+        },
+        **_override_status(c),
+        "gateway": {
+            "provider": c.gateway.provider,
+            "session": act.session,
+            "last_error": act.last_error,
+            "auth_failed": act.auth_failed,
+            "backoff_until": (
+                datetime.fromtimestamp(backoff_until, UTC).isoformat()
+                if backoff_until is not None
+                else None
+            ),
+            "next": c.actuator.next_action,
+            "set_calls_last_minute": calls_last_window(act, now, c.actuator.cfg),
+            "last_success": _iso(c.actuator.last_success),
+        },
+        "transitions": [t.as_json() for t in reversed(c.transitions)],
+        "ticks": c.ticks,
+    }
