@@ -324,7 +324,7 @@ def brute_next_change(schedule: Schedule, after: datetime, days: int) -> datetim
     return None
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(gap_prone, min_size=1, max_size=2), dst_seasons, st.integers(0, 10 * 1440))
 def test_next_change_matches_a_minute_scan(
     windows: list[Weekly], season: datetime, minutes: int

@@ -127,14 +127,18 @@ class Weekly:
             (day - 1) % 7 in self.days and seconds < self.end
         )
 
-    def boundaries(self, day: date) -> Iterator[datetime]:
-        """The UTC instants where this window may start or end for the occurrence on `day`."""
+    def boundaries(self, day: date, edges: str = "both") -> Iterator[datetime]:
+        """The UTC instants where this window may start or end (`edges`: "start", "end" or
+        "both") for the occurrence on `day`."""
         if day.weekday() not in self.days:
             return
         end_day = (
             day + timedelta(days=1) if self.crosses_midnight or self.end == _DAY_SECONDS else day
         )
-        for when, seconds in ((day, self.start), (end_day, self.end % _DAY_SECONDS)):
+        both = ((day, self.start, "start"), (end_day, self.end % _DAY_SECONDS, "end"))
+        for when, seconds, edge in both:
+            if edges not in ("both", edge):
+                continue
             local = datetime.combine(when, time(seconds // 3600, seconds % 3600 // 60))
             for fold in (0, 1):  # both instants of a repeated local time are crossings
                 yield local.replace(tzinfo=self.tz, fold=fold).astimezone(UTC)
@@ -183,8 +187,21 @@ class Schedule:
         absolute = sorted(t for t in self._absolute_boundaries() if t > after)
         weekly = [w for w in self.windows if isinstance(w, Weekly)]
         zones = sorted({w.zone for w in weekly})
-        last = absolute[-1] if absolute else after
-        limit = max(after, last) + timedelta(days=_QUIET)
+        last = max(after, absolute[-1]) if absolute else after
+        # Past the last absolute boundary weekly windows repeat each week; only a DST
+        # transition can hide one occurrence, so look two weeks ahead only when one comes.
+        quiet = (
+            _QUIET
+            if any(_transitions(_zone(z), last, last + timedelta(days=_QUIET)) for z in zones)
+            else _CHUNK
+        )
+        limit = last + timedelta(days=quiet)
+        # Until the first change the union stays in `state`: only the edges that can leave it
+        # (ends while active, starts while not), DST transitions and absolute boundaries count.
+        edges = "end" if state else "start"
+        # Which windows start where: at an end, the window that takes over usually starts at
+        # that very instant, so it is asked first (a cheap answer for the common case).
+        starting: dict[datetime, list[Weekly]] = {}
         start = after
         while start <= limit:
             held = self._held_until(start)
@@ -201,11 +218,17 @@ class Schedule:
             for window in weekly:
                 first = start.astimezone(window.tz).date() - timedelta(days=1)
                 for offset in range(_CHUNK + 3):
-                    candidates.update(window.boundaries(first + timedelta(days=offset)))
+                    day = first + timedelta(days=offset)
+                    candidates.update(window.boundaries(day, edges))
+                    for instant in window.boundaries(day, "start"):
+                        starting.setdefault(instant, []).append(window)
             for zone in zones:
-                candidates.update(_transitions(ZoneInfo(zone), start, stop))
+                candidates.update(_transitions(_zone(zone), start, stop))
             for candidate in sorted(c for c in candidates if after < c and start <= c < stop):
-                if (self.active(candidate) is not None) is not state:
+                starts_here = any(
+                    w.active_local(candidate.astimezone(w.tz)) for w in starting.get(candidate, ())
+                )
+                if (starts_here or self.active(candidate) is not None) is not state:
                     return candidate
             start = stop
         return None
