@@ -127,9 +127,10 @@ class Weekly:
             (day - 1) % 7 in self.days and seconds < self.end
         )
 
-    def boundaries(self, day: date, edges: str = "both") -> Iterator[datetime]:
-        """The UTC instants where this window may start or end (`edges`: "start", "end" or
-        "both") for the occurrence on `day`."""
+    def boundaries(self, day: date, folds: bool = True) -> Iterator[tuple[datetime, str]]:
+        """The UTC instants where this window may start or end for the occurrence on `day`,
+        each with its edge ("start" or "end"). `folds`: also the second instant of a local time
+        that repeats (only needed on days when the zone's offset changes)."""
         if day.weekday() not in self.days:
             return
         end_day = (
@@ -137,11 +138,11 @@ class Weekly:
         )
         both = ((day, self.start, "start"), (end_day, self.end % _DAY_SECONDS, "end"))
         for when, seconds, edge in both:
-            if edges not in ("both", edge):
-                continue
-            local = datetime.combine(when, time(seconds // 3600, seconds % 3600 // 60))
-            for fold in (0, 1):  # both instants of a repeated local time are crossings
-                yield local.replace(tzinfo=self.tz, fold=fold).astimezone(UTC)
+            local = datetime.combine(
+                when, time(seconds // 3600, seconds % 3600 // 60), tzinfo=self.tz
+            )
+            for fold in (0, 1) if folds else (0,):  # both instants of a repeated local time
+                yield local.replace(fold=fold).astimezone(UTC), edge
 
 
 Window = Always | Until | Interval | Weekly
@@ -215,15 +216,25 @@ class Schedule:
                 continue
             stop = start + timedelta(days=_CHUNK)
             candidates = {t for t in absolute if start <= t < stop}
+            shifting: dict[str, set[date]] = {}  # local days around each offset change
+            for zone in zones:
+                changes = list(_transitions(_zone(zone), start - timedelta(days=2), stop))
+                candidates.update(c for c in changes if c >= start)
+                shifting[zone] = {
+                    (c.astimezone(_zone(zone)) + timedelta(days=d)).date()
+                    for c in changes
+                    for d in (-1, 0, 1)
+                }
             for window in weekly:
                 first = start.astimezone(window.tz).date() - timedelta(days=1)
                 for offset in range(_CHUNK + 3):
                     day = first + timedelta(days=offset)
-                    candidates.update(window.boundaries(day, edges))
-                    for instant in window.boundaries(day, "start"):
-                        starting.setdefault(instant, []).append(window)
-            for zone in zones:
-                candidates.update(_transitions(_zone(zone), start, stop))
+                    folds = day in shifting[window.zone]
+                    for instant, edge in window.boundaries(day, folds):
+                        if edge == edges:
+                            candidates.add(instant)
+                        if edge == "start":
+                            starting.setdefault(instant, []).append(window)
             for candidate in sorted(c for c in candidates if after < c and start <= c < stop):
                 starts_here = any(
                     w.active_local(candidate.astimezone(w.tz)) for w in starting.get(candidate, ())
