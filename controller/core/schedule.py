@@ -38,6 +38,7 @@ _WEEKLY = re.compile(r"(?P<days>[A-Za-z][A-Za-z,\- ]*?)\s+(?P<times>\S+)(?:\s+(?
 _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
 _DAY_SECONDS = 86400
 _CALENDAR_UNITS = re.compile(r"P[^T]*[YM]")
+_NOON = time(12)
 _CHUNK = 8
 """Days of weekly boundaries gathered per step of the search."""
 _QUIET = 16
@@ -137,11 +138,15 @@ class Weekly:
             day + timedelta(days=1) if self.crosses_midnight or self.end == _DAY_SECONDS else day
         )
         both = ((day, self.start, "start"), (end_day, self.end % _DAY_SECONDS, "end"))
+        # Away from an offset change the day has one UTC offset: plain arithmetic will do.
+        offset = None if folds else self.tz.utcoffset(datetime.combine(day, _NOON))
         for when, seconds, edge in both:
-            local = datetime.combine(
-                when, time(seconds // 3600, seconds % 3600 // 60), tzinfo=self.tz
-            )
-            for fold in (0, 1) if folds else (0,):  # both instants of a repeated local time
+            clock = time(seconds // 3600, seconds % 3600 // 60)
+            if offset is not None:
+                yield datetime.combine(when, clock, tzinfo=UTC) - offset, edge
+                continue
+            local = datetime.combine(when, clock, tzinfo=self.tz)
+            for fold in (0, 1):  # both instants of a repeated local time are crossings
                 yield local.replace(fold=fold).astimezone(UTC), edge
 
 
