@@ -172,7 +172,7 @@ async def test_shutdown_writes_unavailable(sim: Sim) -> None:
         started = asyncio.get_running_loop().time()
         stop.set()
         await until(lambda: run.controller.actuator.state.applied.value == "unavailable")
-        assert asyncio.get_running_loop().time() - started < 5.0, "DESIGN: within 5 s"
+        assert asyncio.get_running_loop().time() - started < 5.0, "the documented bound: within 5 s"
     assert sim.gateway.presence == "unavailable"
     shutdown = [e for e in run.log_events() if e.get("event") == "shutdown"]
     assert shutdown[-1]["msg"] == "wrote unavailable on shutdown"

@@ -1,4 +1,5 @@
-"""The hysteresis of DESIGN section 3: tables for each rule, hypothesis for the invariants."""
+"""The hysteresis (README, "How decisions are made"): tables for each rule, hypothesis for the
+invariants."""
 
 from __future__ import annotations
 

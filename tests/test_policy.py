@@ -1,4 +1,5 @@
-"""decide(): the precedence maintenance > force > online hours > health (DESIGN section 3)."""
+"""decide(): the precedence maintenance > force > online hours > health (README, "How decisions
+are made")."""
 
 from __future__ import annotations
 

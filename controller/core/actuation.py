@@ -1,4 +1,5 @@
-"""When to call the gateway, and what each answer means for the next call (DESIGN section 3).
+"""When to call the gateway, and what each answer means for the next call (README, "Acting on
+the gateway").
 
 A pure state machine: `plan()` says what to do next given the desired presence and the time;
 `on_*()` fold the gateway's answer into the state. The I/O shell (`runtime/actuator.py`) only

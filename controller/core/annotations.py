@@ -1,4 +1,4 @@
-"""Our annotation keys and what their values mean (DESIGN section 4): the one place for them.
+"""Our annotation keys and what their values mean (docs/maintenance.md): the one place for them.
 
 | key (after the prefix) | value                                                           |
 |------------------------|-----------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""Hysteresis on the consumer's signals (DESIGN section 3).
+"""Hysteresis on the consumer's signals (README, "How decisions are made").
 
 A tick is classified good, bad or neutral; `rise` consecutive good ticks bring the verdict up,
 `fall` consecutive bad ticks take it down. A neutral tick (lag between the watermarks) advances

@@ -1,4 +1,5 @@
-"""The decision: precedence of maintenance, force, online hours and health (DESIGN section 3)."""
+"""The decision: precedence of maintenance, force, online hours and health (README, "How
+decisions are made")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The window grammar shared by maintenance annotations, PRESENCE_MAINTENANCE_WINDOWS and
-PRESENCE_ONLINE_HOURS (DESIGN section 4). Pure: `parse(text)` -> Schedule, then
+PRESENCE_ONLINE_HOURS (docs/maintenance.md). Pure: `parse(text)` -> Schedule, then
 `Schedule.active(at)` and `Schedule.next_change(after)` for timezone-aware datetimes.
 
 Forms, several joined with `;`:

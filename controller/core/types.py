@@ -69,7 +69,8 @@ class LagResult:
 
 @dataclass(frozen=True, slots=True)
 class PolicyInputs:
-    """Inputs that outrank the consumer's health (DESIGN section 3), already evaluated at `at`.
+    """Inputs that outrank the consumer's health (README, "How decisions are made"), already
+    evaluated at `at`.
 
     Each field is the reason text when that rule applies, else None. The annotation and window
     sources fill these in; an all-None value means "health alone decides".

@@ -57,7 +57,7 @@ from controller.sources.lag import LagProbe
 log = logging.getLogger("presence.controller")
 
 SHUTDOWN_DEADLINE = 5.0
-"""DESIGN: on SIGTERM the unavailable write must be done within 5 s."""
+"""On SIGTERM the unavailable write must be done within 5 s (README, "Acting on the gateway")."""
 _SHUTDOWN_WRITE_BUDGET = 4.5
 """Leave room inside the deadline for closing clients and the admin server."""
 TRANSITIONS_KEPT = 50
@@ -545,5 +545,5 @@ class Controller:
         return True, "ok"
 
     def status(self) -> dict[str, Any]:
-        """The `/status` document (DESIGN section 4). Holds no secrets."""
+        """The `/status` document (README, "What it reports"). Holds no secrets."""
         return status_document(self, self._clock(), self._wall())

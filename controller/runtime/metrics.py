@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN section 4, prefix `presence_`), on a registry of their own."""
+"""Prometheus metrics (prefix `presence_`; docs/observability.md), on a registry of their own."""
 
 from __future__ import annotations
 

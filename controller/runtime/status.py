@@ -1,4 +1,4 @@
-"""The `/status` document: a function of the controller's state, no I/O (DESIGN section 4).
+"""The `/status` document: a function of the controller's state, no I/O (README, "What it reports").
 It holds no secrets; the admin server scrubs it once more before sending."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _pending(c: Controller, backoff_until: float | None) -> dict[str, Any] | Non
 
 
 def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]:
-    """The `/status` document (DESIGN section 4). Holds no secrets."""
+    """The `/status` document (README, "What it reports"). Holds no secrets."""
     act = c.actuator.state
     obs, decision = c.observation, c.decision
     backoff_until = None
