@@ -1,7 +1,8 @@
 """A secret mounted as a file (a Kubernetes Secret volume), followed as it rotates.
 
 The kubelet replaces the file atomically (a `..data` symlink swap) when the Secret changes.
-`refresh()` costs one stat while nothing changed, so it can run every tick; a change is read,
+`refresh()` costs an open and an fstat while nothing changed, so it can run every tick; a
+change is read,
 validated and reported explicitly. A file that cannot be read, or holds no credible token,
 keeps the last good value (the gateway keeps working with it) and says why.
 """

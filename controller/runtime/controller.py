@@ -231,7 +231,7 @@ class Controller:
         return [*self.settings.secrets(), *token]
 
     def _reread_token(self) -> bool:
-        """Look at the token file (one stat when unchanged); True when a new token was taken."""
+        """Look at the token file (no read when unchanged); True when a new token was taken."""
         if self._token is None:
             return False
         check = self._token.refresh()
