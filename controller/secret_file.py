@@ -2,8 +2,8 @@
 
 The kubelet replaces the file atomically (a `..data` symlink swap) when the Secret changes.
 `refresh()` costs an open and an fstat while nothing changed, so it can run every tick; a
-change is read, validated and reported explicitly. A file that cannot be read, or holds no credible token,
-keeps the last good value (the gateway keeps working with it) and says why.
+change is read, validated and reported explicitly. A file that cannot be read, or holds no
+credible token, keeps the last good value (the gateway keeps working with it) and says why.
 """
 
 from __future__ import annotations
