@@ -90,3 +90,11 @@ async def until(check: Callable[[], bool], within: float = 10.0) -> None:
     """Wait for `check` to hold; the deadline is generous (a loaded CI machine), it only costs
     time when the test is about to fail anyway."""
     assert await wait_until(check, within), "condition not reached in time"
+
+
+@pytest.fixture
+def minimal_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The least environment `load_settings()` accepts (tests add what they examine)."""
+    monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:8080/healthz")
+    monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "inst-1")
+    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", "s3cr3t-t0ken-value")

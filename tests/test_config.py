@@ -15,14 +15,7 @@ from controller.config import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "s3cr3t-t0ken-value"
-
-
-@pytest.fixture
-def minimal_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:8080/healthz")
-    monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "inst-1")
-    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", TOKEN)
+TOKEN = "s3cr3t-t0ken-value"  # what the minimal_env fixture (conftest) sets
 
 
 def errors_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:

@@ -133,10 +133,9 @@ async def test_a_far_future_maintenance_annotation_fails_closed(sim: Sim, tmp_pa
     assert all("exception" not in line for line in run.log_events())
 
 
-def test_a_maintenance_lead_past_a_week_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:1/healthz")
-    monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "instance-1")
-    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", "k3j5h6g7f8d9")
+def test_a_maintenance_lead_past_a_week_is_refused(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PRESENCE_MAINTENANCE_LEAD", "99999999999h")
     with pytest.raises(ConfigError) as caught:
         load_settings()

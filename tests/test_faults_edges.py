@@ -82,10 +82,9 @@ async def test_exit_stays_within_5_s_with_a_hung_gateway_and_collector(sim: Sim)
     assert "shutdown write timed out" in err.decode()
 
 
-def test_an_interval_below_50_ms_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:1/healthz")
-    monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "instance-1")
-    monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", "k3j5h6g7f8d9")
+def test_an_interval_below_50_ms_is_refused(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PRESENCE_INTERVAL", "1ms")
     monkeypatch.setenv("PRESENCE_TIMEOUT", "0.5ms")
     with pytest.raises(ConfigError) as caught:

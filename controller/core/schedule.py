@@ -464,8 +464,10 @@ def _parse_weekly(text: str) -> Weekly:
     if zone is None:
         raise ScheduleError("expected a time zone after the times, e.g. UTC or Europe/Berlin")
     try:
+        if len(zone) > 64:  # the longest IANA name has 32 characters
+            raise ValueError(zone)
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise ScheduleError(
             f"unknown time zone {quote(zone)}: expected an IANA name such as UTC or Europe/Berlin"
         ) from None

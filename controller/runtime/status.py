@@ -68,7 +68,7 @@ def _override_status(c: Controller) -> dict[str, Any]:
     }
 
 
-def _pending(c: Controller, backoff_until: float | None) -> dict[str, Any] | None:
+def _pending(c: Controller, backoff_until: str | None) -> dict[str, Any] | None:
     """The change the gateway has not accepted yet, and when it will next be tried."""
     desired = c.decision.presence if c.decision is not None else Presence.UNKNOWN
     applied = c.actuator.state.applied
@@ -76,11 +76,7 @@ def _pending(c: Controller, backoff_until: float | None) -> dict[str, Any] | Non
         return None
     return {
         "to": desired.value,
-        "not_before": (
-            datetime.fromtimestamp(backoff_until, UTC).isoformat()
-            if backoff_until is not None
-            else None
-        ),
+        "not_before": backoff_until,
         "waiting_for": c.actuator.next_action,
     }
 
@@ -91,7 +87,8 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
     obs, decision = c.observation, c.decision
     backoff_until = None
     if act.backoff_until > now:
-        backoff_until = wall.timestamp() + act.backoff_until - now
+        at = wall.timestamp() + act.backoff_until - now
+        backoff_until = datetime.fromtimestamp(at, UTC).isoformat()
     cfg = c._hysteresis_cfg
     return {
         "presence": {
@@ -128,11 +125,7 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
             "session": act.session,
             "last_error": act.last_error,
             "auth_failed": act.auth_failed,
-            "backoff_until": (
-                datetime.fromtimestamp(backoff_until, UTC).isoformat()
-                if backoff_until is not None
-                else None
-            ),
+            "backoff_until": backoff_until,
             "next": c.actuator.next_action,
             "set_calls_last_minute": calls_last_window(act, now, c.actuator.cfg),
             "last_success": _iso(c.actuator.last_success),
