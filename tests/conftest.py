@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -98,3 +99,16 @@ def minimal_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRESENCE_HEALTH_URL", "http://127.0.0.1:8080/healthz")
     monkeypatch.setenv("PRESENCE_WAWP__INSTANCE_ID", "inst-1")
     monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", "s3cr3t-t0ken-value")
+
+
+async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`presence-controller run` as a real process with `env`, stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )

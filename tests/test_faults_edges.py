@@ -7,11 +7,10 @@ import asyncio
 import io
 import logging
 import signal
-import sys
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Sim, running, until
+from conftest import Sim, running, spawn, until
 
 from controller.config import ConfigError, load_settings
 from controller.core.actuation import parse_retry_after
@@ -34,18 +33,6 @@ async def test_a_retry_after_superscript_is_a_plain_429(sim: Sim) -> None:
         await until(lambda: sim.gateway.presence == "available")
     assert len(sim.gateway.sets(status=429)) == 1
     assert all("exception" not in line for line in run.log_events())
-
-
-async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "run",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def test_sighup_writes_unavailable_like_sigterm(sim: Sim) -> None:

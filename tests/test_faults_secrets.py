@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from controller.config import Settings
 from controller.redaction import MASK, scrub, scrub_document
 from controller.sim.downward_api import DownwardAPIVolume
 
@@ -54,12 +55,16 @@ def secret_volume(tmp_path: Path, token: str) -> DownwardAPIVolume:
     return volume
 
 
+def following(sim: Sim, volume: DownwardAPIVolume, reassert: float) -> Settings:
+    """Settings that read the token from the kubelet-style Secret volume."""
+    token_file = {"access_token": None, "access_token_file": volume.file}
+    return sim.settings(wawp=token_file, reassert_available=reassert)
+
+
 async def test_a_rotated_token_is_picked_up_without_a_restart(sim: Sim, tmp_path: Path) -> None:
     sim.gateway.access_token = TOKEN
     volume = secret_volume(tmp_path, TOKEN)
-    settings = sim.settings(
-        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.2
-    )
+    settings = following(sim, volume, 0.2)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")
         # The gateway's token is rotated; the kubelet then updates the mounted Secret.
@@ -88,9 +93,7 @@ async def test_a_token_rotated_before_the_gateway_notices_is_used_at_once(
     """The Secret changes first (both tokens valid for a while): the next call uses the new one."""
     sim.gateway.access_token = TOKEN
     volume = secret_volume(tmp_path, TOKEN)
-    settings = sim.settings(
-        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.1
-    )
+    settings = following(sim, volume, 0.1)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")
         volume.write_text(OTHER + "\n")
@@ -105,9 +108,7 @@ async def test_an_unreadable_or_placeholder_rotation_keeps_the_last_good_token(
 ) -> None:
     sim.gateway.access_token = TOKEN
     volume = secret_volume(tmp_path, TOKEN)
-    settings = sim.settings(
-        wawp={"access_token": None, "access_token_file": volume.file}, reassert_available=0.1
-    )
+    settings = following(sim, volume, 0.1)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")
         volume.write_text("REPLACE-WITH-YOUR-WAWP-ACCESS-TOKEN\n")

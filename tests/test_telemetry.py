@@ -8,14 +8,13 @@ import io
 import json
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Sim, until
+from conftest import Sim, spawn, until
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -202,18 +201,6 @@ def test_an_unknown_exporter_is_a_configuration_error() -> None:
 
 
 # A real OTLP/HTTP receiver, and a real subprocess exporting to it.
-
-
-async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "run",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 def attribute(span: Any, key: str) -> str | None:
