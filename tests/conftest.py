@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -101,14 +102,18 @@ def minimal_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRESENCE_WAWP__ACCESS_TOKEN", "s3cr3t-t0ken-value")
 
 
-async def spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
-    """`presence-controller run` as a real process with `env`, stdout and stderr piped."""
+async def spawn(env: dict[str, str], quiet: bool = False) -> asyncio.subprocess.Process:
+    """`presence-controller run` as a real process with `env`, stdout and stderr piped (or, with
+    `quiet`, discarded: a long run nobody reads would fill the pipe and block the process)."""
+    output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "run",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "controller", "run", env=env, stdout=output, stderr=output
     )
+
+
+def installed(tool: str) -> str:
+    """The path of a Debian tool (`make test` installs promtool and prometheus), else skip."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (make test installs Debian's prometheus package)")
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import Sim, running, until
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -49,9 +50,12 @@ async def test_a_gateway_that_echoes_the_token_leaks_it_nowhere(sim: Sim) -> Non
             assert variant not in text
 
 
-def secret_volume(tmp_path: Path, token: str) -> DownwardAPIVolume:
+@pytest.fixture
+def volume(sim: Sim, tmp_path: Path) -> DownwardAPIVolume:
+    """A kubelet-style Secret volume holding TOKEN, which the gateway accepts."""
+    sim.gateway.access_token = TOKEN
     volume = DownwardAPIVolume(tmp_path / "wawp", name="access-token")
-    volume.write_text(token + "\n")
+    volume.write_text(TOKEN + "\n")
     return volume
 
 
@@ -61,9 +65,9 @@ def following(sim: Sim, volume: DownwardAPIVolume, reassert: float) -> Settings:
     return sim.settings(wawp=token_file, reassert_available=reassert)
 
 
-async def test_a_rotated_token_is_picked_up_without_a_restart(sim: Sim, tmp_path: Path) -> None:
-    sim.gateway.access_token = TOKEN
-    volume = secret_volume(tmp_path, TOKEN)
+async def test_a_rotated_token_is_picked_up_without_a_restart(
+    sim: Sim, volume: DownwardAPIVolume
+) -> None:
     settings = following(sim, volume, 0.2)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")
@@ -88,11 +92,9 @@ async def test_a_rotated_token_is_picked_up_without_a_restart(sim: Sim, tmp_path
 
 
 async def test_a_token_rotated_before_the_gateway_notices_is_used_at_once(
-    sim: Sim, tmp_path: Path
+    sim: Sim, volume: DownwardAPIVolume
 ) -> None:
     """The Secret changes first (both tokens valid for a while): the next call uses the new one."""
-    sim.gateway.access_token = TOKEN
-    volume = secret_volume(tmp_path, TOKEN)
     settings = following(sim, volume, 0.1)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")
@@ -104,10 +106,8 @@ async def test_a_token_rotated_before_the_gateway_notices_is_used_at_once(
 
 
 async def test_an_unreadable_or_placeholder_rotation_keeps_the_last_good_token(
-    sim: Sim, tmp_path: Path
+    sim: Sim, volume: DownwardAPIVolume
 ) -> None:
-    sim.gateway.access_token = TOKEN
-    volume = secret_volume(tmp_path, TOKEN)
     settings = following(sim, volume, 0.1)
     async with running(settings) as run:
         await until(lambda: sim.gateway.presence == "available")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 import promql_parser
 import pytest
 import yaml
+from conftest import installed
 
 from controller.runtime.metrics import Metrics
 
@@ -89,10 +89,7 @@ def test_dashboard_shape() -> None:
 
 @pytest.fixture
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool not installed (make test installs it where apt-get is usable)")
-    return path
+    return installed("promtool")
 
 
 def test_promtool_checks_the_rules_and_runs_the_alert_unit_tests(promtool: str) -> None:

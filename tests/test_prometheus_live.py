@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import Sim
+from conftest import Sim, installed, spawn
 
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
@@ -123,10 +121,7 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.skip("Debian's prometheus is not installed (make test installs it with promtool)")
-    return path
+    return installed("prometheus")
 
 
 @pytest.fixture
@@ -156,15 +151,7 @@ async def controller(sim: Sim, volume: DownwardAPIVolume) -> AsyncIterator[tuple
         OTEL_BSP_SCHEDULE_DELAY="100",
         OTEL_EXPORTER_OTLP_TIMEOUT="0.2",
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "run",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await spawn(env, quiet=True)
     try:
         yield proc, admin
     finally:

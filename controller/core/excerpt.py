@@ -26,13 +26,11 @@ EXCERPT = 120
 """Characters of an exception message kept in a reason: enough for an errno or a TLS reason."""
 
 
-def describe(exc: BaseException) -> str:
-    """`ConnectError: [Errno 111] Connection refused`, cut to a short excerpt, one line."""
-    return _named(type(exc).__name__, str(exc))
-
-
-def _named(name: str, message: str) -> str:
-    text = " ".join(message.split())
+def describe(exc: BaseException, message: str | None = None) -> str:
+    """`ConnectError: [Errno 111] Connection refused`, cut to a short excerpt, one line;
+    `message` replaces `str(exc)` (a caller that must first cut something out of it)."""
+    name = type(exc).__name__
+    text = " ".join((str(exc) if message is None else message).split())
     if len(text) > EXCERPT:
         text = text[: EXCERPT - 3] + "..."
     return f"{name}: {text}" if text else name

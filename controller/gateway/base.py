@@ -9,7 +9,7 @@ from typing import Protocol
 import httpx
 
 from controller.core.actuation import Failure, FailureKind, parse_retry_after
-from controller.core.excerpt import EXCERPT
+from controller.core.excerpt import describe
 from controller.core.types import Presence
 
 
@@ -108,8 +108,7 @@ def transport_error(what: str, exc: Exception, timeout: float) -> TransientError
     reason) as a short excerpt with every URL cut out: URLs carry the token."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return TransientError(f"{what}: timed out after {timeout:g}s")
-    text = " ".join(_URL.sub("[url]", str(exc)).split())[:EXCERPT]
-    cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    cause = describe(exc, _URL.sub("[url]", str(exc)))
     return TransientError(f"{what}: connection failed ({cause})")
 
 
