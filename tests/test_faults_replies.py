@@ -5,8 +5,10 @@ inflated; each ends as a reported failure value, not memory growth or a tracebac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
-import resource
+import tracemalloc
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -27,8 +29,17 @@ BOMB = gzip.compress(b"0" * (200 * 1024 * 1024), compresslevel=9)
 """200 MiB of zeros in about 200 KB: what a hostile server can make a client inflate."""
 
 
-def max_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+@contextlib.contextmanager
+def allocations() -> Iterator[list[int]]:
+    """The peak of Python allocations inside the block (bytes), in a one-item list. Unlike the
+    process's RSS high-water mark, earlier tests in the same process cannot hide growth."""
+    peak: list[int] = []
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
 
 
 async def endless(request: web.Request) -> web.StreamResponse:
@@ -76,30 +87,30 @@ def wawp(base_url: str) -> WawpGateway:
 async def test_a_hostile_session_reply_is_a_bounded_failure(handler: object, message: str) -> None:
     app = web.Application()
     app.router.add_get("/v2/session/info", handler)  # type: ignore[arg-type]
-    before = max_rss_kib()
     async with LoopbackServer(app) as server:
         gateway = wawp(server.url)
         try:
-            with pytest.raises(PermanentError) as caught:
+            with allocations() as peak, pytest.raises(PermanentError) as caught:
                 await asyncio.wait_for(gateway.session_status(), 10)
         finally:
             await gateway.aclose()
     assert caught.value.message == f"session info: {message}"
-    assert max_rss_kib() - before < 64 * 1024, "no reply is buffered or inflated whole"
+    # Measured well under 1 MiB; inflating the bomb alone would take 200 MiB.
+    assert peak[0] < 16 * 2**20, f"peak {peak[0] / 2**20:.1f} MiB: a reply buffered or inflated"
 
 
 async def test_a_gzip_bomb_from_the_consumer_is_never_inflated() -> None:
     app = web.Application()
     app.router.add_get("/healthz", bomb)
     app.router.add_get("/metrics", bomb)
-    before = max_rss_kib()
     async with LoopbackServer(app) as server, httpx.AsyncClient() as client:
-        health = await HealthProbe(client, f"{server.url}/healthz", 5.0)()
-        lag = await LagProbe(client, f"{server.url}/metrics", 5.0, "lag", {}, "max")()
+        with allocations() as peak:
+            health = await HealthProbe(client, f"{server.url}/healthz", 5.0)()
+            lag = await LagProbe(client, f"{server.url}/metrics", 5.0, "lag", {}, "max")()
     assert health.status is HealthStatus.OK, "a 200 is healthy; its body is drained raw"
     assert lag.status is LagStatus.MISSING
     assert lag.detail == "metrics compressed reply (gzip) refused"
-    assert max_rss_kib() - before < 64 * 1024
+    assert peak[0] < 16 * 2**20, f"peak {peak[0] / 2**20:.1f} MiB: the bomb was inflated"
 
 
 async def test_probes_and_gateway_ask_for_uncompressed_replies() -> None:
