@@ -88,9 +88,15 @@ def relevant_lines(text: str, metric: str, openmetrics: bool) -> str | None:
     pattern = re.compile(
         rf"^(?:# (?:TYPE|HELP|UNIT) {name}(?:[ \t].*)?|{name}(?:[{{ \t].*)?)$", re.M
     )
-    lines = list(itertools.islice((m.group() for m in pattern.finditer(text)), MAX_SERIES + 4))
-    if sum(not line.startswith("#") for line in lines) > MAX_SERIES:
-        return None
+    lines = []
+    samples = 0
+    for match in pattern.finditer(text):
+        line = match.group()
+        if not line.startswith("#"):
+            samples += 1
+            if samples > MAX_SERIES:
+                return None
+        lines.append(line)
     if openmetrics and text.rstrip().endswith("# EOF"):
         lines.append("# EOF")  # OpenMetrics requires it; a truncated body still lacks it
     return "\n".join(lines) + "\n"
