@@ -99,8 +99,8 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
         "signals": {
             "health": obs.health.status.value if obs else None,
             "health_detail": obs.health.detail if obs else None,
-            # JSON has no Infinity: an infinite lag reads null, lag_detail says why.
-            # An infinite lag is sent as null: the admin server makes the whole document valid JSON.
+            # An infinite lag goes out as null: the admin server makes the document valid JSON.
+            "lag_seconds": obs.lag.value if obs else None,
             "lag_status": obs.lag.status.value if obs else None,
             "lag_detail": obs.lag.detail if obs else None,
             "observed_at": obs.at.isoformat() if obs else None,
