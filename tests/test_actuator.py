@@ -202,3 +202,35 @@ async def test_a_bug_in_a_step_is_logged_and_the_actuator_goes_on(
         act.want(A)
         await until(lambda: act.state.applied is A, within=10)
     assert "actuator step failed" in caplog.text
+
+
+async def test_a_cancel_that_meets_a_wake_up_is_never_lost(sim: Sim) -> None:
+    """Python 3.11's `wait_for` returns normally when its inner wait completes in the same loop
+    step as the cancel, and swallows the cancel: the actuator then ran on after shutdown and the
+    controller never stopped (seen in CI). Cancel exactly as a wake-up arrives, many times."""
+    slow = replace(FAST, reassert_available=3600.0, reassert_unavailable=3600.0)
+    for presence in [A, U] * 10:
+        gateway = WawpGateway(
+            WawpSettings.model_validate(
+                {
+                    "base_url": sim.gateway_url,
+                    "instance_id": sim.gateway.instance_id,
+                    "access_token": sim.gateway.access_token,
+                    "timeout": 0.5,
+                }
+            )
+        )
+        act = Actuator(gateway, slow, Metrics(), rng=random.Random(5))
+        act.want(presence)
+        task = asyncio.create_task(act.run())
+
+        def settled(act: Actuator = act, presence: Presence = presence) -> bool:
+            return act.next_action.startswith("wait") and act.state.applied is presence
+
+        await until(settled)
+        act.want(U if presence is A else A)  # the wake-up ...
+        task.cancel()  # ... and the cancel, in the same loop step
+        done, _ = await asyncio.wait([task], timeout=5)
+        await gateway.aclose()
+        assert done, "the cancel was lost: the actuator kept running"
+        assert task.cancelled()

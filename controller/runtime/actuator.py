@@ -107,8 +107,11 @@ class Actuator:
         if isinstance(action, Wait):
             self.next_action = f"wait: {action.why}"
             timeout = None if action.until is None else max(0.0, action.until - self._clock())
+            # Not `wait_for`: on Python 3.11 it swallows a cancel that arrives in the same loop
+            # step as the wake-up, and the actuator would run on after shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
         elif isinstance(action, CheckSession):
             self.next_action = "checking gateway session"
             await self._check_session()
