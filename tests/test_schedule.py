@@ -196,40 +196,40 @@ def test_spring_gap_in_berlin_shortens_the_window() -> None:
     # 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 local never happens.
     got = changes("Sun 02:30-03:30 Europe/Berlin", utc(2026, 3, 28), 2)
     assert got == [(utc(2026, 3, 29, 1), True), (utc(2026, 3, 29, 1, 30), False)]
-    assert [t.astimezone(BERLIN).strftime("%H:%M %Z") for t, _ in got] == [
-        "03:00 CEST",
-        "03:30 CEST",
+    assert [t.astimezone(BERLIN).strftime("%b %d %H:%M %Z") for t, _ in got] == [
+        "Mar 29 03:00 CEST",
+        "Mar 29 03:30 CEST",
     ]
 
 
 def test_autumn_fold_in_berlin_repeats_part_of_the_window() -> None:
     # 2026-10-25: 03:00 CEST falls back to 02:00 CET (01:00 UTC); 02:00-03:00 happens twice.
     got = changes("Sun 02:30-03:30 Europe/Berlin", utc(2026, 10, 24), 4)
-    assert [(t.astimezone(BERLIN).strftime("%H:%M %Z"), on) for t, on in got] == [
-        ("02:30 CEST", True),
-        ("02:00 CET", False),  # the clock goes back out of the window
-        ("02:30 CET", True),  # and runs into it again
-        ("03:30 CET", False),
+    assert [(t.astimezone(BERLIN).strftime("%b %d %H:%M %Z"), on) for t, on in got] == [
+        ("Oct 25 02:30 CEST", True),
+        ("Oct 25 02:00 CET", False),  # the clock goes back out of the window
+        ("Oct 25 02:30 CET", True),  # and runs into it again
+        ("Oct 25 03:30 CET", False),
     ]
 
 
 def test_spring_gap_in_new_york() -> None:
     # 2026-03-08: 02:00 EST jumps to 03:00 EDT (07:00 UTC).
     got = changes("Sun 02:30-03:30 America/New_York", utc(2026, 3, 7), 2)
-    assert [(t.astimezone(NEW_YORK).strftime("%H:%M %Z"), on) for t, on in got] == [
-        ("03:00 EDT", True),
-        ("03:30 EDT", False),
+    assert [(t.astimezone(NEW_YORK).strftime("%b %d %H:%M %Z"), on) for t, on in got] == [
+        ("Mar 08 03:00 EDT", True),
+        ("Mar 08 03:30 EDT", False),
     ]
 
 
 def test_autumn_fold_in_new_york() -> None:
     # 2026-11-01: 02:00 EDT falls back to 01:00 EST (06:00 UTC).
     got = changes("Sun 01:30-02:30 America/New_York", utc(2026, 10, 31), 4)
-    assert [(t.astimezone(NEW_YORK).strftime("%H:%M %Z"), on) for t, on in got] == [
-        ("01:30 EDT", True),
-        ("01:00 EST", False),
-        ("01:30 EST", True),
-        ("02:30 EST", False),
+    assert [(t.astimezone(NEW_YORK).strftime("%b %d %H:%M %Z"), on) for t, on in got] == [
+        ("Nov 01 01:30 EDT", True),
+        ("Nov 01 01:00 EST", False),
+        ("Nov 01 01:30 EST", True),
+        ("Nov 01 02:30 EST", False),
     ]
 
 
@@ -333,6 +333,44 @@ def test_next_change_matches_a_minute_scan(
     after = season + timedelta(minutes=minutes)
     expected = brute_next_change(schedule, after, 15)
     assert schedule.next_change(after) == expected
+
+
+# Each zone's 2026 gap and fold (the Saturday before, 00:00 UTC), and local times before, inside
+# and after its skipped or repeated stretch (Lord Howe moves by 30 minutes, at 02:00).
+TRANSITIONS = {
+    "Europe/Berlin": ([utc(2026, 3, 28), utc(2026, 10, 24)], [90, 120, 150, 180, 210]),
+    "America/New_York": ([utc(2026, 3, 7), utc(2026, 10, 31)], [30, 60, 90, 120, 150, 180]),
+    "Australia/Lord_Howe": ([utc(2026, 4, 4), utc(2026, 10, 3)], [90, 105, 120, 135, 150]),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_next_change_matches_a_minute_scan_across_gaps_and_folds(data: st.DataObject) -> None:
+    """Windows with edges on the skipped or repeated stretch itself, asked within two days of
+    the change: a missed second instant of a repeated time shows up as a change a week late."""
+    zone = data.draw(st.sampled_from(sorted(TRANSITIONS)))
+    saturdays, clocks = TRANSITIONS[zone]
+    edges = st.sampled_from(clocks).map(lambda minutes: minutes * 60)
+    one = st.builds(Weekly, st.just(frozenset({5, 6})), edges, edges, st.just(zone))
+    windows = data.draw(st.lists(one.filter(lambda w: w.start != w.end), min_size=1, max_size=2))
+    schedule = Schedule(tuple(windows))
+    after = data.draw(st.sampled_from(saturdays)) + timedelta(
+        minutes=data.draw(st.integers(0, 600))
+    )
+    # Every change in the next nine days, by a minute scan, against a walk of next_change().
+    first = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    scanned, state = [], schedule.active(after) is not None
+    for minute in range(9 * 1440):
+        at = first + timedelta(minutes=minute)
+        if (schedule.active(at) is not None) is not state:
+            scanned.append(at)
+            state = not state
+    walked, at = [], after
+    while (nxt := schedule.next_change(at)) is not None and nxt < first + timedelta(days=9):
+        walked.append(nxt)
+        at = nxt
+    assert walked == scanned
 
 
 def test_a_window_that_falls_into_a_dst_gap_once_is_found_the_week_after() -> None:
