@@ -39,6 +39,7 @@ from pydantic_settings import (
 
 from controller.bounded_read import read_bounded
 from controller.core.actuation import ActuationConfig
+from controller.core.election import ElectionConfig
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
 from controller.core.schedule import parse as parse_schedule
@@ -185,6 +186,68 @@ class WawpSettings(BaseModel):
         return self
 
 
+_WORKLOAD = re.compile(r"(deployment|statefulset)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?|none")
+_MIN_AVAILABLE = re.compile(r"(\d+)(%?)")
+
+
+class KubeSettings(BaseModel):
+    """Fleet mode: several replicas through the Kubernetes API (docs/fleet.md)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Use the Kubernetes API (fleet mode): leader election on a Lease; only the leader calls
+    the gateway. In-cluster service account, or `KUBECONFIG`."""
+    namespace: str | None = None
+    """Namespace of the pod; default `POD_NAMESPACE`, else the service account's namespace."""
+    pod_name: str | None = None
+    """This replica's identity; default `POD_NAME`, else `HOSTNAME`."""
+    workload: str | None = None
+    """`deployment/NAME`, `statefulset/NAME` or `none`; default: from the pod's owners."""
+    watch_namespace: bool = False
+    """Also read the Namespace's annotations."""
+    lease_name: str | None = None
+    """Name of the leader Lease; default `<workload name>-presence`."""
+    lease_duration: PositiveDuration = 15.0
+    """A leader's lease lasts this long without renewal (as each replica measures it)."""
+    renew_deadline: PositiveDuration = 10.0
+    """A leader that has not renewed for this long stops acting; must be < `LEASE_DURATION`."""
+    retry_period: PositiveDuration = 2.0
+    """Renew (leader) and retry (others) this often; `RENEW_DEADLINE` must exceed 1.2x it."""
+    heartbeat: PositiveDuration = 5.0
+    """Renewal period of each replica's heartbeat Lease."""
+    min_available: str = "50%"
+    """Fleet rule: available when at least this many fresh members are (an integer, or a
+    percentage of fresh members, rounded up)."""
+    events: bool = True
+    """Emit Kubernetes Events regarding the workload."""
+
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, value: str | None) -> str | None:
+        if value is not None and not _WORKLOAD.fullmatch(value):
+            raise ValueError(f"{value!r}: expected deployment/NAME, statefulset/NAME or none")
+        return value
+
+    @field_validator("min_available")
+    @classmethod
+    def _min_available(cls, value: str) -> str:
+        found = _MIN_AVAILABLE.fullmatch(value.strip())
+        if found is None or (found[2] and not 0 < int(found[1]) <= 100):
+            raise ValueError(f"{value!r}: expected an integer (2) or a percentage (50%)")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _timing(self) -> KubeSettings:
+        try:
+            ElectionConfig("check", self.lease_duration, self.renew_deadline, self.retry_period)
+        except ValueError as exc:
+            raise ValueError(
+                f"LEASE_DURATION > RENEW_DEADLINE > 1.2 x RETRY_PERIOD: {exc}"
+            ) from None
+        return self
+
+
 def check_token(token: str, where: str = "") -> None:
     """Refuse a token that cannot be real (ValueError); the message never quotes it."""
     if len(token) < MIN_TOKEN_LENGTH:
@@ -253,6 +316,7 @@ class Settings(BaseSettings):
     provider: Literal["wawp"] = "wawp"
     """Gateway provider."""
     wawp: WawpSettings = Field(default_factory=WawpSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
     annotations_file: Path | None = None
     """Downward API annotations file, e.g. `/etc/podinfo/annotations`; must exist at start.
     Read every tick (re-parsed only when kubelet swapped it)."""

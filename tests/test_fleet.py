@@ -1,0 +1,162 @@
+"""Fleet mode against the fake API server on loopback, through the real client library."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import until
+
+from controller.core.election import ElectionConfig
+from controller.runtime.election import LeaderElector, micro_time
+from controller.runtime.kube import KubeClient
+from controller.sim.kube import SimKube
+from controller.sim.server import LoopbackServer
+
+FAST = {"lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.2}
+NAMES = ["pod-a", "pod-b", "pod-c"]
+
+
+def kubeconfig(tmp_path: Path, server: str, token: str) -> Path:
+    path = tmp_path / f"kubeconfig-{token}"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+current-context: fake
+clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]
+users: [{{name: fake, user: {{token: "{token}"}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: shop}}}}]
+"""
+    )
+    return path
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[tuple[SimKube, str]]:
+    sim = SimKube(tokens={f"token-{n}": n for n in NAMES})
+    async with LoopbackServer(sim.app()) as server:
+        yield sim, server.url
+
+
+class Fleet:
+    def __init__(self, sim: SimKube, url: str, tmp_path: Path) -> None:
+        self.sim = sim
+        self.changes: list[tuple[float, str, bool]] = []
+        self.electors: dict[str, LeaderElector] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.clients: list[KubeClient] = []
+        for name in NAMES:
+            client = KubeClient("shop", 0.5, kubeconfig(tmp_path, url, f"token-{name}"))
+            self.clients.append(client)
+
+            def changed(leading: bool, name: str = name) -> None:
+                self.changes.append((time.monotonic(), name, leading))
+
+            self.electors[name] = LeaderElector(
+                client, "bot-presence", ElectionConfig(name, **FAST), on_change=changed
+            )
+
+    def start(self) -> None:
+        for name, elector in self.electors.items():
+            self.tasks[name] = asyncio.create_task(elector.run())
+
+    def leaders(self) -> list[str]:
+        return [n for n, e in self.electors.items() if e.leading()]
+
+    async def stop(self, name: str) -> None:
+        self.tasks[name].cancel()
+        await asyncio.gather(self.tasks[name], return_exceptions=True)
+
+    async def close(self) -> None:
+        for name in list(self.tasks):
+            await self.stop(name)
+        for client in self.clients:
+            await client.aclose()
+
+    def overlaps(self) -> list[tuple[float, list[str]]]:
+        """Instants where two replicas both considered themselves leader."""
+        acting: set[str] = set()
+        out = []
+        for at, name, leading in sorted(self.changes):
+            (acting.add if leading else acting.discard)(name)
+            if len(acting) > 1:
+                out.append((at, sorted(acting)))
+        return out
+
+
+async def test_one_leader_is_elected_and_renews(kube: tuple[SimKube, str], tmp_path: Path) -> None:
+    sim, url = kube
+    fleet = Fleet(sim, url, tmp_path)
+    fleet.start()
+    try:
+        await until(lambda: len(fleet.leaders()) == 1)
+        leader = fleet.leaders()[0]
+        lease = sim.get("leases", "shop", "bot-presence")
+        assert lease is not None and lease["spec"]["holderIdentity"] == leader
+        renewed = lease["spec"]["renewTime"]
+        await until(
+            lambda: sim.get("leases", "shop", "bot-presence")["spec"]["renewTime"] != renewed
+        )  # type: ignore[index]
+        assert fleet.leaders() == [leader] and fleet.overlaps() == []
+        others = [e for n, e in fleet.electors.items() if n != leader]
+        await until(lambda: all(e.leader() == leader for e in others))  # after their next read
+    finally:
+        await fleet.close()
+
+
+async def test_a_released_lease_is_taken_within_a_retry_period(
+    kube: tuple[SimKube, str], tmp_path: Path
+) -> None:
+    sim, url = kube
+    fleet = Fleet(sim, url, tmp_path)
+    fleet.start()
+    try:
+        await until(lambda: len(fleet.leaders()) == 1)
+        old = fleet.leaders()[0]
+        await fleet.stop(old)
+        released = time.monotonic()
+        await fleet.electors[old].release()
+        assert not fleet.electors[old].leading()
+        assert sim.get("leases", "shop", "bot-presence")["spec"]["holderIdentity"] in {"", *NAMES}  # type: ignore[index]
+        await until(lambda: len([n for n in fleet.leaders() if n != old]) == 1)
+        took = time.monotonic() - released
+        # A successor takes a released lease at its next try: within 2.2 retry periods, far
+        # below the 1.5 s lease duration it would wait for an expired one.
+        assert took < FAST["lease_duration"], took
+        assert sim.get("leases", "shop", "bot-presence")["spec"]["leaseTransitions"] == 1  # type: ignore[index]
+        assert fleet.overlaps() == []
+    finally:
+        await fleet.close()
+
+
+async def test_a_partitioned_leader_stops_before_a_successor_starts(
+    kube: tuple[SimKube, str], tmp_path: Path
+) -> None:
+    sim, url = kube
+    fleet = Fleet(sim, url, tmp_path)
+    fleet.start()
+    try:
+        await until(lambda: len(fleet.leaders()) == 1)
+        old = fleet.leaders()[0]
+        sim.partitioned.add(old)
+        await until(lambda: len([n for n in fleet.leaders() if n != old]) == 1)
+        assert not fleet.electors[old].leading()
+        stepped_down = [at for at, n, leading in fleet.changes if n == old and not leading]
+        took_over = [at for at, n, leading in fleet.changes if n != old and leading]
+        assert stepped_down and took_over and stepped_down[0] < took_over[0]
+        assert fleet.overlaps() == []
+        assert fleet.electors[old].error is not None, "the partition is reported"
+        sim.partitioned.discard(old)
+        await until(lambda: fleet.electors[old].error is None)
+        assert len(fleet.leaders()) == 1 and fleet.overlaps() == []
+    finally:
+        await fleet.close()
+
+
+def test_micro_time_always_has_six_digits() -> None:
+    from datetime import UTC, datetime
+
+    assert micro_time(datetime(2026, 5, 1, 12, tzinfo=UTC)) == "2026-05-01T12:00:00.000000Z"
