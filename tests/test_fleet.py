@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from conftest import until
+from conftest import Sim, running, until
 
 from controller.core.election import ElectionConfig
+from controller.runtime.controller import Controller
 from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.kube import KubeClient
 from controller.sim.kube import SimKube
@@ -160,3 +162,57 @@ def test_micro_time_always_has_six_digits() -> None:
     from datetime import UTC, datetime
 
     assert micro_time(datetime(2026, 5, 1, 12, tzinfo=UTC)) == "2026-05-01T12:00:00.000000Z"
+
+
+# Whole controllers: three replicas, one gateway.
+
+
+async def test_three_replicas_one_writer_and_a_handover_on_shutdown(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    controllers: dict[str, Controller] = {}
+    writers: list[list[str]] = []
+
+    def leaders() -> list[str]:
+        return [n for n, c in controllers.items() if c.fleet is not None and c.fleet.leading()]
+
+    sim.gateway.on_call = lambda call: (
+        writers.append(leaders()) if call.operation == "set" else None
+    )
+    stops = {name: asyncio.Event() for name in NAMES}
+    async with AsyncExitStack() as stack:
+        runs = {}
+        for name in NAMES:
+            settings = sim.settings(
+                kube={
+                    "enabled": True,
+                    "namespace": "shop",
+                    "pod_name": name,
+                    "workload": "deployment/whatsapp-bot",
+                    **FAST,
+                }
+            )
+            runs[name] = await stack.enter_async_context(running(settings, stops[name]))
+            controllers[name] = runs[name].controller
+        await until(lambda: len(leaders()) == 1 and sim.gateway.presence == "available")
+        first = leaders()[0]
+        status = await runs[first].status()
+        assert status["fleet"]["is_leader"] and status["fleet"]["lease"] == "whatsapp-bot-presence"
+        lease = fake.get("leases", "shop", "whatsapp-bot-presence")
+        assert lease is not None and lease["spec"]["holderIdentity"] == first
+        follower = next(n for n in NAMES if n != first)
+        await until(lambda: controllers[follower].fleet.status()["leader"] == first)  # type: ignore[union-attr]
+        assert (await runs[follower].metric("presence_leader")) == 0
+        assert (await runs[first].metric("presence_leader")) == 1
+        # The leader shuts down: it releases the Lease, a follower leads and writes at once.
+        before = len(sim.gateway.sets())
+        stops[first].set()
+        await until(lambda: len([n for n in leaders() if n != first]) == 1)
+        successor = leaders()[0]
+        await until(lambda: controllers[successor].actuator.last_success is not None)
+        assert len(sim.gateway.sets()) > before
+        assert sim.gateway.presence == "available"
+    assert writers, "the gateway saw set calls"
+    assert all(len(w) <= 1 for w in writers), "never two leaders while a set call arrived"

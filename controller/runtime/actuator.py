@@ -45,6 +45,10 @@ log = logging.getLogger("presence.actuator")
 T = TypeVar("T")
 
 
+_FOLLOWER_RECHECK = 1.0
+"""A follower re-checks its gate at least this often (a change of leadership also wakes it)."""
+
+
 class Actuator:
     """Makes the gateway show the desired presence, idempotently, with back-off."""
 
@@ -58,9 +62,13 @@ class Actuator:
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
         reread_credentials: Callable[[], bool] | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
-        """`reread_credentials` re-reads the secret after an auth failure; True if it changed."""
+        """`reread_credentials` re-reads the secret after an auth failure; True if it changed.
+        `gate` (fleet mode) says whether this replica may call the gateway now: asked before
+        every call, so a leader that lost its lease never starts another one."""
         self.gateway = gateway
+        self._gate = gate
         self._reread = reread_credentials
         self.cfg = cfg
         self.metrics = metrics
@@ -100,9 +108,22 @@ class Actuator:
                 log.exception("actuator step failed")
                 await asyncio.sleep(self.cfg.backoff_base)
 
+    def leadership_changed(self, leading: bool) -> None:
+        """Fleet mode: a new leader forgets what it knew of the gateway (another replica wrote
+        since) and writes its decision at once; a former leader stops calling."""
+        if leading:
+            self.state = ActuationState()
+        self._wake.set()
+
     async def _step(self) -> None:
         """Plan once and carry the action out."""
         self._wake.clear()
+        if self._gate is not None and not self._gate():
+            self.next_action = "wait: not the leader (the leader replica calls the gateway)"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FOLLOWER_RECHECK):
+                    await self._wake.wait()
+            return
         action = plan(self.state, self.desired, self._clock(), self.cfg)
         if isinstance(action, Wait):
             self.next_action = f"wait: {action.why}"

@@ -44,6 +44,7 @@ from controller.core.types import (
 from controller.gateway.base import Gateway
 from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
+from controller.runtime.fleet import FleetMember
 from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import add_secret, event
 from controller.runtime.metrics import RULES, Metrics
@@ -142,7 +143,14 @@ class Controller:
             rng=self._rng,
             tracer=self._tracer,
             reread_credentials=self._reread_token,
+            gate=self._may_act if settings.kube.enabled else None,
         )
+        self.fleet: FleetMember | None = None
+        if settings.kube.enabled:
+            self.fleet = FleetMember(
+                settings.kube, self._leadership_changed, clock=clock, rng=self._rng
+            )
+            self.metrics.leader.set(0)
         self.state = HysteresisState()
         self.decision: Decision | None = None
         self.observation: Observation | None = None
@@ -205,12 +213,24 @@ class Controller:
 
     async def _run_until(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
-            ticking = tasks.create_task(self._tick_loop(), name="tick-loop")
-            acting = tasks.create_task(self.actuator.run(), name="actuator")
+            running = [
+                tasks.create_task(self._tick_loop(), name="tick-loop"),
+                tasks.create_task(self.actuator.run(), name="actuator"),
+            ]
+            if self.fleet is not None:
+                running.append(tasks.create_task(self.fleet.run(), name="fleet"))
             await stop.wait()
             event(log, logging.INFO, "shutdown", "stopping: no more ticks")
-            ticking.cancel()
-            acting.cancel()
+            for task in running:
+                task.cancel()
+
+    def _may_act(self) -> bool:
+        """Fleet mode: only the leader calls the gateway."""
+        return self.fleet is not None and self.fleet.leading()
+
+    def _leadership_changed(self, leading: bool) -> None:
+        self.metrics.leader.set(1 if leading else 0)
+        self.actuator.leadership_changed(leading)
 
     async def _tick_loop(self) -> None:
         interval, jitter = self.settings.interval, self.settings.jitter
@@ -511,6 +531,9 @@ class Controller:
 
     async def _shutdown(self) -> None:
         try:
+            if self.fleet is not None and not self.fleet.leading():
+                event(log, logging.INFO, "shutdown", "not the leader: presence left to the leader")
+                return
             if self.settings.on_shutdown == "keep":
                 event(log, logging.INFO, "shutdown", "on_shutdown=keep: presence left as is")
                 return
@@ -525,6 +548,8 @@ class Controller:
                 )
                 event(log, logging.ERROR, "shutdown", f"could not write unavailable: {error}")
         finally:
+            if self.fleet is not None:
+                await self.fleet.shutdown()  # release the Lease after the last gateway call
             await self.gateway.aclose()
 
     # What it reports.

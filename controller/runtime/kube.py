@@ -69,6 +69,19 @@ class KubeClient:
     async def aclose(self) -> None:
         await self._client.close()
 
+    async def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        """A pod or a ReplicaSet of this namespace (owner discovery); None if it does not exist."""
+        from lightkube.resources.apps_v1 import ReplicaSet
+        from lightkube.resources.core_v1 import Pod
+
+        kind = {"pods": Pod, "replicasets": ReplicaSet}[plural]
+        try:
+            return await self._call(self._client.get(kind, name))
+        except KubeError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
     async def get_lease(self, name: str) -> dict[str, Any] | None:
         try:
             return await self._call(self._client.get(self._lease, name))

@@ -81,6 +81,13 @@ class Metrics:
         self.maintenance_active = Gauge(
             "presence_maintenance_active", "1 while a maintenance window is active", registry=r
         )
+        self.leader = Gauge(
+            "presence_leader",
+            "Fleet mode: 1 while this replica holds the leader Lease and may call the gateway "
+            "(always 1 outside fleet mode: the only replica acts)",
+            registry=r,
+        )
+        self.leader.set(1)
         self.annotation_invalid = Gauge(
             "presence_annotation_invalid",
             "Presence annotations that are invalid right now (an invalid maintenance value "

@@ -86,6 +86,7 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
         backoff_until = datetime.fromtimestamp(at, UTC).isoformat()
     cfg = c._hysteresis_cfg
     return {
+        "fleet": c.fleet.status() if c.fleet is not None else {"enabled": False},
         "presence": {
             "desired": (decision.presence if decision else Presence.UNKNOWN).value,
             # In dry run nothing reaches the gateway: nothing is applied, whatever we planned.
