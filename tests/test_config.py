@@ -327,3 +327,30 @@ def test_cross_field_checks_read_fields_declared_before_them() -> None:
     order = list(Settings.model_fields)
     for field, reads in CROSS_FIELD_CHECKS:
         assert order.index(reads) < order.index(field), (field, reads)
+
+
+def test_fleet_settings_are_checked_at_start(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().kube.enabled is False, "fleet mode is off by default"
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_KUBE__ENABLED="true",
+        PRESENCE_KUBE__WORKLOAD="daemonset/x",
+        PRESENCE_KUBE__MIN_AVAILABLE="150%",
+    )
+    text = "\n".join(errors)
+    assert "PRESENCE_KUBE__WORKLOAD: 'daemonset/x': expected deployment/NAME" in text
+    assert "PRESENCE_KUBE__MIN_AVAILABLE: '150%': expected an integer (2) or a percentage" in text
+    monkeypatch.delenv("PRESENCE_KUBE__WORKLOAD")
+    monkeypatch.delenv("PRESENCE_KUBE__MIN_AVAILABLE")
+    timing = errors_of(monkeypatch, PRESENCE_KUBE__RENEW_DEADLINE="20s")
+    assert timing == [
+        "PRESENCE_KUBE: LEASE_DURATION > RENEW_DEADLINE > 1.2 x RETRY_PERIOD: the lease duration "
+        "must be greater than the renew deadline"
+    ]
+    monkeypatch.delenv("PRESENCE_KUBE__RENEW_DEADLINE")
+    typo = errors_of(monkeypatch, PRESENCE_KUBE__ENABLD="true")
+    assert typo[0].startswith(
+        "PRESENCE_KUBE__ENABLD: unknown setting (did you mean PRESENCE_KUBE__ENABLED?)"
+    )
