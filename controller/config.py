@@ -205,7 +205,8 @@ class KubeSettings(BaseModel):
     workload: str | None = None
     """`deployment/NAME`, `statefulset/NAME` or `none`; default: from the pod's owners."""
     watch_namespace: bool = False
-    """Also read the Namespace's annotations."""
+    """Also read the Namespace's annotations. Reserved: accepted, no effect yet
+    (docs/fleet.md, "Not yet")."""
     lease_name: str | None = None
     """Name of the leader Lease; default `<workload name>-presence`."""
     lease_duration: PositiveDuration = 15.0
@@ -215,12 +216,12 @@ class KubeSettings(BaseModel):
     retry_period: PositiveDuration = 2.0
     """Renew (leader) and retry (others) this often; `RENEW_DEADLINE` must exceed 1.2x it."""
     heartbeat: PositiveDuration = 5.0
-    """Renewal period of each replica's heartbeat Lease."""
+    """Renewal period of each replica's heartbeat Lease. Reserved: accepted, no effect yet."""
     min_available: str = "50%"
     """Fleet rule: available when at least this many fresh members are (an integer, or a
-    percentage of fresh members, rounded up)."""
+    percentage of fresh members, rounded up). Reserved: accepted, no effect yet."""
     events: bool = True
-    """Emit Kubernetes Events regarding the workload."""
+    """Emit Kubernetes Events regarding the workload. Reserved: accepted, no effect yet."""
 
     @field_validator("workload")
     @classmethod
