@@ -216,3 +216,58 @@ async def test_three_replicas_one_writer_and_a_handover_on_shutdown(
         assert sim.gateway.presence == "available"
     assert writers, "the gateway saw set calls"
     assert all(len(w) <= 1 for w in writers), "never two leaders while a set call arrived"
+
+
+async def test_a_killed_leader_is_replaced_after_the_lease_expires(
+    kube: tuple[SimKube, str], tmp_path: Path
+) -> None:
+    """No release (SIGKILL): the others wait out the lease duration from when they last saw it
+    change, then one takes over; never two at once."""
+    sim, url = kube
+    fleet = Fleet(sim, url, tmp_path)
+    fleet.start()
+    try:
+        await until(lambda: len(fleet.leaders()) == 1)
+        old = fleet.leaders()[0]
+        await fleet.stop(old)  # its loop ends; the Lease keeps naming it
+        killed = time.monotonic()
+        await until(lambda: any(e.leading() for n, e in fleet.electors.items() if n != old))
+        assert time.monotonic() - killed >= FAST["lease_duration"] - FAST["renew_deadline"]
+        holder = sim.get("leases", "shop", "bot-presence")["spec"]["holderIdentity"]  # type: ignore[index]
+        assert holder != old
+        # The killed replica could not have acted past its renew deadline: the successor
+        # started after that (its own on_change never fired: it was killed).
+        took_over = min(at for at, n, leading in fleet.changes if n != old and leading)
+        last_renewal = fleet.electors[old].state.renewed_at
+        assert last_renewal is not None and took_over >= last_renewal + FAST["renew_deadline"]
+    finally:
+        await fleet.close()
+
+
+async def test_a_fleet_cut_off_from_the_api_stops_writing_and_recovers(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    settings = sim.settings(
+        reassert_available=0.2,
+        kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a", "workload": "none",
+              "lease_name": "bot", **FAST},
+    )  # fmt: skip
+    async with running(settings) as run:
+        await until(lambda: run.controller.fleet is not None and run.controller.fleet.leading())
+        await until(lambda: sim.gateway.presence == "available")
+        fake.partitioned.add("pod-a")  # every request now hangs until its timeout
+        await until(lambda: not run.controller.fleet.leading())  # type: ignore[union-attr]
+        await until(lambda: run.controller.fleet.status()["error"] is not None)  # type: ignore[union-attr]
+        calls = len(sim.gateway.sets())
+        await until(lambda: run.controller.ticks > 0 and run.controller.healthy())
+        status = await run.status()
+        assert status["fleet"]["is_leader"] is False and "unreachable" in status["fleet"]["error"]
+        assert (await run.metric("presence_leader")) == 0
+        assert run.controller.actuator.next_action.startswith("wait: not the leader")
+        assert len(sim.gateway.sets()) <= calls + 1, "at most a call already in flight"
+        fake.partitioned.discard("pod-a")
+        await until(lambda: run.controller.fleet.leading())  # type: ignore[union-attr]
+        await until(lambda: len(sim.gateway.sets()) > calls + 1)
+        assert (await run.status())["fleet"]["error"] is None

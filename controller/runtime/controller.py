@@ -150,7 +150,9 @@ class Controller:
             self.fleet = FleetMember(
                 settings.kube, self._leadership_changed, clock=clock, rng=self._rng
             )
-            self.metrics.leader.set(0)
+            # Read at each scrape: a leader whose renewal lapsed shows 0 at once, even while its
+            # election loop is still waiting on an API call.
+            self.metrics.leader.set_function(lambda: 1.0 if self._may_act() else 0.0)
         self.state = HysteresisState()
         self.decision: Decision | None = None
         self.observation: Observation | None = None
@@ -229,7 +231,6 @@ class Controller:
         return self.fleet is not None and self.fleet.leading()
 
     def _leadership_changed(self, leading: bool) -> None:
-        self.metrics.leader.set(1 if leading else 0)
         self.actuator.leadership_changed(leading)
 
     async def _tick_loop(self) -> None:

@@ -93,6 +93,7 @@ class LeaderElector:
 
     async def try_once(self) -> None:
         """One tryAcquireOrRenew; failures are kept in `error` and reported once per change."""
+        self._notice()  # a renewal that lapsed while the last try hung is reported now
         try:
             if not await self._renew_fast():
                 await self._acquire_or_renew()
