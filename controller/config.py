@@ -40,6 +40,7 @@ from pydantic_settings import (
 from controller.bounded_read import read_bounded
 from controller.core.actuation import ActuationConfig
 from controller.core.election import ElectionConfig
+from controller.core.fleet import parse_min_available
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
 from controller.core.schedule import parse as parse_schedule
@@ -187,7 +188,6 @@ class WawpSettings(BaseModel):
 
 
 _WORKLOAD = re.compile(r"(deployment|statefulset)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?|none")
-_MIN_AVAILABLE = re.compile(r"(\d+)(%?)")
 
 
 class KubeSettings(BaseModel):
@@ -233,9 +233,7 @@ class KubeSettings(BaseModel):
     @field_validator("min_available")
     @classmethod
     def _min_available(cls, value: str) -> str:
-        found = _MIN_AVAILABLE.fullmatch(value.strip())
-        if found is None or (found[2] and not 0 < int(found[1]) <= 100):
-            raise ValueError(f"{value!r}: expected an integer (2) or a percentage (50%)")
+        parse_min_available(value)
         return value.strip()
 
     @model_validator(mode="after")

@@ -341,7 +341,7 @@ def test_fleet_settings_are_checked_at_start(
     )
     text = "\n".join(errors)
     assert "PRESENCE_KUBE__WORKLOAD: 'daemonset/x': expected deployment/NAME" in text
-    assert "PRESENCE_KUBE__MIN_AVAILABLE: '150%': expected an integer (2) or a percentage" in text
+    assert "PRESENCE_KUBE__MIN_AVAILABLE: '150%': expected at least 1, and a percentage" in text
     monkeypatch.delenv("PRESENCE_KUBE__WORKLOAD")
     monkeypatch.delenv("PRESENCE_KUBE__MIN_AVAILABLE")
     timing = errors_of(monkeypatch, PRESENCE_KUBE__RENEW_DEADLINE="20s")

@@ -1,0 +1,119 @@
+"""The fleet verdict, pure: MIN_AVAILABLE over fresh members, stopping and stale ones ignored."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.core.fleet import (
+    VERDICTS,
+    Member,
+    last_one_out,
+    needed,
+    parse_min_available,
+    verdict,
+)
+from controller.core.types import Presence
+
+A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
+STALE = 15.0
+
+
+def fleet(*verdicts: str, age: float = 1.0) -> list[Member]:
+    return [Member(f"pod-{i}", v, f"{v} reason", age) for i, v in enumerate(verdicts)]
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "rule", "presence", "counts"),
+    [
+        # The issue's scene: three replicas at 50%.
+        (("available", "available", "available"), "50%", A, (3, 3, 2)),
+        (("available", "available", "unavailable"), "50%", A, (2, 3, 2)),
+        (("available", "unavailable", "unavailable"), "50%", U, (1, 3, 2)),
+        (("unavailable", "unavailable", "unavailable"), "50%", U, (0, 3, 2)),
+        (("available", "unknown", "unknown"), "50%", U, (1, 3, 2)),
+        (("available",), "50%", A, (1, 1, 1)),
+        (("available", "unavailable"), "1", A, (1, 2, 1)),
+        (("available", "available", "unavailable"), "3", U, (2, 3, 3)),
+        (("available", "available", "unavailable"), "100%", U, (2, 3, 3)),
+        (("available", "stopping", "stopping"), "100%", A, (1, 1, 1)),
+        ((), "50%", U, (0, 0, 1)),
+        (("stopping",), "50%", U, (0, 0, 1)),
+    ],
+)
+def test_the_rule_on_small_fleets(
+    verdicts: tuple[str, ...], rule: str, presence: Presence, counts: tuple[int, int, int]
+) -> None:
+    got = verdict(fleet(*verdicts), rule, STALE)
+    assert got.presence is presence, got.reason
+    assert (got.available, got.fresh, got.needed) == counts
+
+
+def test_stale_members_count_for_nothing() -> None:
+    members = [*fleet("available", "available"), Member("gone", "available", "", 15.0)]
+    got = verdict(members, "100%", STALE)
+    assert (got.presence, got.fresh) == (A, 2)
+    assert verdict([Member("gone", "available", "", 60.0)], "1", STALE).presence is U
+
+
+def test_the_reason_names_the_counts_and_who_is_down() -> None:
+    got = verdict(fleet("available", "unavailable", "unknown"), "50%", STALE)
+    assert got.reason == (
+        "fleet: 1/3 members available, 2 needed (MIN_AVAILABLE 50%): "
+        "pod-1 unavailable, pod-2 unknown"
+    )
+    assert "no member has reported" in verdict([], "1", STALE).reason
+
+
+def test_min_available_grammar() -> None:
+    assert parse_min_available("2") == (2, False)
+    assert parse_min_available(" 50% ") == (50, True)
+    for bad in ("0", "0%", "101%", "-1", "half", "50 %", ""):
+        with pytest.raises(ValueError, match="expected"):
+            parse_min_available(bad)
+    assert [needed("50%", n) for n in range(5)] == [1, 1, 1, 2, 2]
+    assert needed("2", 0) == 2
+
+
+def test_the_last_one_out_turns_off_the_light() -> None:
+    members = fleet("available", "available", "unavailable")
+    assert not last_one_out(members, "pod-0", STALE), "pod-1 keeps the bot online"
+    assert last_one_out(fleet("available", "unavailable"), "pod-0", STALE)
+    assert last_one_out(fleet("available", "stopping"), "pod-0", STALE)
+    assert last_one_out(fleet("available", "available", age=20.0), "pod-0", STALE)
+
+
+members = st.lists(
+    st.builds(
+        Member,
+        st.text("abc", min_size=1, max_size=3),
+        st.sampled_from(VERDICTS),
+        st.just(""),
+        st.floats(0, 40),
+    ),
+    max_size=12,
+)
+rules = st.one_of(st.integers(1, 6).map(str), st.integers(1, 100).map(lambda p: f"{p}%"))
+
+
+@given(members, rules)
+def test_more_available_members_never_make_it_unavailable(ms: list[Member], rule: str) -> None:
+    before = verdict(ms, rule, STALE)
+    for index, member in enumerate(ms):
+        if member.verdict in {"unavailable", "unknown"} and member.age < STALE:
+            better = [
+                *ms[:index],
+                Member(member.pod, "available", "", member.age),
+                *ms[index + 1 :],
+            ]
+            after = verdict(better, rule, STALE)
+            assert not (before.presence is A and after.presence is U)
+
+
+@given(members, rules)
+def test_available_only_with_enough_fresh_available_members(ms: list[Member], rule: str) -> None:
+    got = verdict(ms, rule, STALE)
+    fresh_available = [m for m in ms if m.age < STALE and m.verdict == "available"]
+    assert (got.presence is A) == (len(fresh_available) >= got.needed and got.fresh > 0)
+    assert got.needed >= 1
