@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Sim, running, until
+from conftest import Running, Sim, running, until
 
 from controller.core.election import ElectionConfig
 from controller.runtime.controller import Controller
 from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.kube import KubeClient
+from controller.sim.consumer import SimConsumer
 from controller.sim.kube import SimKube
 from controller.sim.server import LoopbackServer
 
@@ -275,3 +277,105 @@ async def test_a_fleet_cut_off_from_the_api_stops_writing_and_recovers(
         await until(lambda: run.controller.fleet.leading())  # type: ignore[union-attr]
         await until(lambda: len(sim.gateway.sets()) > calls + 1)
         assert (await run.status())["fleet"]["error"] is None
+
+
+# The fleet verdict: three replicas, each with its own consumer, one gateway.
+
+
+@asynccontextmanager
+async def three_replicas(
+    sim: Sim, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kube: Any
+) -> AsyncIterator[tuple[dict[str, Running], dict[str, SimConsumer], dict[str, asyncio.Event]]]:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    runs: dict[str, Running] = {}
+    consumers: dict[str, SimConsumer] = {}
+    stops = {name: asyncio.Event() for name in NAMES}
+    async with AsyncExitStack() as stack:
+        for name in NAMES:
+            consumers[name] = SimConsumer()
+            server = await stack.enter_async_context(LoopbackServer(consumers[name].app()))
+            settings = sim.settings(
+                health_url=f"{server.url}/healthz",
+                metrics_url=f"{server.url}/metrics",
+                kube={
+                    "enabled": True, "namespace": "shop", "pod_name": name,
+                    "workload": "deployment/whatsapp-bot", "heartbeat": 0.2, **FAST, **kube,
+                },
+            )  # fmt: skip
+            runs[name] = await stack.enter_async_context(running(settings, stops[name]))
+        yield runs, consumers, stops
+
+
+def leader_of(runs: dict[str, Running]) -> Running | None:
+    leading = [r for r in runs.values() if r.controller.fleet and r.controller.fleet.leading()]
+    return leading[0] if len(leading) == 1 else None
+
+
+async def test_the_leader_decides_from_the_fleet(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    async with three_replicas(sim, url, tmp_path, monkeypatch) as (runs, consumers, _):
+        await until(lambda: sim.gateway.presence == "available" and leader_of(runs) is not None)
+
+        def fleet_reason() -> str:
+            run = leader_of(runs)
+            return run.controller.decision.reason if run and run.controller.decision else ""
+
+        await until(lambda: fleet_reason().startswith("fleet: 3/3 members available"))
+        heartbeat = fake.get("leases", "shop", "whatsapp-bot-presence-pod-b")
+        assert heartbeat is not None
+        assert heartbeat["metadata"]["labels"] == {
+            "presence-controller/lease": "whatsapp-bot-presence"
+        }
+        assert heartbeat["metadata"]["annotations"]["presence-controller/verdict"] == "available"
+        # One consumer dies: 2/3 >= 50% (2 needed), still available.
+        consumers["pod-a"].health_status = 503
+        await until(lambda: fleet_reason().startswith("fleet: 2/3 members available, 2 needed"))
+        assert sim.gateway.presence == "available"
+        # A second dies: 1/3, unavailable, and the reason names who is down.
+        consumers["pod-b"].health_status = 503
+        await until(lambda: sim.gateway.presence == "unavailable")
+        reason = fleet_reason()
+        assert reason.startswith("fleet: 1/3 members available, 2 needed (MIN_AVAILABLE 50%): ")
+        assert "pod-a unavailable" in reason and "pod-b unavailable" in reason
+        status = await next(iter(runs.values())).status()
+        assert {m["pod"] for m in status["fleet"]["members"]} == set(NAMES)
+        assert all(m["fresh"] for m in status["fleet"]["members"])
+        any_run = runs["pod-c"]
+        await until(lambda: any_run.controller.metrics.registry.get_sample_value(
+            "presence_fleet_members", {"verdict": "unavailable"}) == 2)  # fmt: skip
+        assert await any_run.metric("presence_fleet_members", {"verdict": "available"}) == 1
+        # They recover: back to available.
+        consumers["pod-a"].health_status = consumers["pod-b"].health_status = 200
+        await until(lambda: sim.gateway.presence == "available")
+
+
+async def test_a_rolling_shutdown_never_shows_the_bot_offline_until_the_last_one(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    async with three_replicas(sim, url, tmp_path, monkeypatch, min_available="1") as (
+        runs,
+        _,
+        stops,
+    ):
+        await until(lambda: sim.gateway.presence == "available" and leader_of(runs) is not None)
+        await until(lambda: all(len(r.controller.fleet.members()) == 3 for r in runs.values()))  # type: ignore[union-attr]
+        order = sorted(NAMES, key=lambda n: runs[n] is not leader_of(runs))  # leader first
+
+        def says(name: str) -> str | None:
+            beat = fake.get("leases", "shop", f"whatsapp-bot-presence-{name}")
+            return beat["metadata"]["annotations"]["presence-controller/verdict"] if beat else None
+
+        for index, name in enumerate(order):
+            stops[name].set()
+            await until(lambda name=name: says(name) == "stopping")  # type: ignore[misc]
+            left = order[index + 1 :]
+            if left:
+                await until(lambda left=left: leader_of({n: runs[n] for n in left}) is not None)  # type: ignore[misc]
+                successor = leader_of({n: runs[n] for n in left})
+                await until(lambda s=successor: s.controller.actuator.last_success is not None)  # type: ignore[misc,union-attr]
+                offline = [c for c in sim.gateway.sets() if c.presence == "unavailable"]
+                assert offline == [], f"offline after {name} stopped, with {left} still up"
+        await until(lambda: sim.gateway.presence == "unavailable")  # the last one out

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.core.fleet import (
     VERDICTS,
+    FleetInputs,
     Member,
     last_one_out,
     needed,
     parse_min_available,
     verdict,
 )
-from controller.core.types import Presence
+from controller.core.hysteresis import HysteresisConfig, HysteresisState
+from controller.core.policy import decide
+from controller.core.types import (
+    Decision,
+    HealthResult,
+    HealthStatus,
+    LagResult,
+    Observation,
+    PolicyInputs,
+    Presence,
+    TickKind,
+)
 
 A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
 STALE = 15.0
@@ -32,7 +46,9 @@ def fleet(*verdicts: str, age: float = 1.0) -> list[Member]:
         (("available", "available", "unavailable"), "50%", A, (2, 3, 2)),
         (("available", "unavailable", "unavailable"), "50%", U, (1, 3, 2)),
         (("unavailable", "unavailable", "unavailable"), "50%", U, (0, 3, 2)),
-        (("available", "unknown", "unknown"), "50%", U, (1, 3, 2)),
+        (("available", "unknown", "unknown"), "50%", Presence.UNKNOWN, (1, 3, 2)),
+        (("unknown", "unknown", "unavailable"), "50%", Presence.UNKNOWN, (0, 3, 2)),
+        (("unknown", "unavailable", "unavailable"), "50%", U, (0, 3, 2)),
         (("available",), "50%", A, (1, 1, 1)),
         (("available", "unavailable"), "1", A, (1, 2, 1)),
         (("available", "available", "unavailable"), "3", U, (2, 3, 3)),
@@ -58,11 +74,13 @@ def test_stale_members_count_for_nothing() -> None:
 
 
 def test_the_reason_names_the_counts_and_who_is_down() -> None:
-    got = verdict(fleet("available", "unavailable", "unknown"), "50%", STALE)
+    got = verdict(fleet("available", "unavailable", "unavailable"), "50%", STALE)
     assert got.reason == (
         "fleet: 1/3 members available, 2 needed (MIN_AVAILABLE 50%): "
-        "pod-1 unavailable, pod-2 unknown"
+        "pod-1 unavailable, pod-2 unavailable"
     )
+    starting = verdict(fleet("available", "unknown", "unavailable"), "50%", STALE)
+    assert starting.reason.endswith("2 needed (MIN_AVAILABLE 50%), 1 not decided yet")
     assert "no member has reported" in verdict([], "1", STALE).reason
 
 
@@ -108,12 +126,62 @@ def test_more_available_members_never_make_it_unavailable(ms: list[Member], rule
                 *ms[index + 1 :],
             ]
             after = verdict(better, rule, STALE)
-            assert not (before.presence is A and after.presence is U)
+            rank = {U: 0, Presence.UNKNOWN: 1, A: 2}
+            assert rank[after.presence] >= rank[before.presence]
 
 
 @given(members, rules)
 def test_available_only_with_enough_fresh_available_members(ms: list[Member], rule: str) -> None:
     got = verdict(ms, rule, STALE)
-    fresh_available = [m for m in ms if m.age < STALE and m.verdict == "available"]
-    assert (got.presence is A) == (len(fresh_available) >= got.needed and got.fresh > 0)
+    fresh = [m for m in ms if m.age < STALE and m.verdict != "stopping"]
+    available = sum(m.verdict == "available" for m in fresh)
+    undecided = sum(m.verdict == "unknown" for m in fresh)
+    assert (got.presence is A) == (available >= got.needed and got.fresh > 0)
+    assert (got.presence is U) == (not fresh or available + undecided < got.needed)
     assert got.needed >= 1
+
+
+# The policy on the leader: the fleet verdict, with precedence on top.
+
+CFG = HysteresisConfig(rise=1, fall=1, hold_down=0, startup_grace=60)
+
+
+def observe(policy: PolicyInputs | None = None) -> Observation:
+    return Observation(
+        health=HealthResult(HealthStatus.OK, "HTTP 200"),
+        lag=LagResult.not_configured(),
+        at=datetime(2026, 11, 25, tzinfo=UTC),
+        policy=policy or PolicyInputs(),
+    )
+
+
+def inputs(*others: str) -> FleetInputs:
+    members = tuple(Member(f"pod-{i}", v, "", 1.0) for i, v in enumerate(others, 1))
+    return FleetInputs("pod-0", members, "50%", STALE)
+
+
+def test_the_leader_decides_from_the_fleet_with_precedence_on_top() -> None:
+    state = HysteresisState()
+    state, got = decide(state, observe(), 0.0, CFG, fleet=inputs("unavailable", "unavailable"))
+    assert (got.presence, got.rule) == (U, "health")
+    assert got.reason.startswith("fleet: 1/3 members available, 2 needed")
+    state, got = decide(state, observe(), 1.0, CFG, got, fleet=inputs("available", "unavailable"))
+    assert got.presence is A
+    maintenance = observe(PolicyInputs(maintenance="DB migration"))
+    state, held = decide(state, maintenance, 2.0, CFG, got, fleet=inputs("available", "available"))
+    assert (held.presence, held.rule) == (U, "maintenance"), "maintenance beats the fleet"
+    state, back = decide(state, observe(), 3.0, CFG, held, fleet=inputs("available", "available"))
+    assert back.presence is A and back.reason.startswith("maintenance ended: fleet: 3/3")
+
+
+def test_members_still_starting_hold_the_last_fleet_decision() -> None:
+    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, "health")
+    _, got = decide(
+        HysteresisState(), observe(), 0.0, CFG, previous, fleet=inputs("unknown", "unknown")
+    )
+    assert (
+        got.presence is A and got.reason.endswith("1 not decided yet: keeping available") is False
+    )
+    assert "not decided yet: keeping available" in got.reason
+    _, first = decide(HysteresisState(), observe(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
+    assert first.presence is Presence.UNKNOWN, "nothing decided before: nothing to hold"

@@ -39,6 +39,17 @@ class FleetVerdict:
     needed: int
 
 
+@dataclass(frozen=True, slots=True)
+class FleetInputs:
+    """What the leader decides from: the other members as it last saw them (its own verdict is
+    this tick's, added by the policy), the rule and the freshness window."""
+
+    me: str
+    others: tuple[Member, ...]
+    min_available: str
+    stale_after: float
+
+
 def parse_min_available(value: str) -> tuple[int, bool]:
     """`2` -> (2, False); `50%` -> (50, True). ValueError names what is expected."""
     found = _MIN_AVAILABLE.fullmatch(value.strip())
@@ -64,19 +75,30 @@ def fresh_members(members: list[Member], stale_after: float) -> list[Member]:
 
 
 def verdict(members: list[Member], min_available: str, stale_after: float) -> FleetVerdict:
-    """Available when at least `needed` fresh, non-stopping members report `available`."""
+    """Available when at least `needed` fresh, non-stopping members report `available`;
+    unknown while members without a verdict yet could still make up the number."""
     fresh = fresh_members(members, stale_after)
     available = sum(m.verdict == "available" for m in fresh)
     need = needed(min_available, len(fresh))
     if not fresh:
         reason = "fleet: no member has reported within the heartbeat window"
         return FleetVerdict(Presence.UNAVAILABLE, reason, 0, 0, need)
-    presence = Presence.AVAILABLE if available >= need else Presence.UNAVAILABLE
+    undecided = sum(m.verdict == "unknown" for m in fresh)
+    if available >= need:
+        presence = Presence.AVAILABLE
+    elif available + undecided >= need:
+        # Members still starting could make up the number: no verdict yet (as one replica
+        # decides nothing before its first RISE or FALL ticks, or its startup grace).
+        presence = Presence.UNKNOWN
+    else:
+        presence = Presence.UNAVAILABLE
     reason = (
         f"fleet: {available}/{len(fresh)} members available, {need} needed "
         f"(MIN_AVAILABLE {min_available})"
     )
-    if presence is Presence.UNAVAILABLE:
+    if presence is Presence.UNKNOWN:
+        reason += f", {undecided} not decided yet"
+    elif presence is Presence.UNAVAILABLE:
         down = sorted(f"{m.pod} {m.verdict}" for m in fresh if m.verdict != "available")
         reason += f": {', '.join(down[:5])}" + (
             f" and {len(down) - 5} more" if len(down) > 5 else ""

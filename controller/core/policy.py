@@ -3,6 +3,8 @@ decisions are made")."""
 
 from __future__ import annotations
 
+from controller.core.fleet import FleetInputs, Member
+from controller.core.fleet import verdict as fleet_verdict
 from controller.core.hysteresis import (
     HysteresisConfig,
     HysteresisState,
@@ -26,6 +28,7 @@ def decide(
     now: float,
     cfg: HysteresisConfig,
     previous: Decision | None = None,
+    fleet: FleetInputs | None = None,
 ) -> tuple[HysteresisState, Decision]:
     """Decide the bot's presence from one observation at monotonic time `now`; `previous` is
     the last decision (None on the first tick).
@@ -53,6 +56,19 @@ def decide(
     if policy.outside_online_hours is not None:
         reason = f"outside online hours: {policy.outside_online_hours}"
         return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "online_hours")
+    if fleet is not None:
+        # Fleet mode, on the leader: the bot's health is the fleet's, this replica one member.
+        me = Member(fleet.me, new.verdict.value, new.reason, 0.0)
+        judged = fleet_verdict([*fleet.others, me], fleet.min_available, fleet.stale_after)
+        presence, reason = judged.presence, judged.reason
+        if presence is Presence.UNKNOWN and previous is not None and previous.rule == "health":
+            # Members still starting (a rollout): hold what the fleet last decided.
+            presence = previous.presence
+            if presence is not Presence.UNKNOWN:
+                reason = f"{judged.reason}: keeping {presence}"
+        if previous is not None and previous.rule != "health":
+            reason = f"{_ENDED[previous.rule]}: {judged.reason}"
+        return new, Decision(presence, reason, detail, tick, "health")
     reason = new.reason
     if previous is not None and new.verdict is state.verdict:
         if previous.rule != "health":

@@ -26,6 +26,7 @@ from controller.cookies import no_cookies
 from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
+from controller.core.fleet import VERDICTS
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
     Evaluation,
@@ -59,6 +60,8 @@ log = logging.getLogger("presence.controller")
 
 SHUTDOWN_DEADLINE = 5.0
 """On SIGTERM the unavailable write must be done within 5 s (README, "Acting on the gateway")."""
+_HEARTBEAT_BUDGET = 1.0
+"""Fleet mode: at most this long for the `stopping` heartbeat on shutdown."""
 _SHUTDOWN_WRITE_BUDGET = 4.5
 """Leave room inside the deadline for closing clients and the admin server."""
 TRANSITIONS_KEPT = 50
@@ -226,6 +229,14 @@ class Controller:
             for task in running:
                 task.cancel()
 
+    def _count_members(self, fleet: FleetMember) -> None:
+        counts = dict.fromkeys(VERDICTS, 0)
+        for member in fleet.members():
+            if member.age < fleet.stale_after:
+                counts[member.verdict] += 1
+        for verdict, count in counts.items():
+            self.metrics.fleet_members.labels(verdict=verdict).set(count)
+
     def _may_act(self) -> bool:
         """Fleet mode: only the leader calls the gateway."""
         return self.fleet is not None and self.fleet.leading()
@@ -279,9 +290,13 @@ class Controller:
             obs = Observation(health=health, lag=lag, at=at, policy=self._policy(at))
             now = self._clock()
             previous = self.decision
+            fleet = self.fleet.inputs() if self.fleet is not None and self._may_act() else None
             self.state, decision = decide(
-                self.state, obs, now, self._hysteresis_cfg, previous=self.decision
+                self.state, obs, now, self._hysteresis_cfg, previous=self.decision, fleet=fleet
             )
+            if self.fleet is not None:
+                self.fleet.report(self.state.verdict.value, self.state.reason)
+                self._count_members(self.fleet)
             self.observation, self.decision = obs, decision
             self.actuator.want(decision.presence, span)
             self._report(obs, previous, decision)
@@ -532,16 +547,28 @@ class Controller:
 
     async def _shutdown(self) -> None:
         try:
-            if self.fleet is not None and not self.fleet.leading():
-                event(log, logging.INFO, "shutdown", "not the leader: presence left to the leader")
-                return
+            if self.fleet is not None:
+                # Judged before anything else: the member watch has stopped with the loop, and
+                # every second spent here ages what it last saw.
+                leading, alone = self.fleet.leading(), self.fleet.last_one_out()
+                await self.fleet.stopping(_HEARTBEAT_BUDGET)
+                if not leading or not self.fleet.leading():
+                    message = "not the leader: presence left to the leader"
+                    event(log, logging.INFO, "shutdown", message)
+                    return
+                if not alone:
+                    message = "other members are available: presence left to the next leader"
+                    event(log, logging.INFO, "shutdown", message)
+                    return
             if self.settings.on_shutdown == "keep":
                 event(log, logging.INFO, "shutdown", "on_shutdown=keep: presence left as is")
                 return
             if self.settings.dry_run:
                 message = "dry run: would write unavailable on shutdown (no gateway call made)"
                 event(log, logging.INFO, "shutdown", message)
-            elif await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
+            elif await self.actuator.shutdown_write(
+                _SHUTDOWN_WRITE_BUDGET - (_HEARTBEAT_BUDGET if self.fleet is not None else 0.0)
+            ):
                 event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
             else:
                 error = self.actuator.state.last_error or (

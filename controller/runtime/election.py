@@ -22,6 +22,10 @@ from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
+RELEASE_BUDGET = 3.0
+"""At most this long to release the Lease on shutdown (client-go allows the renew deadline; a
+pod's shutdown must fit its termination grace period)."""
+
 
 def micro_time(at: datetime | None = None) -> str:
     """A Kubernetes MicroTime: UTC with exactly six fractional digits (anything else is a 400)."""
@@ -114,7 +118,7 @@ class LeaderElector:
         self.state = ElectionState(self.state.observed, self.state.version, sent, None)
         self._notice()
         try:
-            async with asyncio.timeout(self.cfg.renew_deadline):
+            async with asyncio.timeout(min(self.cfg.renew_deadline, RELEASE_BUDGET)):
                 for _ in range(3):  # a conflict means it changed under us: read and retry
                     current = await self.client.get_lease(self.lease)
                     if current is None or _record(current.get("spec") or {}).holder != (

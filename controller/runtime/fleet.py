@@ -8,6 +8,7 @@ trying with back-off, reports why, and is not the leader: it never calls the gat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -16,7 +17,10 @@ from typing import Any
 
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
-from controller.runtime.election import LeaderElector
+from controller.core.excerpt import clip
+from controller.core.fleet import STOPPING, VERDICTS, FleetInputs, Member, fresh_members
+from controller.core.fleet import last_one_out as fleet_last_one_out
+from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.kube import KubeClient, KubeError, identity_of, namespace_of
 from controller.runtime.logs import event
 
@@ -24,6 +28,142 @@ log = logging.getLogger(__name__)
 
 _SETUP_BACKOFF = (1.0, 30.0)
 """Back-off between set-up attempts (first, cap), doubled each time."""
+
+
+LEASE_LABEL = "presence-controller/lease"
+VERDICT_KEY = "presence-controller/verdict"
+REASON_KEY = "presence-controller/reason"
+_REASON_CHARS = 256
+_WATCH_PERIOD = 30.0
+"""Each watch is restarted (from its resourceVersion) after this long, so a connection that
+stalls silently cannot hide changes for longer; one request per period."""
+
+
+class Heartbeat:
+    """This replica's heartbeat Lease `<lease>-<pod>`: its health verdict and reason, renewed
+    every `period` and at once when the verdict changes (a merge patch of what we own)."""
+
+    def __init__(self, client: KubeClient, lease: str, pod: str, period: float) -> None:
+        self.client, self.name, self.pod, self.period = client, f"{lease}-{pod}", pod, period
+        self.labels = {LEASE_LABEL: lease}
+        self.verdict, self.reason = "unknown", "starting"
+        self.error: str | None = None
+        self._changed = asyncio.Event()
+
+    def report(self, verdict: str, reason: str) -> None:
+        if verdict != self.verdict:
+            self._changed.set()
+        self.verdict, self.reason = verdict, reason
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            await self.write()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.period):
+                    await self._changed.wait()
+
+    async def write(self) -> None:
+        """One renewal; a failure is kept in `error` (logged once per change), never raised."""
+        body: dict[str, Any] = {
+            "metadata": {
+                "labels": self.labels,
+                "annotations": {
+                    VERDICT_KEY: self.verdict,
+                    REASON_KEY: clip(self.reason, _REASON_CHARS),
+                },
+            },
+            "spec": {
+                "holderIdentity": self.pod,
+                "leaseDurationSeconds": max(1, round(3 * self.period)),
+                "renewTime": micro_time(),
+            },
+        }
+        try:
+            try:
+                await self.client.patch_lease(self.name, body)
+            except KubeError as exc:
+                if exc.code != 404:
+                    raise
+                body["metadata"]["name"] = self.name
+                body["spec"]["acquireTime"] = body["spec"]["renewTime"]
+                await self.client.create_lease(body)
+        except KubeError as exc:
+            if str(exc) != self.error:
+                event(log, logging.WARNING, "heartbeat_error", f"heartbeat {self.name}: {exc}")
+            self.error = str(exc)
+            return
+        self.error = None
+
+
+class LeaseWatch:
+    """The heartbeat Leases of the fleet by list + watch: resumes from the last resourceVersion,
+    relists on 410 Expired, backs off on errors (1 s doubling to 30 s), and restarts every
+    `_WATCH_PERIOD` s. `seen` holds, per Lease, when this replica last saw it change (its own
+    monotonic clock: freshness never compares clocks across nodes)."""
+
+    def __init__(
+        self, client: KubeClient, labels: dict[str, str], clock: Callable[[], float]
+    ) -> None:
+        self.client, self.labels, self._clock = client, labels, clock
+        self.items: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, float] = {}
+        self.error: str | None = None
+        self.restarts = 0
+
+    async def run(self) -> None:
+        version: str | None = None
+        delay = _SETUP_BACKOFF[0]
+        while True:
+            try:
+                if version is None:
+                    items, version = await self.client.list_leases(self.labels)
+                    self._relisted(items)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_WATCH_PERIOD):
+                        stream = self.client.watch_leases(
+                            self.labels, version, server_timeout=int(_WATCH_PERIOD) + 30
+                        )
+                        async for kind, obj in stream:
+                            version = self._apply(kind, obj) or version
+                self.error, delay = None, _SETUP_BACKOFF[0]
+            except KubeError as exc:
+                self.restarts += 1
+                if exc.code == 410:
+                    version = None  # history gone: list again, then watch from there
+                    continue
+                if str(exc) != self.error:
+                    event(log, logging.WARNING, "watch_error", f"heartbeat watch: {exc}")
+                self.error = str(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _SETUP_BACKOFF[1])
+
+    def _relisted(self, items: list[dict[str, Any]]) -> None:
+        now = self._clock()
+        fresh = {}
+        for obj in items:
+            name = str(obj["metadata"]["name"])
+            old = self.items.get(name)
+            if old is None or _version(old) != _version(obj):
+                self.seen[name] = now
+            fresh[name] = obj
+        self.items = fresh
+        self.seen = {name: at for name, at in self.seen.items() if name in fresh}
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if kind in {"ADDED", "MODIFIED"} and name:
+            if _version(self.items.get(name)) != _version(obj):
+                self.seen[name] = self._clock()
+            self.items[name] = obj
+        elif kind == "DELETED":
+            self.items.pop(name, None)
+            self.seen.pop(name, None)
+        return _version(obj) or None
+
+
+def _version(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 class FleetMember:
@@ -42,11 +182,16 @@ class FleetMember:
         self.workload: str | None = settings.workload
         self.lease: str | None = settings.lease_name
         self.elector: LeaderElector | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.watch: LeaseWatch | None = None
         self.error: str | None = None
+        self.stale_after = 3 * settings.heartbeat
+        """A member is fresh while this replica saw its heartbeat change within this long."""
         self._on_change = on_change
         self._clock = clock
         self._rng = rng or random.Random()
         self._client: KubeClient | None = None
+        self._verdict = ("unknown", "starting")
 
     def leading(self) -> bool:
         return self.elector is not None and self.elector.leading()
@@ -64,7 +209,57 @@ class FleetMember:
                 await asyncio.sleep(delay * (1 + self._rng.random() * 0.2))
                 delay = min(delay * 2, _SETUP_BACKOFF[1])
         self.error = None
-        await self.elector.run()
+        assert self.heartbeat is not None  # set up with the elector
+        assert self.watch is not None
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.elector.run(), name="elector")
+            tasks.create_task(self.heartbeat.run(), name="heartbeat")
+            tasks.create_task(self.watch.run(), name="members")
+
+    def report(self, verdict: str, reason: str) -> None:
+        """This replica's own health verdict, for its heartbeat."""
+        self._verdict = (verdict, reason)
+        if self.heartbeat is not None:
+            self.heartbeat.report(verdict, reason)
+
+    def members(self) -> list[Member]:
+        """Every member as last seen (this replica as it is now)."""
+        now = self._clock()
+        out = []
+        watch = self.watch
+        for name, obj in (watch.items if watch is not None else {}).items():
+            pod = str((obj.get("spec") or {}).get("holderIdentity") or name)
+            if pod == self.identity:
+                continue
+            notes = (obj.get("metadata") or {}).get("annotations") or {}
+            verdict = str(notes.get(VERDICT_KEY, "unknown"))
+            reason = str(notes.get(REASON_KEY, ""))
+            age = now - watch.seen.get(name, now) if watch is not None else 0.0
+            out.append(Member(pod, verdict if verdict in VERDICTS else "unknown", reason, age))
+        if self.identity is not None:
+            out.append(Member(self.identity, *self._verdict, 0.0))
+        return sorted(out, key=lambda m: m.pod)
+
+    def inputs(self) -> FleetInputs | None:
+        """What the leader decides from (None before set-up)."""
+        if self.identity is None:
+            return None
+        others = tuple(m for m in self.members() if m.pod != self.identity)
+        return FleetInputs(self.identity, others, self.settings.min_available, self.stale_after)
+
+    def last_one_out(self) -> bool:
+        return self.identity is None or fleet_last_one_out(
+            self.members(), self.identity, self.stale_after
+        )
+
+    async def stopping(self, budget: float) -> None:
+        """Shutting down: say so in the heartbeat at once, so the leader stops counting us."""
+        if self.heartbeat is None:
+            return
+        self.report(STOPPING, "shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(budget):
+                await self.heartbeat.write()
 
     async def _set_up(self) -> None:
         s = self.settings
@@ -85,6 +280,9 @@ class FleetMember:
             self.lease = f"{self.workload.partition('/')[2]}-presence"
         cfg = ElectionConfig(self.identity, s.lease_duration, s.renew_deadline, s.retry_period)
         labels = {"app.kubernetes.io/managed-by": "presence-controller"}
+        self.heartbeat = Heartbeat(self._client, self.lease, self.identity, s.heartbeat)
+        self.heartbeat.report(*self._verdict)
+        self.watch = LeaseWatch(self._client, {LEASE_LABEL: self.lease}, self._clock)
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
             on_change=self._on_change,
@@ -114,6 +312,16 @@ class FleetMember:
 
     def status(self) -> dict[str, Any]:
         elector = self.elector
+        members = self.members()
+        fresh = {m.pod for m in fresh_members(members, self.stale_after)}
+        errors = [
+            self.error,
+            elector.error if elector else None,
+            f"heartbeat: {self.heartbeat.error}"
+            if self.heartbeat and self.heartbeat.error
+            else None,
+            f"members watch: {self.watch.error}" if self.watch and self.watch.error else None,
+        ]
         return {
             "enabled": True,
             "identity": self.identity,
@@ -121,7 +329,19 @@ class FleetMember:
             "lease": self.lease,
             "leader": elector.leader() if elector else None,
             "is_leader": self.leading(),
-            "error": self.error or (elector.error if elector else None),
+            "min_available": self.settings.min_available,
+            "members": [
+                {
+                    "pod": m.pod,
+                    "verdict": m.verdict,
+                    "reason": m.reason,
+                    "age_seconds": round(m.age, 3),
+                    "fresh": m.pod in fresh,
+                }
+                for m in members
+            ],
+            "available_members": sum(m.verdict == "available" and m.pod in fresh for m in members),
+            "error": "; ".join(e for e in errors if e) or None,
         }
 
 

@@ -9,8 +9,11 @@ value (code, reason, message) the loop can report; no token ever appears in one.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -96,15 +99,52 @@ class KubeClient:
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(self._client.replace(self._lease(**_writable(body))))
 
-    async def _call(self, call: Any) -> dict[str, Any]:
+    async def patch_lease(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch: only the fields we own, no resourceVersion needed."""
+        from lightkube.types import PatchType
+
+        return await self._call(
+            self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
+        )
+
+    async def list_leases(self, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+        """The Leases with these labels, and the list's resourceVersion (to watch from)."""
         import asyncio
 
+        async def collect() -> tuple[list[dict[str, Any]], str]:
+            listing = self._client.list(self._lease, labels=dict(labels))
+            items = [_as_dict(item) async for item in listing]
+            return items, str(listing.resourceVersion)
+
+        try:
+            async with asyncio.timeout(self._timeout + 1.0):
+                return await self._errors(collect())
+        except TimeoutError:
+            raise KubeError(0, "", "API server unreachable: TimeoutError") from None
+
+    async def watch_leases(
+        self, labels: dict[str, str], version: str, server_timeout: int
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Events after resourceVersion `version`; a 410 `Expired` comes out as KubeError(410)."""
+        stream = self._client.watch(
+            self._lease, labels=dict(labels), resource_version=version,
+            server_timeout=server_timeout,
+        )  # fmt: skip
+        iterator = aiter(stream)
+        while True:
+            try:
+                kind, obj = await self._errors(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield str(kind), _as_dict(obj)
+
+    async def _errors(self, call: Awaitable[T]) -> T:
+        """Await `call`, turning the client's exceptions into KubeError values."""
         import httpx2
         from lightkube import ApiError
 
         try:
-            async with asyncio.timeout(self._timeout + 1.0):
-                result = await call
+            return await call
         except ApiError as exc:
             status = exc.status
             raise KubeError(
@@ -113,12 +153,24 @@ class KubeClient:
                 str(status.message or ""),
             ) from None
         except httpx2.HTTPStatusError as exc:
-            raise KubeError(
-                exc.response.status_code, "", "the API server answered without a Status"
-            ) from None
-        except (httpx2.HTTPError, TimeoutError, OSError) as exc:
+            message = "the API server answered without a Status"
+            raise KubeError(exc.response.status_code, "", message) from None
+        except (httpx2.HTTPError, OSError) as exc:
             raise KubeError(0, "", f"API server unreachable: {type(exc).__name__}") from None
-        return dict(result.to_dict())
+
+    async def _call(self, call: Awaitable[Any]) -> dict[str, Any]:
+        import asyncio
+
+        try:
+            async with asyncio.timeout(self._timeout + 1.0):
+                result = await self._errors(call)
+        except TimeoutError:
+            raise KubeError(0, "", "API server unreachable: TimeoutError") from None
+        return _as_dict(result)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return dict(obj.to_dict())
 
 
 def _writable(body: dict[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,13 @@ class Metrics:
             registry=r,
         )
         self.leader.set(1)
+        self.fleet_members = Gauge(
+            "presence_fleet_members",
+            "Fleet mode: members this replica heard from within the heartbeat window, by the "
+            "verdict they report",
+            ["verdict"],
+            registry=r,
+        )
         self.annotation_invalid = Gauge(
             "presence_annotation_invalid",
             "Presence annotations that are invalid right now (an invalid maintenance value "
