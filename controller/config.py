@@ -216,10 +216,11 @@ class KubeSettings(BaseModel):
     retry_period: PositiveDuration = 2.0
     """Renew (leader) and retry (others) this often; `RENEW_DEADLINE` must exceed 1.2x it."""
     heartbeat: PositiveDuration = 5.0
-    """Renewal period of each replica's heartbeat Lease. Reserved: accepted, no effect yet."""
+    """Renewal period of each replica's heartbeat Lease; a member is fresh while its heartbeat
+    changed within 3x this."""
     min_available: str = "50%"
     """Fleet rule: available when at least this many fresh members are (an integer, or a
-    percentage of fresh members, rounded up). Reserved: accepted, no effect yet."""
+    percentage of fresh members, rounded up)."""
     events: bool = True
     """Emit Kubernetes Events regarding the workload. Reserved: accepted, no effect yet."""
 
