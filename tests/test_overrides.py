@@ -157,3 +157,57 @@ def test_a_result_holds_until_valid_until(
     if inside < ev.valid_until:
         later = evaluate(directives, parse(config), hours_schedule, lead, inside)
         assert later.inputs == ev.inputs
+
+
+# Fleet mode: more annotation sources after the pod's own.
+
+WORKLOAD, NAMESPACE = "deployment/whatsapp-bot", "namespace/whatsapp-bot"
+
+
+def test_maintenance_on_the_workload_names_the_object() -> None:
+    others = ((WORKLOAD, d(maintenance="true", maintenance_reason="DB migration")),)
+    ev = evaluate(d(), NONE, None, 0, NOW, others=others)
+    assert ev.maintenance.active and ev.maintenance.source == WORKLOAD
+    assert ev.inputs.maintenance == (
+        "DB migration (deployment/whatsapp-bot annotation presence-controller/maintenance 'true')"
+    )
+    assert not evaluate(d(), NONE, None, 0, NOW, others=((WORKLOAD, d()),)).maintenance.active
+
+
+def test_maintenance_when_any_source_says_so_the_first_one_named() -> None:
+    others = ((WORKLOAD, d(maintenance="true")), (NAMESPACE, d(maintenance="true")))
+    assert evaluate(d(), NONE, None, 0, NOW, others=others).maintenance.source == WORKLOAD
+    only_ns = ((WORKLOAD, d()), (NAMESPACE, d(maintenance="2026-11-27T13:00:00Z")))
+    ev = evaluate(d(), NONE, None, 0, NOW, others=only_ns)
+    assert ev.maintenance.source == NAMESPACE and ev.valid_until == NOW + timedelta(hours=1)
+    pod_first = evaluate(d(maintenance="true"), NONE, None, 0, NOW, others=others)
+    assert pod_first.maintenance.source == "annotation presence-controller/maintenance"
+
+
+def test_an_invalid_source_fails_closed_and_says_which() -> None:
+    others = ((WORKLOAD, d()), (NAMESPACE, d(maintenance="someday")))
+    ev = evaluate(d(), NONE, None, 0, NOW, others=others)
+    assert ev.maintenance.active and ev.maintenance.source == NAMESPACE
+    assert ev.inputs.maintenance is not None
+    assert ev.inputs.maintenance.startswith(
+        "namespace/whatsapp-bot: invalid annotation presence-controller/maintenance"
+    )
+    assert any(e.startswith("namespace/whatsapp-bot: ") for e in ev.maintenance.errors)
+
+
+def test_a_force_on_the_pod_beats_the_workload_which_beats_the_namespace() -> None:
+    workload_on = ((WORKLOAD, d(force="available")), (NAMESPACE, d(force="unavailable")))
+    ev = evaluate(d(), NONE, None, 0, NOW, others=workload_on)
+    assert ev.inputs.force is Presence.AVAILABLE
+    assert ev.inputs.force_reason == "deployment/whatsapp-bot annotation presence-controller/force"
+    pod = evaluate(d(force="unavailable"), NONE, None, 0, NOW, others=workload_on)
+    assert (pod.inputs.force, pod.inputs.force_reason) == (
+        Presence.UNAVAILABLE,
+        "annotation presence-controller/force",
+    )
+    ns_only = evaluate(d(), NONE, None, 0, NOW, others=((NAMESPACE, d(force="unavailable")),))
+    assert ns_only.inputs.force is Presence.UNAVAILABLE
+    # An expired force on the pod no longer beats anything.
+    expired = d(force="available", force_until="2026-11-27T11:00:00Z")
+    later = evaluate(expired, NONE, None, 0, NOW, others=((WORKLOAD, d(force="unavailable")),))
+    assert later.inputs.force is Presence.UNAVAILABLE

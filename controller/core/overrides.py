@@ -65,36 +65,52 @@ def evaluate(
     lead: float,
     at: datetime,
     file_errors: tuple[str, ...] = (),
+    others: tuple[tuple[str, Directives], ...] = (),
 ) -> Evaluation:
-    """Everything that outranks the consumer's health, at `at` (timezone-aware)."""
+    """Everything that outranks the consumer's health, at `at` (timezone-aware). `others` are
+    more annotation sources after the pod's own (fleet mode: `deployment/NAME`, then
+    `namespace/NAME`): maintenance is on when any source says so, an invalid one fails closed,
+    and a force on an earlier source beats one on a later."""
     changes: list[datetime | None] = []
-    maintenance = _maintenance(directives, config_maintenance, lead, at, changes)
-    maintenance = replace(maintenance, errors=(*directives.errors, *file_errors))
-    override = _override(directives, at, changes)
+    named = ((None, directives), *others)
+    maintenance = _maintenance(named, config_maintenance, lead, at, changes)
+    errors = [*directives.errors, *(f"{o}: {e}" for o, d in others for e in d.errors)]
+    maintenance = replace(maintenance, errors=(*errors, *file_errors))
+    override, forcing = _overrides(named, at, changes)
     hours = _online_hours(online_hours, at, changes)
 
     inputs = PolicyInputs(
         maintenance=maintenance.reason if maintenance.active else None,
         force=override.force if override.active else None,
-        force_reason=_force_reason(directives, override) if override.active else "",
+        force_reason=_force_reason(forcing, override) if override.active else "",
         outside_online_hours=_hours_reason(hours) if not hours.inside else None,
     )
     future = [c for c in changes if c is not None and c > at]
     return Evaluation(inputs, maintenance, override, hours, min(future) if future else None)
 
 
+def _annotation_source(obj: str | None, d: Directives) -> str:
+    """How a source is named in reasons: `annotation K` on the pod, `deployment/X annotation K`."""
+    return f"{obj + ' ' if obj else ''}annotation {d.key(MAINTENANCE)}"
+
+
 def _maintenance(
-    d: Directives,
+    named: tuple[tuple[str | None, Directives], ...],
     config: Schedule,
     lead: float,
     at: datetime,
     changes: list[datetime | None],
 ) -> MaintenanceReport:
-    annotation_source = f"annotation {d.key(MAINTENANCE)}"
-    if d.maintenance_error is not None:
-        return MaintenanceReport(True, d.maintenance_error, annotation_source)
-    sources = [(annotation_source, d.maintenance or Schedule()), (CONFIG_SOURCE, config)]
-    combined = Schedule(tuple(w for _, s in sources for w in s.windows))
+    for obj, d in named:
+        if d.maintenance_error is not None:  # an invalid source fails closed
+            reason = f"{obj}: {d.maintenance_error}" if obj else d.maintenance_error
+            return MaintenanceReport(True, reason, obj or _annotation_source(None, d))
+    sources: list[tuple[str, str, Directives | None, Schedule | None]] = [
+        (obj or _annotation_source(None, d), _annotation_source(obj, d), d, d.maintenance)
+        for obj, d in named
+    ]
+    sources.append((CONFIG_SOURCE, CONFIG_SOURCE, None, config))
+    combined = Schedule(tuple(w for *_, sched in sources if sched for w in sched.windows))
     if not combined:
         return MaintenanceReport()
 
@@ -102,15 +118,15 @@ def _maintenance(
     # The reason names the active window and its source, which can change while maintenance
     # stays on (one window hands over to another): every window's own changes count.
     changes.extend(Schedule((window,)).next_change(at) for window in combined.windows)
-    for source, schedule in sources:
-        window = schedule.active(at)
+    for source, label, directives, schedule in sources:
+        window = schedule.active(at) if schedule else None
         if window is not None:
             ends = boundary
             next_start = combined.next_change(ends) if ends else None
             next_end = combined.next_change(next_start) if next_start else None
             if next_start is not None and lead > 0:
                 changes.append(next_start - timedelta(seconds=lead))
-            reason = _reason(source, str(window), d, annotation_source)
+            reason = _reason(label, str(window), directives)
             return MaintenanceReport(
                 True, reason, source, str(window), False, ends, next_start, next_end
             )
@@ -121,11 +137,13 @@ def _maintenance(
         drain_from = next_start - timedelta(seconds=lead)
         changes.append(drain_from)
         if at >= drain_from:
-            source, window = next(
-                (src, s.active(next_start)) for src, s in sources if s.active(next_start)
+            source, label, window = next(
+                (src, lbl, s.active(next_start))
+                for src, lbl, _, s in sources
+                if s and s.active(next_start)
             )
             reason = (
-                f"draining {lead:g}s before window {str(window)!r} ({source}) "
+                f"draining {lead:g}s before window {str(window)!r} ({label}) "
                 f"starts at {next_start.isoformat()}"
             )
             return MaintenanceReport(
@@ -134,11 +152,26 @@ def _maintenance(
     return MaintenanceReport(next_start=next_start, next_end=next_end)
 
 
-def _reason(source: str, window: str, d: Directives, annotation_source: str) -> str:
-    where = f"{source} {window!r}"
-    if source == annotation_source and d.maintenance_reason:
+def _reason(label: str, window: str, d: Directives | None) -> str:
+    where = f"{label} {window!r}"
+    if d is not None and d.maintenance_reason:
         return f"{d.maintenance_reason} ({where})"
     return where
+
+
+def _overrides(
+    named: tuple[tuple[str | None, Directives], ...], at: datetime, changes: list[datetime | None]
+) -> tuple[OverrideReport, tuple[str | None, Directives]]:
+    """The first source whose force is in effect wins; else the pod's report (for /status)."""
+    first: tuple[OverrideReport, tuple[str | None, Directives]] | None = None
+    for obj, d in named:
+        report = _override(d, at, changes)
+        if report.active:
+            return report, (obj, d)
+        if first is None or (first[0].force is None and report.force is not None):
+            first = (report, (obj, d))
+    assert first is not None  # `named` always holds the pod's directives
+    return first
 
 
 def _override(d: Directives, at: datetime, changes: list[datetime | None]) -> OverrideReport:
@@ -151,8 +184,9 @@ def _override(d: Directives, at: datetime, changes: list[datetime | None]) -> Ov
     return OverrideReport(d.force, d.force_until, active=True)
 
 
-def _force_reason(d: Directives, override: OverrideReport) -> str:
-    reason = f"annotation {d.key('force')}"
+def _force_reason(forcing: tuple[str | None, Directives], override: OverrideReport) -> str:
+    obj, d = forcing
+    reason = f"{obj + ' ' if obj else ''}annotation {d.key('force')}"
     if override.until is not None:
         reason += f" until {override.until.isoformat()}"
     return reason
