@@ -379,3 +379,99 @@ async def test_a_rolling_shutdown_never_shows_the_bot_offline_until_the_last_one
                 offline = [c for c in sim.gateway.sets() if c.presence == "unavailable"]
                 assert offline == [], f"offline after {name} stopped, with {left} still up"
         await until(lambda: sim.gateway.presence == "unavailable")  # the last one out
+
+
+# Maintenance on the workload and the namespace.
+
+
+def deployment(name: str = "whatsapp-bot", **annotations: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "bot", "image": "bot:1"}]},
+            },
+        },
+    }
+
+
+async def test_maintenance_on_the_deployment_reaches_every_replica_and_survives_a_restart(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    fake.put("deployments", deployment())
+    fake.put("namespaces", {"metadata": {"name": "shop"}})
+    async with three_replicas(sim, url, tmp_path, monkeypatch, watch_namespace=True) as (
+        runs,
+        _,
+        stops,
+    ):
+        await until(lambda: sim.gateway.presence == "available" and leader_of(runs) is not None)
+
+        def maintained(run: Running) -> bool:
+            evaluation = run.controller.evaluation
+            return evaluation is not None and evaluation.maintenance.active
+
+        fake.annotate(
+            "deployments", "shop", "whatsapp-bot",
+            **{"presence-controller/maintenance": "true",
+               "presence-controller/maintenance-reason": "DB migration"},
+        )  # fmt: skip
+        await until(lambda: all(maintained(r) for r in runs.values()))
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await runs["pod-b"].status()
+        assert status["maintenance"]["source"] == "deployment/whatsapp-bot"
+        reason = status["presence"]["reason"]
+        assert reason.startswith("maintenance: DB migration (deployment/whatsapp-bot annotation")
+        # A replica restarted during the maintenance starts in it: the Deployment keeps it.
+        stops["pod-c"].set()
+        settings = runs["pod-c"].controller.settings
+        async with running(settings) as restarted:
+            await until(lambda: maintained(restarted))
+        # Removed: maintenance ends everywhere (pod-c is gone; the others).
+        ended: dict[str, str | None] = {
+            "presence-controller/maintenance": None,
+            "presence-controller/maintenance-reason": None,
+        }
+        fake.annotate("deployments", "shop", "whatsapp-bot", **ended)
+        await until(lambda: not maintained(runs["pod-a"]) and not maintained(runs["pod-b"]))
+        await until(lambda: sim.gateway.presence == "available")
+        # The namespace, with WATCH_NAMESPACE: an invalid value fails closed, named.
+        fake.annotate("namespaces", "", "shop", **{"presence-controller/maintenance": "someday"})
+        await until(lambda: sim.gateway.presence == "unavailable")
+        status = await runs["pod-a"].status()
+        assert status["maintenance"]["source"] == "namespace/shop"
+        assert (
+            "namespace/shop: invalid annotation presence-controller/maintenance"
+            in (status["presence"]["reason"])
+        )
+        assert await runs["pod-a"].metric("presence_annotation_invalid") == 1
+
+
+async def test_an_unreadable_workload_is_reported_and_nothing_crashes(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    fake.put("deployments", {"metadata": {"name": "whatsapp-bot", "namespace": "shop"}})  # no spec
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    settings = sim.settings(
+        kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a",
+              "workload": "deployment/whatsapp-bot", **FAST},
+    )  # fmt: skip
+    async with running(settings) as run:
+        await until(lambda: sim.gateway.presence == "available")  # the leader still acts
+        fleet = run.controller.fleet
+        assert fleet is not None
+        await until(lambda: "unreadable reply" in (fleet.status()["error"] or ""))
+        status = await run.status()
+        assert "watch of deployment/whatsapp-bot: " in status["fleet"]["error"]
+        assert status["maintenance"]["active"] is False, "no last good value: no maintenance"
+        ticks = run.controller.ticks
+        await until(lambda: run.controller.ticks > ticks + 3)  # the loop goes on
+        # Repaired: read, and the error clears.
+        fake.put("deployments", deployment(**{"presence-controller/maintenance": "true"}))
+        await until(lambda: sim.gateway.presence == "unavailable", within=40)
+        assert fleet.status()["error"] is None

@@ -7,6 +7,7 @@ returns after the shutdown write once `stop` is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -148,11 +149,14 @@ class Controller:
             reread_credentials=self._reread_token,
             gate=self._may_act if settings.kube.enabled else None,
         )
+        self._poke = asyncio.Event()
+        """Set to tick at once (an annotation source changed)."""
         self.fleet: FleetMember | None = None
         if settings.kube.enabled:
             self.fleet = FleetMember(
                 settings.kube, self._leadership_changed, clock=clock, rng=self._rng
             )
+            self.fleet.on_annotations = self._poke.set
             # Read at each scrape: a leader whose renewal lapsed shows 0 at once, even while its
             # election loop is still waiting on an API call.
             self.metrics.leader.set_function(lambda: 1.0 if self._may_act() else 0.0)
@@ -175,6 +179,10 @@ class Controller:
         self._maintenance_windows = settings.maintenance_schedule()
         self._online_hours = settings.online_hours_schedule()
         self._snapshot = AnnotationSnapshot()
+        self._fleet_version: tuple[int, ...] = ()
+        self._others: tuple[tuple[str, Directives], ...] = ()
+        """Fleet mode: the workload's and namespace's directives (overrides.evaluate)."""
+
         self._directives = Directives(prefix=settings.annotation_prefix)
         self.evaluation: Evaluation | None = None
         self._evaluated_at = datetime.min.replace(tzinfo=UTC)
@@ -255,7 +263,12 @@ class Controller:
                 # counts as a bad one, so a controller that cannot decide fails safe.
                 self._failed_tick(exc)
             spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
-            await asyncio.sleep(max(0.0, started + interval + spread - self._clock()))
+            # A changed annotation source (fleet mode) cuts the wait short: maintenance set on
+            # the workload applies within a second, not at the next interval.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, started + interval + spread - self._clock())):
+                    await self._poke.wait()
+            self._poke.clear()
 
     def secrets(self) -> list[str]:
         """Every secret this process knows (for scrubbing), the current token included."""
@@ -413,7 +426,17 @@ class Controller:
         changed or the last result ran out (`valid_until`), and reported on change only."""
         snapshot = self._annotations.read() if self._annotations else self._snapshot
         changed = snapshot.version != self._snapshot.version
-        if changed:
+        fleet_version = self.fleet.sources_version if self.fleet is not None else ()
+        if fleet_version != self._fleet_version and self.fleet is not None:
+            changed = True
+            self._fleet_version = fleet_version
+            others = tuple(
+                (where, read_directives(notes, {}, self.settings.annotation_prefix))
+                for where, notes in self.fleet.annotation_sources()
+            )
+            self._report_sources(self._others, others)
+            self._others = others
+        if snapshot.version != self._snapshot.version:
             directives = read_directives(
                 snapshot.values, snapshot.broken, self.settings.annotation_prefix, snapshot.garbled
             )
@@ -435,10 +458,37 @@ class Controller:
             self.settings.maintenance_lead,
             at,
             snapshot.errors,
+            self._others,
         )
         self.evaluation, self._evaluated_at = new, at
         self._report_maintenance(old, new)
         return new
+
+    def _report_sources(
+        self,
+        old: tuple[tuple[str, Directives], ...],
+        new: tuple[tuple[str, Directives], ...],
+    ) -> None:
+        """Fleet mode: a changed workload or namespace source, logged once; its new errors
+        counted like the pod's."""
+        before = dict(old)
+        for where, now in new:
+            was = before.get(where, Directives(prefix=now.prefix))
+            if now != was:
+                event(
+                    log, logging.INFO, "annotations", f"presence annotations changed on {where}",
+                    source=where,
+                    maintenance=clip(now.maintenance_spec, 200) if now.maintenance_spec else None,
+                    maintenance_reason=now.maintenance_reason,
+                    force=now.force.value if now.force else None,
+                )  # fmt: skip
+            for error in now.errors:
+                if error not in was.errors:
+                    self.metrics.annotation_errors.inc()
+                    event(log, logging.WARNING, "annotation_error", f"{where}: {error}")
+        pod = {*self._snapshot.errors, *self._directives.errors}
+        others = {f"{where}: {e}" for where, d in new for e in d.errors}
+        self.metrics.annotation_invalid.set(len(pod | others))
 
     def _report_annotations(
         self, old: AnnotationSnapshot, new: AnnotationSnapshot, was: Directives, now: Directives
@@ -455,7 +505,8 @@ class Controller:
                 force_until=now.force_until.isoformat() if now.force_until else None,
             )
         known = set(old.errors) | set(was.errors)
-        self.metrics.annotation_invalid.set(len({*new.errors, *now.errors}))
+        others = {f"{where}: {e}" for where, d in self._others for e in d.errors}
+        self.metrics.annotation_invalid.set(len({*new.errors, *now.errors, *others}))
         for error in (*new.errors, *now.errors):
             if error not in known:
                 self.metrics.annotation_errors.inc()

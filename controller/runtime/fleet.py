@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.config import KubeSettings
@@ -96,20 +96,39 @@ class Heartbeat:
         self.error = None
 
 
-class LeaseWatch:
-    """The heartbeat Leases of the fleet by list + watch: resumes from the last resourceVersion,
-    relists on 410 Expired, backs off on errors (1 s doubling to 30 s), and restarts every
-    `_WATCH_PERIOD` s. `seen` holds, per Lease, when this replica last saw it change (its own
-    monotonic clock: freshness never compares clocks across nodes)."""
+class ObjectWatch:
+    """Objects of one kind by list + watch (the fleet's heartbeat Leases by label, the workload
+    or the Namespace by name): resumes from the last resourceVersion, relists on 410 Expired,
+    backs off on errors (1 s doubling to 30 s), and restarts every `_WATCH_PERIOD` s. `seen`
+    holds, per object, when this replica last saw it change (its own monotonic clock: freshness
+    never compares clocks across nodes). A watch that cannot read keeps the last good objects
+    and reports the error."""
 
     def __init__(
-        self, client: KubeClient, labels: dict[str, str], clock: Callable[[], float]
+        self,
+        client: KubeClient,
+        plural: str,
+        clock: Callable[[], float],
+        *,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.client, self.labels, self._clock = client, labels, clock
+        self.client, self.plural, self._clock = client, plural, clock
+        self.labels, self.name = labels, name
         self.items: dict[str, dict[str, Any]] = {}
         self.seen: dict[str, float] = {}
         self.error: str | None = None
         self.restarts = 0
+        self.version = 0
+        """Bumped whenever an object is added, changed or deleted."""
+        self.listed = False
+        """Whether a list ever succeeded (before that, `items` knows nothing)."""
+        self._on_change = on_change
+
+    @property
+    def what(self) -> str:
+        return f"{self.plural[:-1]}/{self.name}" if self.name else f"{self.plural} {self.labels}"
 
     async def run(self) -> None:
         version: str | None = None
@@ -117,26 +136,37 @@ class LeaseWatch:
         while True:
             try:
                 if version is None:
-                    items, version = await self.client.list_leases(self.labels)
+                    items, version = await self.client.list_objects(
+                        self.plural, labels=self.labels, name=self.name
+                    )
                     self._relisted(items)
+                    self._recovered()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_WATCH_PERIOD):
-                        stream = self.client.watch_leases(
-                            self.labels, version, server_timeout=int(_WATCH_PERIOD) + 30
-                        )
+                        stream = self.client.watch_objects(
+                            self.plural, version, int(_WATCH_PERIOD) + 30,
+                            labels=self.labels, name=self.name,
+                        )  # fmt: skip
                         async for kind, obj in stream:
                             version = self._apply(kind, obj) or version
-                self.error, delay = None, _SETUP_BACKOFF[0]
+                            self._recovered()
+                self._recovered()
+                delay = _SETUP_BACKOFF[0]
             except KubeError as exc:
                 self.restarts += 1
                 if exc.code == 410:
                     version = None  # history gone: list again, then watch from there
                     continue
                 if str(exc) != self.error:
-                    event(log, logging.WARNING, "watch_error", f"heartbeat watch: {exc}")
+                    event(log, logging.WARNING, "watch_error", f"watch of {self.what}: {exc}")
                 self.error = str(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _SETUP_BACKOFF[1])
+
+    def _recovered(self) -> None:
+        if self.error is not None:
+            event(log, logging.INFO, "watch_ok", f"watch of {self.what}: reading again")
+        self.error = None
 
     def _relisted(self, items: list[dict[str, Any]]) -> None:
         now = self._clock()
@@ -147,19 +177,44 @@ class LeaseWatch:
             if old is None or _version(old) != _version(obj):
                 self.seen[name] = now
             fresh[name] = obj
-        self.items = fresh
+        changed = (
+            not self.listed
+            or set(fresh) != set(self.items)
+            or any(_version(self.items.get(n)) != _version(o) for n, o in fresh.items())
+        )
+        self.items, self.listed = fresh, True
         self.seen = {name: at for name, at in self.seen.items() if name in fresh}
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        self.version += 1
+        if self._on_change is not None:
+            self._on_change()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
         name = str((obj.get("metadata") or {}).get("name") or "")
         if kind in {"ADDED", "MODIFIED"} and name:
             if _version(self.items.get(name)) != _version(obj):
                 self.seen[name] = self._clock()
-            self.items[name] = obj
-        elif kind == "DELETED":
+                self.items[name] = obj
+                self._changed()
+        elif kind == "DELETED" and name in self.items:
             self.items.pop(name, None)
             self.seen.pop(name, None)
+            self._changed()
         return _version(obj) or None
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a fleet loop forever: a bug in one (not an API failure: those are values) is logged
+    and the loop restarted after a pause, never allowed to end the controller."""
+    while True:
+        try:
+            await run()
+        except Exception:
+            log.exception("fleet %s failed; restarting it in %gs", name, _SETUP_BACKOFF[0])
+        await asyncio.sleep(_SETUP_BACKOFF[0])
 
 
 def _version(obj: dict[str, Any] | None) -> str:
@@ -183,8 +238,12 @@ class FleetMember:
         self.lease: str | None = settings.lease_name
         self.elector: LeaderElector | None = None
         self.heartbeat: Heartbeat | None = None
-        self.watch: LeaseWatch | None = None
+        self.watch: ObjectWatch | None = None
         self.error: str | None = None
+        self.sources: list[ObjectWatch] = []
+        """Annotation sources: the workload, then (WATCH_NAMESPACE) the Namespace."""
+        self.on_annotations: Callable[[], None] | None = None
+        """Called when a source's annotations may have changed (the controller re-evaluates)."""
         self.stale_after = 3 * settings.heartbeat
         """A member is fresh while this replica saw its heartbeat change within this long."""
         self._on_change = on_change
@@ -212,9 +271,11 @@ class FleetMember:
         assert self.heartbeat is not None  # set up with the elector
         assert self.watch is not None
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.elector.run(), name="elector")
-            tasks.create_task(self.heartbeat.run(), name="heartbeat")
-            tasks.create_task(self.watch.run(), name="members")
+            tasks.create_task(_supervised("elector", self.elector.run))
+            tasks.create_task(_supervised("heartbeat", self.heartbeat.run))
+            tasks.create_task(_supervised("members watch", self.watch.run))
+            for source in self.sources:
+                tasks.create_task(_supervised(f"watch of {source.what}", source.run))
 
     def report(self, verdict: str, reason: str) -> None:
         """This replica's own health verdict, for its heartbeat."""
@@ -280,9 +341,16 @@ class FleetMember:
             self.lease = f"{self.workload.partition('/')[2]}-presence"
         cfg = ElectionConfig(self.identity, s.lease_duration, s.renew_deadline, s.retry_period)
         labels = {"app.kubernetes.io/managed-by": "presence-controller"}
+        if self.workload != "none" and not self.sources:
+            kind, _, name = self.workload.partition("/")
+            self.sources.append(self._source(f"{kind}s", name))
+        if s.watch_namespace and len(self.sources) < 1 + (self.workload != "none"):
+            self.sources.append(self._source("namespaces", namespace))
         self.heartbeat = Heartbeat(self._client, self.lease, self.identity, s.heartbeat)
         self.heartbeat.report(*self._verdict)
-        self.watch = LeaseWatch(self._client, {LEASE_LABEL: self.lease}, self._clock)
+        self.watch = ObjectWatch(
+            self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease}
+        )
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
             on_change=self._on_change,
@@ -293,6 +361,30 @@ class FleetMember:
             "fleet",
             f"fleet mode: {self.identity} campaigns for lease {self.lease} ({self.workload})",
         )
+
+    def _source(self, plural: str, name: str) -> ObjectWatch:
+        assert self._client is not None
+        return ObjectWatch(
+            self._client, plural, self._clock, name=name, on_change=self._annotations_changed
+        )
+
+    def _annotations_changed(self) -> None:
+        if self.on_annotations is not None:
+            self.on_annotations()
+
+    def annotation_sources(self) -> tuple[tuple[str, dict[str, str]], ...]:
+        """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source:
+        the last good ones while a watch cannot read (reported in `/status.fleet.error`)."""
+        out = []
+        for source in self.sources:
+            obj = source.items.get(source.name or "")
+            notes = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+            out.append((source.what, {str(k): str(v) for k, v in notes.items()}))
+        return tuple(out)
+
+    @property
+    def sources_version(self) -> tuple[int, ...]:
+        return tuple(source.version for source in self.sources)
 
     @staticmethod
     async def _discover_workload(client: KubeClient, pod: str) -> str:
@@ -321,6 +413,7 @@ class FleetMember:
             if self.heartbeat and self.heartbeat.error
             else None,
             f"members watch: {self.watch.error}" if self.watch and self.watch.error else None,
+            *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
         ]
         return {
             "enabled": True,

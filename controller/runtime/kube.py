@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controller.core.excerpt import clip
+
 T = TypeVar("T")
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -107,12 +109,32 @@ class KubeClient:
             self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
         )
 
-    async def list_leases(self, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
-        """The Leases with these labels, and the list's resourceVersion (to watch from)."""
+    def _kind(self, plural: str) -> Any:
+        from lightkube.resources.apps_v1 import Deployment, StatefulSet
+        from lightkube.resources.core_v1 import Namespace
+
+        kinds = {
+            "leases": self._lease,
+            "deployments": Deployment,
+            "statefulsets": StatefulSet,
+            "namespaces": Namespace,
+        }
+        return kinds[plural]
+
+    def _scope(self, plural: str) -> dict[str, Any]:
+        return {} if plural == "namespaces" else {"namespace": self.namespace}
+
+    async def list_objects(
+        self, plural: str, *, labels: dict[str, str] | None = None, name: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The objects (by labels, or the one named), and the list's resourceVersion."""
         import asyncio
 
         async def collect() -> tuple[list[dict[str, Any]], str]:
-            listing = self._client.list(self._lease, labels=dict(labels))
+            listing = self._client.list(
+                self._kind(plural), labels=dict(labels) if labels else None,
+                fields={"metadata.name": name} if name else None, **self._scope(plural),
+            )  # fmt: skip
             items = [_as_dict(item) async for item in listing]
             return items, str(listing.resourceVersion)
 
@@ -122,13 +144,20 @@ class KubeClient:
         except TimeoutError:
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
 
-    async def watch_leases(
-        self, labels: dict[str, str], version: str, server_timeout: int
+    async def watch_objects(
+        self,
+        plural: str,
+        version: str,
+        server_timeout: int,
+        *,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Events after resourceVersion `version`; a 410 `Expired` comes out as KubeError(410)."""
         stream = self._client.watch(
-            self._lease, labels=dict(labels), resource_version=version,
-            server_timeout=server_timeout,
+            self._kind(plural), labels=dict(labels) if labels else None,
+            fields={"metadata.name": name} if name else None, resource_version=version,
+            server_timeout=server_timeout, **self._scope(plural),
         )  # fmt: skip
         iterator = aiter(stream)
         while True:
@@ -157,6 +186,11 @@ class KubeClient:
             raise KubeError(exc.response.status_code, "", message) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise KubeError(0, "", f"API server unreachable: {type(exc).__name__}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A reply the client cannot decode (msgspec.ValidationError is a ValueError): a
+            # value to report, never an exception that ends the loop.
+            message = f"unreadable reply from the API server: {type(exc).__name__}: {exc}"
+            raise KubeError(0, "", clip(message, 300)) from None
 
     async def _call(self, call: Awaitable[Any]) -> dict[str, Any]:
         import asyncio

@@ -121,7 +121,6 @@ class SimKube:
         obj = copy.deepcopy(self.objects[(plural, namespace, name)])
         notes = obj["metadata"].setdefault("annotations", {})
         for key, value in annotations.items():
-            key = key.replace("__", "/").replace("_", "-")
             if value is None:
                 notes.pop(key, None)
             else:
