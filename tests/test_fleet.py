@@ -475,3 +475,56 @@ async def test_an_unreadable_workload_is_reported_and_nothing_crashes(
         fake.put("deployments", deployment(**{"presence-controller/maintenance": "true"}))
         await until(lambda: sim.gateway.presence == "unavailable", within=40)
         assert fleet.status()["error"] is None
+
+
+# Events.
+
+
+async def test_the_leader_emits_events_regarding_the_deployment_as_series(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    uid = fake.put("deployments", deployment())["metadata"]["uid"]
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    settings = sim.settings(
+        kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a",
+              "workload": "deployment/whatsapp-bot", **FAST},
+    )  # fmt: skip
+
+    def events(reason: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e for (plural, _, _), e in fake.objects.items()
+            if plural == "events" and (reason is None or e["reason"] == reason)
+        ]  # fmt: skip
+
+    async with running(settings) as run:
+        assert run.controller.fleet is not None
+        await until(
+            lambda: len(events("PresenceAvailable")) == 1 and len(events("LeaderElected")) == 1
+        )
+        first = events("PresenceAvailable")[0]
+        assert first["type"] == "Normal" and first["action"] == "SetPresence"
+        assert first["reportingController"] == "presence-controller"
+        assert first["reportingInstance"] == "pod-a"
+        assert first["regarding"] == {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": "whatsapp-bot",
+            "namespace": "shop", "uid": uid,
+        }  # fmt: skip
+        assert first["metadata"]["name"].startswith("whatsapp-bot.")
+        assert first["note"].startswith("fleet: 1/1 members available")
+        # A flapping consumer: many transitions, one Event per reason whose series counts them.
+        recorder = run.controller.fleet.recorder
+        assert recorder is not None
+        recorder.flush = 0.2
+        for _ in range(3):
+            sim.consumer.health_status = 503
+            await until(lambda: sim.gateway.presence == "unavailable")
+            sim.consumer.health_status = 200
+            await until(lambda: sim.gateway.presence == "available")
+        downs = events("PresenceUnavailable")
+        assert len(downs) == 1, "a series, not a storm"
+        assert downs[0]["type"] == "Warning"
+        await until(lambda: (events("PresenceAvailable")[0].get("series") or {}).get("count") == 4)
+        series = events("PresenceAvailable")[0]["series"]
+        assert len(series["lastObservedTime"]) == len("2026-05-01T12:00:00.000000Z")
+        assert len(events("PresenceAvailable")) == 1

@@ -251,6 +251,9 @@ class Controller:
 
     def _leadership_changed(self, leading: bool) -> None:
         self.actuator.leadership_changed(leading)
+        if leading and self.fleet is not None:
+            note = f"{self.fleet.identity} leads lease {self.fleet.lease}"
+            self.fleet.emit("Normal", "LeaderElected", note, "Elect")
 
     async def _tick_loop(self) -> None:
         interval, jitter = self.settings.interval, self.settings.jitter
@@ -519,8 +522,12 @@ class Controller:
         if m.active and not was_active:
             message = f"maintenance started: {m.reason}"
             event(log, logging.INFO, "maintenance", message, source=m.source)
+            if self.fleet is not None:
+                self.fleet.emit("Normal", "MaintenanceStarted", message, "Maintenance")
         elif was_active and not m.active:
             event(log, logging.INFO, "maintenance", "maintenance ended")
+            if self.fleet is not None:
+                self.fleet.emit("Normal", "MaintenanceEnded", "maintenance ended", "Maintenance")
 
     def _report(self, obs: Observation, previous: Decision | None, decision: Decision) -> None:
         m = self.metrics
@@ -555,6 +562,14 @@ class Controller:
         fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
         message = f"presence {old} -> {decision.presence}: {decision.reason}"
         event(log, logging.INFO, "transition", message, **fields, detail=decision.detail)
+        if self.fleet is not None and decision.presence is not Presence.UNKNOWN:
+            available = decision.presence is Presence.AVAILABLE
+            self.fleet.emit(
+                "Normal" if available else "Warning",
+                "PresenceAvailable" if available else "PresenceUnavailable",
+                decision.reason,
+                "SetPresence",
+            )
 
     def _report_signal(self, previous: Decision | None, decision: Decision) -> None:
         """One line when the signal turns bad, one when it is no longer bad but not yet good

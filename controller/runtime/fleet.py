@@ -21,6 +21,7 @@ from controller.core.excerpt import clip
 from controller.core.fleet import STOPPING, VERDICTS, FleetInputs, Member, fresh_members
 from controller.core.fleet import last_one_out as fleet_last_one_out
 from controller.runtime.election import LeaderElector, micro_time
+from controller.runtime.events import EventRecorder
 from controller.runtime.kube import KubeClient, KubeError, identity_of, namespace_of
 from controller.runtime.logs import event
 
@@ -240,6 +241,7 @@ class FleetMember:
         self.heartbeat: Heartbeat | None = None
         self.watch: ObjectWatch | None = None
         self.error: str | None = None
+        self.recorder: EventRecorder | None = None
         self.sources: list[ObjectWatch] = []
         """Annotation sources: the workload, then (WATCH_NAMESPACE) the Namespace."""
         self.on_annotations: Callable[[], None] | None = None
@@ -276,6 +278,8 @@ class FleetMember:
             tasks.create_task(_supervised("members watch", self.watch.run))
             for source in self.sources:
                 tasks.create_task(_supervised(f"watch of {source.what}", source.run))
+            if self.recorder is not None:
+                tasks.create_task(_supervised("events", self.recorder.run))
 
     def report(self, verdict: str, reason: str) -> None:
         """This replica's own health verdict, for its heartbeat."""
@@ -346,6 +350,8 @@ class FleetMember:
             self.sources.append(self._source(f"{kind}s", name))
         if s.watch_namespace and len(self.sources) < 1 + (self.workload != "none"):
             self.sources.append(self._source("namespaces", namespace))
+        if s.events and self.recorder is None:
+            self.recorder = EventRecorder(self._client, self.identity, self.regarding, self._clock)
         self.heartbeat = Heartbeat(self._client, self.lease, self.identity, s.heartbeat)
         self.heartbeat.report(*self._verdict)
         self.watch = ObjectWatch(
@@ -371,6 +377,29 @@ class FleetMember:
     def _annotations_changed(self) -> None:
         if self.on_annotations is not None:
             self.on_annotations()
+
+    def regarding(self) -> dict[str, Any] | None:
+        """The workload as an Event's `regarding` (its real uid: `kubectl describe` finds
+        Events by it); None until it has been read."""
+        if not self.sources or self.workload in {None, "none"}:
+            return None
+        source = self.sources[0]
+        obj = source.items.get(source.name or "")
+        meta = (obj or {}).get("metadata") or {}
+        if not meta.get("uid"):
+            return None
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment" if source.plural == "deployments" else "StatefulSet",
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta["uid"],
+        }
+
+    def emit(self, type_: str, reason: str, note: str, action: str) -> None:
+        """An Event regarding the workload (fleet mode, EVENTS on); only the leader emits."""
+        if self.recorder is not None and self.leading():
+            self.recorder.record(type_, reason, note, action)
 
     def annotation_sources(self) -> tuple[tuple[str, dict[str, str]], ...]:
         """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source:
@@ -414,6 +443,7 @@ class FleetMember:
             else None,
             f"members watch: {self.watch.error}" if self.watch and self.watch.error else None,
             *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
+            f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
         ]
         return {
             "enabled": True,

@@ -70,6 +70,9 @@ class KubeClient:
         self._lease = create_namespaced_resource(
             "coordination.k8s.io", "v1", "Lease", "leases", verbs=None
         )
+        self._event = create_namespaced_resource(
+            "events.k8s.io", "v1", "Event", "events", verbs=None
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -107,6 +110,16 @@ class KubeClient:
 
         return await self._call(
             self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
+        )
+
+    async def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(self._client.create(self._event(**body)))
+
+    async def patch_event(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        from lightkube.types import PatchType
+
+        return await self._call(
+            self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE)
         )
 
     def _kind(self, plural: str) -> Any:
