@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Running, Sim, running, until
+from manifests import K8S, OVERLAY, render
 
 from controller.core.election import ElectionConfig
 from controller.runtime.controller import Controller
@@ -455,7 +457,8 @@ async def test_an_unreadable_workload_is_reported_and_nothing_crashes(
     sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, url = kube
-    fake.put("deployments", {"metadata": {"name": "whatsapp-bot", "namespace": "shop"}})  # no spec
+    fake.put("deployments", deployment())
+    fake.garbled.add("deployments")  # every read of it answers a proxy's HTML page
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
     settings = sim.settings(
         kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a",
@@ -473,6 +476,7 @@ async def test_an_unreadable_workload_is_reported_and_nothing_crashes(
         await until(lambda: run.controller.ticks > ticks + 3)  # the loop goes on
         # Repaired: read, and the error clears.
         fake.put("deployments", deployment(**{"presence-controller/maintenance": "true"}))
+        fake.garbled.clear()
         await until(lambda: sim.gateway.presence == "unavailable", within=40)
         assert fleet.status()["error"] is None
 
@@ -528,3 +532,79 @@ async def test_the_leader_emits_events_regarding_the_deployment_as_series(
         series = events("PresenceAvailable")[0]["series"]
         assert len(series["lastObservedTime"]) == len("2026-05-01T12:00:00.000000Z")
         assert len(events("PresenceAvailable")) == 1
+
+
+# The shipped RBAC, enforced by the fake: enough for everything fleet mode does, and no more.
+
+
+def shipped_rules(tmp_path: Path) -> list[dict[str, Any]]:
+    """The Role of the example overlay plus the optional namespace ClusterRole, as rendered."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        f"""apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{os.path.relpath(OVERLAY, overlay)}]
+components: [{os.path.relpath(K8S / "components" / "fleet-namespace", overlay)}]
+"""
+    )
+    rendered = render(overlay)
+    roles = [d for d in rendered if d["kind"] in {"Role", "ClusterRole"}]
+    assert {d["kind"] for d in roles} == {"Role", "ClusterRole"}
+    return [rule for role in roles for rule in role["rules"]]
+
+
+async def test_the_shipped_role_allows_every_call_and_grants_nothing_unused(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    fake.rules = shipped_rules(tmp_path)
+    # What a cluster holds: the Deployment, its ReplicaSet and the pod that owns the sidecar.
+    uid = fake.put("deployments", deployment())["metadata"]["uid"]
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "whatsapp-bot", "uid": uid,
+             "controller": True}  # fmt: skip
+    rs = fake.put("replicasets", {"metadata": {"name": "whatsapp-bot-7d4b9", "namespace": "shop",
+                                               "ownerReferences": [owner]}})  # fmt: skip
+    rs_owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "whatsapp-bot-7d4b9",
+                "uid": rs["metadata"]["uid"], "controller": True}  # fmt: skip
+    pod = {"metadata": {"name": "whatsapp-bot-7d4b9-x2k9p", "namespace": "shop",
+                        "ownerReferences": [rs_owner]},
+           "spec": {"containers": [{"name": "bot", "image": "bot:1"}]}}  # fmt: skip
+    fake.put("pods", pod)
+    fake.put("namespaces", {"metadata": {"name": "whatsapp-bot"}})
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    # The overlay's namespace is whatsapp-bot; the fake serves "shop": rename the Role's names.
+    for rule in fake.rules:
+        if rule.get("resourceNames") == ["whatsapp-bot"] and "namespaces" in rule["resources"]:
+            rule["resourceNames"] = ["shop"]
+    fake.put("namespaces", {"metadata": {"name": "shop"}})
+    settings = sim.settings(
+        kube={"enabled": True, "namespace": "shop", "pod_name": "whatsapp-bot-7d4b9-x2k9p",
+              "watch_namespace": True, **FAST},
+    )  # fmt: skip
+    async with running(settings) as run:
+        fleet = run.controller.fleet
+        assert fleet is not None
+        await until(lambda: fleet.leading() and fleet.workload == "deployment/whatsapp-bot")
+        recorder = fleet.recorder
+        assert recorder is not None
+        recorder.flush = 0.1
+        for _ in range(2):  # a repeat: the Event series is patched
+            sim.consumer.health_status = 503
+            await until(lambda: sim.gateway.presence == "unavailable")
+            sim.consumer.health_status = 200
+            await until(lambda: sim.gateway.presence == "available")
+        await until(lambda: any(c.verb == "patch" and c.plural == "events" for c in fake.calls))
+        fake.annotate("namespaces", "", "shop", **{"presence-controller/maintenance": "true"})
+        await until(lambda: sim.gateway.presence == "unavailable")
+        assert fleet.status()["error"] is None
+    denied = [c for c in fake.calls if c.code == 403]
+    assert denied == [], "the shipped Role must allow every call fleet mode makes"
+    used = {(c.plural, c.verb) for c in fake.calls}
+    granted = {
+        (resource, verb)
+        for rule in fake.rules
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted <= used, f"granted but never used: {sorted(granted - used)}"

@@ -185,12 +185,18 @@ def unreadable_files(pod: dict[str, Any]) -> list[str]:
 
 
 def test_every_manifest_file_validates_strictly() -> None:
+    """Every resource file on its own (patches are checked rendered, below)."""
     files = sorted(p for p in K8S.rglob("*.yaml") if "kustomization" not in p.name)
-    files = [p for p in files if "tests" not in p.parts]
-    built_in = [p for p in files if yaml.safe_load(p.read_text()).get("kind") not in CRD_KINDS]
+    files = [p for p in files if "tests" not in p.parts and not p.name.endswith("-patch.yaml")]
+    built_in = [
+        p
+        for p in files
+        if all(d.get("kind") not in CRD_KINDS for d in yaml.safe_load_all(p.read_text()))
+    ]
+    documents = sum(len(list(yaml.safe_load_all(p.read_text()))) for p in built_in)
     result = validate(*built_in)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(" passed for resource ") == len(built_in)
+    assert result.stdout.count(" passed for resource ") == documents
 
 
 def test_the_rendered_overlay_validates(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -204,8 +210,11 @@ def test_the_rendered_overlay_validates(rendered: list[dict[str, Any]], tmp_path
         "ConfigMap",
         "Deployment",
         "Namespace",
+        "PodDisruptionBudget",
         "PodMonitor",
         "PrometheusRule",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -382,3 +391,74 @@ def test_the_rendered_settings_are_a_valid_controller_configuration(
     assert settings.maintenance_lead == 300
     consumer = next(c for c in pod["containers"] if c["name"] == "consumer")
     assert settings.health_url.port == consumer["ports"][0]["containerPort"]
+
+
+# Fleet mode (k8s/components/fleet, in the example overlay).
+
+
+def test_the_fleet_rolls_out_without_an_outage_and_survives_drains(
+    rendered: list[dict[str, Any]],
+) -> None:
+    deployment = one(rendered, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    budget = one(rendered, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1 < spec["replicas"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in budget["selector"]["matchLabels"].items())
+    # The shutdown (stopping heartbeat, last write, Lease release) fits the grace period.
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] >= 10
+
+
+def test_only_the_sidecar_gets_an_api_token(rendered: list[dict[str, Any]]) -> None:
+    pod, container = sidecar(rendered)
+    assert pod["automountServiceAccountToken"] is False, "no token for every container"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    name = mounts["/var/run/secrets/kubernetes.io/serviceaccount"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == name]
+    sources = volume["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["path"] == "token"
+    assert {f.path for f in volume_files(pod, volume)} == {"token", "ca.crt", "namespace"}
+    for other in pod["containers"]:
+        if other is not container:
+            assert name not in {m["name"] for m in other.get("volumeMounts", [])}
+    assert env_of(rendered, container)["PRESENCE_KUBE__ENABLED"] == "true"
+    binding = one(rendered, "RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "whatsapp-bot"}
+    ]
+    assert binding["roleRef"]["name"] == one(rendered, "Role")["metadata"]["name"]
+
+
+def test_the_role_names_the_deployment_it_may_watch(rendered: list[dict[str, Any]]) -> None:
+    rules = one(rendered, "Role")["rules"]
+    (workload,) = [r for r in rules if "deployments" in r["resources"]]
+    assert workload["resourceNames"] == [one(rendered, "Deployment")["metadata"]["name"]]
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
+
+
+def test_the_optional_namespace_component_renders_and_validates(tmp_path: Path) -> None:
+    import os
+
+    overlay = tmp_path / "with-namespace"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{os.path.relpath(OVERLAY, overlay)}]\n"
+        f"components: [{os.path.relpath(K8S / 'components' / 'fleet-namespace', overlay)}]\n"
+    )
+    docs = render(overlay)
+    role = one(docs, "ClusterRole")
+    assert role["rules"][0]["resourceNames"] == ["whatsapp-bot"]
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == "whatsapp-bot"
+    _, container = sidecar(docs)
+    assert env_of(docs, container)["PRESENCE_KUBE__WATCH_NAMESPACE"] == "true"
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] not in CRD_KINDS]))
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr

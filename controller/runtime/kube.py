@@ -8,6 +8,7 @@ value (code, reason, message) the loop can report; no token ever appears in one.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -56,7 +57,6 @@ class KubeClient:
         import httpx2
         from lightkube import AsyncClient
         from lightkube.config.kubeconfig import KubeConfig
-        from lightkube.generic_resource import create_namespaced_resource
 
         # KUBECONFIG when set (tests, out-of-cluster), else the in-cluster service account,
         # whose token lightkube re-reads after a 401 (the projected token rotates).
@@ -67,24 +67,16 @@ class KubeClient:
         self._client = AsyncClient(
             config, namespace=namespace, timeout=httpx2.Timeout(timeout), trust_env=False
         )
-        self._lease = create_namespaced_resource(
-            "coordination.k8s.io", "v1", "Lease", "leases", verbs=None
-        )
-        self._event = create_namespaced_resource(
-            "events.k8s.io", "v1", "Event", "events", verbs=None
-        )
+        self._kinds = _generic_kinds()
+        self._lease, self._event = self._kinds["leases"], self._kinds["events"]
 
     async def aclose(self) -> None:
         await self._client.close()
 
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
         """A pod or a ReplicaSet of this namespace (owner discovery); None if it does not exist."""
-        from lightkube.resources.apps_v1 import ReplicaSet
-        from lightkube.resources.core_v1 import Pod
-
-        kind = {"pods": Pod, "replicasets": ReplicaSet}[plural]
         try:
-            return await self._call(self._client.get(kind, name))
+            return await self._call(self._client.get(self._kinds[plural], name))
         except KubeError as exc:
             if exc.code == 404:
                 return None
@@ -123,16 +115,7 @@ class KubeClient:
         )
 
     def _kind(self, plural: str) -> Any:
-        from lightkube.resources.apps_v1 import Deployment, StatefulSet
-        from lightkube.resources.core_v1 import Namespace
-
-        kinds = {
-            "leases": self._lease,
-            "deployments": Deployment,
-            "statefulsets": StatefulSet,
-            "namespaces": Namespace,
-        }
-        return kinds[plural]
+        return self._kinds[plural]
 
     def _scope(self, plural: str) -> dict[str, Any]:
         return {} if plural == "namespaces" else {"namespace": self.namespace}
@@ -214,6 +197,29 @@ class KubeClient:
         except TimeoutError:
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
         return _as_dict(result)
+
+
+@functools.cache
+def _generic_kinds() -> dict[str, Any]:
+    """Every kind fleet mode reads, as a generic resource (plain dicts): nothing here needs
+    lightkube's typed models, whose strict decoding fails on any field they do not expect and
+    whose re-encoding drops MicroTime fractions. Created once per process: lightkube's registry
+    refuses a second class for a core-group kind (its cache looks them up as "/v1")."""
+    from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+    kinds: dict[str, Any] = {
+        plural: create_namespaced_resource(group, "v1", kind, plural, verbs=None)
+        for group, kind, plural in (
+            ("coordination.k8s.io", "Lease", "leases"),
+            ("events.k8s.io", "Event", "events"),
+            ("apps", "Deployment", "deployments"),
+            ("apps", "StatefulSet", "statefulsets"),
+            ("apps", "ReplicaSet", "replicasets"),
+            ("", "Pod", "pods"),
+        )
+    }
+    kinds["namespaces"] = create_global_resource("", "v1", "Namespace", "namespaces")
+    return kinds
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -98,6 +98,10 @@ class SimKube:
     latency: dict[str, float] = field(default_factory=dict)
     denied: set[tuple[str, str]] = field(default_factory=set)
     """(verb, plural) answered 403, e.g. ("update", "leases")."""
+    garbled: set[str] = field(default_factory=set)
+    """Plurals whose get/list/watch replies are not JSON (a broken proxy)."""
+    rules: list[dict[str, Any]] | None = None
+    """RBAC rules (a Role's and ClusterRole's `rules`) to enforce; None allows everything."""
     history_size: int = 1000
     calls: list[KubeCall] = field(default_factory=list)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -158,8 +162,13 @@ class SimKube:
             plural = kind.plural
             verb = self._verb(request, name)
             await self._fault(client)
-            if (verb, plural) in self.denied:
+            if (verb, plural) in self.denied or not self._authorized(kind, verb, name, request):
                 raise _Failure(403, "Forbidden", _forbidden(kind, verb, namespace, name, client))
+            if plural in self.garbled and verb in {"get", "list", "watch"}:
+                self.calls.append(KubeCall(time.monotonic(), client, verb, plural, name, 200))
+                return web.Response(
+                    status=200, body=b"<html>502 Bad Gateway", headers={"Content-Type": JSON}
+                )
             if verb == "watch":
                 self.calls.append(KubeCall(time.monotonic(), client, verb, plural, name, 200))
                 return await self._watch(request, kind, namespace, client)
@@ -168,6 +177,29 @@ class SimKube:
             status, body = failure.code, _status(failure)
         self.calls.append(KubeCall(time.monotonic(), client or "?", verb, plural, name, status))
         return web.Response(status=status, body=json.dumps(body), headers={"Content-Type": JSON})
+
+    def _authorized(self, kind: Kind, verb: str, name: str | None, request: web.Request) -> bool:
+        """RBAC as the API server applies it: resourceNames restrict get/update/patch/delete by
+        name, list/watch only with `fieldSelector=metadata.name=<name>`, never create."""
+        if self.rules is None:
+            return True
+        named = name
+        if verb in {"list", "watch"}:
+            fields = request.query.get("fieldSelector", "")
+            named = (
+                fields.removeprefix("metadata.name=")
+                if fields.startswith("metadata.name=")
+                else None
+            )
+        for rule in self.rules:
+            if kind.group not in rule.get("apiGroups", []) and "*" not in rule.get("apiGroups", []):
+                continue
+            if kind.plural not in rule.get("resources", []) or verb not in rule.get("verbs", []):
+                continue
+            names = rule.get("resourceNames")
+            if not names or (verb != "create" and named in names):
+                return True
+        return False
 
     async def _fault(self, client: str) -> None:
         if client in self.partitioned:
