@@ -205,8 +205,7 @@ class KubeSettings(BaseModel):
     workload: str | None = None
     """`deployment/NAME`, `statefulset/NAME` or `none`; default: from the pod's owners."""
     watch_namespace: bool = False
-    """Also read the Namespace's annotations. Reserved: accepted, no effect yet
-    (docs/fleet.md, "Not yet")."""
+    """Also read maintenance annotations from the Namespace (needs read access to it)."""
     lease_name: str | None = None
     """Name of the leader Lease; default `<workload name>-presence`."""
     lease_duration: PositiveDuration = 15.0
@@ -222,7 +221,8 @@ class KubeSettings(BaseModel):
     """Fleet rule: available when at least this many fresh members are (an integer, or a
     percentage of fresh members, rounded up)."""
     events: bool = True
-    """Emit Kubernetes Events regarding the workload. Reserved: accepted, no effect yet."""
+    """The leader records Kubernetes Events regarding the workload (presence changes,
+    maintenance, leadership)."""
 
     @field_validator("workload")
     @classmethod
