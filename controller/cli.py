@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="run the real controller against a simulated consumer and gateway"
     )
     demo.add_argument(
+        "--fleet",
+        action="store_true",
+        help="the fleet scene: three replicas in fleet mode, a fake Kubernetes API server",
+    )
+    demo.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
@@ -115,6 +120,10 @@ def _tracing_summary() -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
+        if args.fleet:
+            from controller.sim.fleet_scenario import run_fleet_demo
+
+            return asyncio.run(run_fleet_demo(speed=args.speed))
         from controller.sim.scenario import run_demo
 
         return asyncio.run(run_demo(speed=args.speed))

@@ -608,3 +608,17 @@ async def test_the_shipped_role_allows_every_call_and_grants_nothing_unused(
         for verb in rule["verbs"]
     }
     assert granted <= used, f"granted but never used: {sorted(granted - used)}"
+
+
+async def test_scaling_to_zero_turns_the_bot_off(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replica gets SIGTERM at once (scale to zero, a deleted Deployment): the leader must
+    not hand over to members that are stopping too, or nobody turns the bot off."""
+    _, url = kube
+    async with three_replicas(sim, url, tmp_path, monkeypatch) as (runs, _, stops):
+        await until(lambda: sim.gateway.presence == "available" and leader_of(runs) is not None)
+        await until(lambda: all(len(r.controller.fleet.members()) == 3 for r in runs.values()))  # type: ignore[union-attr]
+        for stop in stops.values():
+            stop.set()
+        await until(lambda: sim.gateway.presence == "unavailable")

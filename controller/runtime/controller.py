@@ -62,7 +62,10 @@ log = logging.getLogger("presence.controller")
 SHUTDOWN_DEADLINE = 5.0
 """On SIGTERM the unavailable write must be done within 5 s (README, "Acting on the gateway")."""
 _HEARTBEAT_BUDGET = 1.0
-"""Fleet mode: at most this long for the `stopping` heartbeat on shutdown."""
+"""Fleet mode: at most this long for the `stopping` heartbeat on shutdown (and for re-reading
+the others')."""
+_SETTLE = 0.5
+"""Fleet mode, the leader's shutdown: time for replicas stopping at the same moment to say so."""
 _SHUTDOWN_WRITE_BUDGET = 4.5
 """Leave room inside the deadline for closing clients and the admin server."""
 TRANSITIONS_KEPT = 50
@@ -614,14 +617,15 @@ class Controller:
     async def _shutdown(self) -> None:
         try:
             if self.fleet is not None:
-                # Judged before anything else: the member watch has stopped with the loop, and
-                # every second spent here ages what it last saw.
-                leading, alone = self.fleet.leading(), self.fleet.last_one_out()
+                # The fleet as last seen, taken first: the member watch has stopped with the
+                # loop, and every second spent here would age what it saw.
+                leading, seen = self.fleet.leading(), self.fleet.members()
                 await self.fleet.stopping(_HEARTBEAT_BUDGET)
                 if not leading or not self.fleet.leading():
                     message = "not the leader: presence left to the leader"
                     event(log, logging.INFO, "shutdown", message)
                     return
+                alone = await self.fleet.last_one_out(seen, _SETTLE, _HEARTBEAT_BUDGET)
                 if not alone:
                     message = "other members are available: presence left to the next leader"
                     event(log, logging.INFO, "shutdown", message)
@@ -633,7 +637,8 @@ class Controller:
                 message = "dry run: would write unavailable on shutdown (no gateway call made)"
                 event(log, logging.INFO, "shutdown", message)
             elif await self.actuator.shutdown_write(
-                _SHUTDOWN_WRITE_BUDGET - (_HEARTBEAT_BUDGET if self.fleet is not None else 0.0)
+                _SHUTDOWN_WRITE_BUDGET
+                - (2 * _HEARTBEAT_BUDGET + _SETTLE if self.fleet is not None else 0.0)
             ):
                 event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
             else:

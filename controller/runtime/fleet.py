@@ -312,10 +312,28 @@ class FleetMember:
         others = tuple(m for m in self.members() if m.pod != self.identity)
         return FleetInputs(self.identity, others, self.settings.min_available, self.stale_after)
 
-    def last_one_out(self) -> bool:
-        return self.identity is None or fleet_last_one_out(
-            self.members(), self.identity, self.stale_after
-        )
+    async def last_one_out(self, seen: list[Member], settle: float, budget: float) -> bool:
+        """On shutdown, for the leader: whether no other member will keep the bot available.
+        `seen` is the fleet as the member watch last saw it (taken before shutting down: the
+        watch has stopped). Replicas often stop together (scale to zero, a deleted Deployment):
+        wait `settle` seconds for their `stopping` heartbeats, then read the heartbeats again;
+        if that read fails, judge from `seen`."""
+        if self.identity is None or self._client is None or self.lease is None:
+            return True  # never set up: never led
+        me, client, lease = self.identity, self._client, self.lease
+        await asyncio.sleep(settle)
+        try:
+            async with asyncio.timeout(budget):
+                items, _ = await client.list_objects("leases", labels={LEASE_LABEL: lease})
+        except (KubeError, TimeoutError):
+            return fleet_last_one_out(seen, me, self.stale_after)
+        now: dict[str, str] = {}
+        for obj in items:
+            pod = str((obj.get("spec") or {}).get("holderIdentity") or "")
+            notes = (obj.get("metadata") or {}).get("annotations") or {}
+            now[pod] = str(notes.get(VERDICT_KEY, "unknown"))
+        members = [Member(m.pod, now.get(m.pod, m.verdict), m.reason, m.age) for m in seen]
+        return fleet_last_one_out(members, me, self.stale_after)
 
     async def stopping(self, budget: float) -> None:
         """Shutting down: say so in the heartbeat at once, so the leader stops counting us."""

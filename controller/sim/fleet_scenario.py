@@ -1,0 +1,303 @@
+"""`presence-controller demo --fleet`: three real controllers in fleet mode, each beside its own
+simulated consumer, against one simulated gateway and a fake Kubernetes API server.
+
+The scene: a leader is elected; one consumer dies (still available: 2/3 >= 50%); a second dies
+(unavailable); they recover; `kubectl annotate deploy` maintenance takes every replica offline
+and its removal brings the bot back; the leader gets SIGTERM and hands over with no offline gap;
+the last replica's shutdown turns the bot off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller.config import Settings
+from controller.core.types import Presence
+from controller.runtime.controller import Controller, Transition
+from controller.runtime.logs import configure_logging
+from controller.sim.consumer import SimConsumer
+from controller.sim.gateway import SimGateway
+from controller.sim.harness import wait_until
+from controller.sim.kube import SimKube
+from controller.sim.scenario import Timeline
+from controller.sim.server import LoopbackServer
+
+NAMESPACE, WORKLOAD = "whatsapp-bot", "whatsapp-bot"
+PODS = ("whatsapp-bot-7d4b9-a", "whatsapp-bot-7d4b9-b", "whatsapp-bot-7d4b9-c")
+TOKEN = "demo-service-account-token"  # noqa: S105 (the fake API server's fake credential)
+MAINTENANCE = "presence-controller/maintenance"
+
+
+@dataclass
+class Fleet:
+    kube: SimKube
+    gateway: SimGateway
+    consumers: dict[str, SimConsumer]
+    controllers: dict[str, Controller] = field(default_factory=dict)
+    stops: dict[str, asyncio.Event] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def leader(self) -> str | None:
+        leading = [n for n, c in self.controllers.items() if c.fleet and c.fleet.leading()]
+        return leading[0] if len(leading) == 1 else None
+
+    def running(self) -> list[str]:
+        return [n for n, t in self.tasks.items() if not t.done()]
+
+
+def fleet_settings(
+    consumer_url: str, gateway: SimGateway, gateway_url: str, pod: str, speed: float
+) -> Settings:
+    def t(seconds: float) -> float:
+        return seconds / speed
+
+    return Settings.from_values(
+        health_url=f"{consumer_url}/healthz",
+        metrics_url=f"{consumer_url}/metrics",
+        interval=t(0.2),
+        timeout=t(0.15),
+        jitter=0.1,
+        rise=3,
+        fall=3,
+        hold_down=t(1.0),
+        startup_grace=t(5.0),
+        reassert_available=t(2.0),
+        reassert_unavailable=t(6.0),
+        listen="127.0.0.1:0",
+        wawp={
+            "base_url": gateway_url,
+            "instance_id": gateway.instance_id,
+            "access_token": gateway.access_token,
+            "timeout": t(1.0),
+        },
+        kube={
+            "enabled": True,
+            "namespace": NAMESPACE,
+            "pod_name": pod,
+            "workload": f"deployment/{WORKLOAD}",
+            "lease_duration": t(3.0),
+            "renew_deadline": t(2.0),
+            "retry_period": t(0.4),
+            "heartbeat": t(0.5),
+            "events": True,
+        },
+    )
+
+
+@contextlib.contextmanager
+def _kubeconfig(server: str) -> Any:
+    """KUBECONFIG pointing at the fake API server, for this process, restored afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="presence-fleet-demo-"))
+    path = folder / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f'clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]\n'
+        f'users: [{{name: fake, user: {{token: "{TOKEN}"}}}}]\n'
+        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: "
+        f"{NAMESPACE}}}}}]\n"
+    )
+    before = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _world(speed: float, timeline: Timeline) -> AsyncIterator[Fleet]:
+    kube = SimKube(tokens={TOKEN: "presence-controller"})
+    kube.put("namespaces", {"metadata": {"name": NAMESPACE}})
+    labels = {"app.kubernetes.io/name": WORKLOAD}
+    kube.put(
+        "deployments",
+        {
+            "metadata": {"name": WORKLOAD, "namespace": NAMESPACE},
+            "spec": {"replicas": 3, "selector": {"matchLabels": labels}},
+        },
+    )
+    fleet = Fleet(kube, SimGateway(), {pod: SimConsumer() for pod in PODS})
+    fleet.gateway.on_call = timeline.gateway_call
+    async with AsyncExitStack() as stack:
+        kube_srv = await stack.enter_async_context(LoopbackServer(kube.app()))
+        gateway_srv = await stack.enter_async_context(LoopbackServer(fleet.gateway.app()))
+        stack.enter_context(_kubeconfig(kube_srv.url))
+        for pod, consumer in fleet.consumers.items():
+            srv = await stack.enter_async_context(LoopbackServer(consumer.app()))
+            settings = fleet_settings(srv.url, fleet.gateway, gateway_srv.url, pod, speed)
+            controller = Controller(settings)
+            controller.listeners.append(_decisions(timeline, pod, controller))
+            fleet.controllers[pod] = controller
+            fleet.stops[pod] = asyncio.Event()
+        for pod, controller in fleet.controllers.items():
+            fleet.tasks[pod] = asyncio.create_task(controller.run(fleet.stops[pod]))
+        watcher = asyncio.create_task(_watch_leader(fleet, timeline))
+        try:
+            yield fleet
+        finally:
+            watcher.cancel()
+            for stop in fleet.stops.values():
+                stop.set()
+            await asyncio.gather(*fleet.tasks.values(), watcher, return_exceptions=True)
+
+
+def _decisions(
+    timeline: Timeline, pod: str, controller: Controller
+) -> Callable[[Transition], None]:
+    def show(t: Transition) -> None:
+        if controller.fleet is not None and controller.fleet.leading():
+            timeline.line("decision", t.to.value, f"[{pod[-1]}, leader] {t.reason}")
+
+    return show
+
+
+async def _watch_leader(fleet: Fleet, timeline: Timeline) -> None:
+    shown: str | None = None
+    while True:
+        leader = fleet.leader()
+        if leader != shown and leader is not None:
+            timeline.line("leader", "", f"{leader} holds lease {WORKLOAD}-presence")
+        shown = leader if leader is not None else shown
+        await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Scene:
+    title: str
+    change: Callable[[Fleet], None]
+    expect: Presence
+    hold: float = 0.0
+    """> 0: the gateway must keep showing `expect` this long (seconds at speed 1), never the
+    other state."""
+
+
+def _health(status: int, *pods: int) -> Callable[[Fleet], None]:
+    def change(fleet: Fleet) -> None:
+        for pod in pods:
+            fleet.consumers[PODS[pod]].health_status = status
+
+    return change
+
+
+def _annotate(value: str | None) -> Callable[[Fleet], None]:
+    def change(fleet: Fleet) -> None:
+        notes: dict[str, str | None] = {MAINTENANCE: value}
+        if value is not None:
+            notes["presence-controller/maintenance-reason"] = "DB migration"
+        else:
+            notes["presence-controller/maintenance-reason"] = None
+        fleet.kube.annotate("deployments", NAMESPACE, WORKLOAD, **notes)
+
+    return change
+
+
+def _sigterm_leader(fleet: Fleet) -> None:
+    leader = fleet.leader()
+    if leader is not None:
+        fleet.stops[leader].set()
+
+
+SCENES = (
+    Scene(
+        "three replicas, all consumers healthy: one leader writes",
+        lambda f: None,
+        Presence.AVAILABLE,
+    ),
+    Scene(
+        "consumer a dies (503): 2/3 available >= 50%", _health(503, 0), Presence.AVAILABLE, hold=3.0
+    ),
+    Scene("consumer b dies too: 1/3 available < 50%", _health(503, 1), Presence.UNAVAILABLE),
+    Scene(
+        "consumers a and b recover",
+        _health(200, 0, 1),
+        Presence.AVAILABLE,
+    ),
+    Scene(
+        f"kubectl annotate deploy/{WORKLOAD} {MAINTENANCE}=true",
+        _annotate("true"),
+        Presence.UNAVAILABLE,
+    ),
+    Scene(
+        f"kubectl annotate deploy/{WORKLOAD} {MAINTENANCE}-", _annotate(None), Presence.AVAILABLE
+    ),
+    Scene(
+        "SIGTERM to the leader: it hands its Lease over, the bot stays online",
+        _sigterm_leader,
+        Presence.AVAILABLE,
+        hold=4.0,
+    ),
+)
+
+
+async def run_fleet_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
+    """Run the fleet scene; 0 if every step behaved as stated, 1 otherwise."""
+    configure_logging("text", "error", [])
+    timeline = Timeline(out)
+    total = len(SCENES) + 1
+    failures = 0
+    print(
+        "presence-controller demo --fleet: three real controllers in fleet mode, each beside its "
+        "own simulated consumer,\none simulated Wawp gateway and a fake Kubernetes API server, on "
+        "loopback (MIN_AVAILABLE 50%)\n\n"
+        f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
+        file=out,
+    )
+    async with _world(speed, timeline) as fleet:
+        for number, scene in enumerate(SCENES, 1):
+            timeline.line("scenario", "", f"{number}/{total} {scene.title}")
+            failures += not await _play(scene, fleet, timeline, speed)
+        timeline.line("scenario", "", f"{total}/{total} SIGTERM to the others: the last one out")
+        for stop in fleet.stops.values():
+            stop.set()
+        await asyncio.gather(*fleet.tasks.values(), return_exceptions=True)
+        shown = fleet.gateway.presence
+        ok = shown == Presence.UNAVAILABLE.value
+        failures += not ok
+        timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: gateway shows {shown}")
+        events = sorted(
+            {e["reason"] for (plural, *_), e in fleet.kube.objects.items() if plural == "events"}
+        )
+        timeline.line("events", "", f"Events on deploy/{WORKLOAD}: {', '.join(events)}")
+    print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
+    return 0 if failures == 0 else 1
+
+
+async def _play(scene: Scene, fleet: Fleet, timeline: Timeline, speed: float) -> bool:
+    before = len(fleet.gateway.calls)
+    scene.change(fleet)
+    expected = scene.expect.value
+
+    def shown() -> bool:
+        return fleet.gateway.presence == expected and fleet.leader() is not None
+
+    if scene.hold:
+        started = time.monotonic()
+        await wait_until(lambda: False, scene.hold / speed)
+        other = [c for c in fleet.gateway.calls[before:] if c.presence not in {None, expected}]
+        ok = not other and fleet.gateway.presence == expected
+        await wait_until(shown, 10.0 / speed + 3.0)
+        verdict = (
+            f"gateway showed {expected} for {time.monotonic() - started:.1f}s, never anything else"
+            if ok
+            else f"the gateway was sent {other[0].presence if other else fleet.gateway.presence}"
+        )
+    else:
+        ok = await wait_until(shown, 15.0 / speed + 3.0)
+        verdict = f"gateway shows {expected}" if ok else f"gateway shows {fleet.gateway.presence}"
+    timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: {verdict}")
+    return ok
