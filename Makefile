@@ -64,7 +64,7 @@ constraints:
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-## bench: benchmarks side by side with a hand-written baseline -> bench/RESULTS.md (~2 min)
+## bench: benchmarks side by side with a hand-written baseline, fleet mode -> bench/RESULTS.md (~3 min)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/python bench/run.py

@@ -622,3 +622,41 @@ async def test_scaling_to_zero_turns_the_bot_off(
         for stop in stops.values():
             stop.set()
         await until(lambda: sim.gateway.presence == "unavailable")
+
+
+async def test_a_stalled_watch_is_restarted_and_a_410_relists_without_missing_a_change(
+    kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch goes quiet (a partition drops its events), the change lands and the server's
+    history is compacted: the periodic restart resumes from an expired resourceVersion, gets a
+    410, lists again, and sees the change."""
+    import controller.runtime.fleet as fleet_module
+
+    monkeypatch.setattr(fleet_module, "_WATCH_PERIOD", 0.5)
+    fake, url = kube
+    fake.put("deployments", deployment())
+    client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, "token-pod-a"))
+    watch = fleet_module.ObjectWatch(client, "deployments", time.monotonic, name="whatsapp-bot")
+    task = asyncio.create_task(watch.run())
+    try:
+        await until(lambda: watch.listed and "whatsapp-bot" in watch.items)
+        fake.partitioned.add("pod-a")  # the open stream stops delivering
+        fake.annotate(
+            "deployments", "shop", "whatsapp-bot", **{"presence-controller/force": "unavailable"}
+        )
+        fake.compact()  # and the server forgets the change's history
+        fake.partitioned.discard("pod-a")
+        restarts = watch.restarts
+
+        def annotated() -> bool:
+            notes = watch.items["whatsapp-bot"]["metadata"].get("annotations") or {}
+            return notes.get("presence-controller/force") == "unavailable"
+
+        await until(annotated)
+        assert watch.restarts > restarts, "the resume hit a 410 and listed again"
+        lists = [c for c in fake.requests("pod-a", "list") if c.plural == "deployments"]
+        assert len(lists) >= 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()

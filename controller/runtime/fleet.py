@@ -35,7 +35,7 @@ LEASE_LABEL = "presence-controller/lease"
 VERDICT_KEY = "presence-controller/verdict"
 REASON_KEY = "presence-controller/reason"
 _REASON_CHARS = 256
-_WATCH_PERIOD = 30.0
+_WATCH_PERIOD = 60.0
 """Each watch is restarted (from its resourceVersion) after this long, so a connection that
 stalls silently cannot hide changes for longer; one request per period."""
 
@@ -44,8 +44,16 @@ class Heartbeat:
     """This replica's heartbeat Lease `<lease>-<pod>`: its health verdict and reason, renewed
     every `period` and at once when the verdict changes (a merge patch of what we own)."""
 
-    def __init__(self, client: KubeClient, lease: str, pod: str, period: float) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        lease: str,
+        pod: str,
+        period: float,
+        leading: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.client, self.name, self.pod, self.period = client, f"{lease}-{pod}", pod, period
+        self._leading = leading
         self.labels = {LEASE_LABEL: lease}
         self.verdict, self.reason = "unknown", "starting"
         self.error: str | None = None
@@ -60,8 +68,11 @@ class Heartbeat:
         while True:
             self._changed.clear()
             await self.write()
+            # The leader renews the leader Lease every retry period already: its heartbeat at
+            # half the rate still stays fresh (3 periods) and keeps its API requests in budget.
+            period = 2 * self.period if self._leading() else self.period
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.period):
+                async with asyncio.timeout(period):
                     await self._changed.wait()
 
     async def write(self) -> None:
@@ -370,7 +381,9 @@ class FleetMember:
             self.sources.append(self._source("namespaces", namespace))
         if s.events and self.recorder is None:
             self.recorder = EventRecorder(self._client, self.identity, self.regarding, self._clock)
-        self.heartbeat = Heartbeat(self._client, self.lease, self.identity, s.heartbeat)
+        self.heartbeat = Heartbeat(
+            self._client, self.lease, self.identity, s.heartbeat, leading=self.leading
+        )
         self.heartbeat.report(*self._verdict)
         self.watch = ObjectWatch(
             self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease}
