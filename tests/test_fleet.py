@@ -19,6 +19,7 @@ from controller.runtime.controller import Controller
 from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.kube import KubeClient
 from controller.sim.consumer import SimConsumer
+from controller.sim.gateway import GatewayCall
 from controller.sim.kube import SimKube
 from controller.sim.server import LoopbackServer
 
@@ -186,9 +187,14 @@ async def test_three_replicas_one_writer_and_a_handover_on_shutdown(
     def leaders() -> list[str]:
         return [n for n, c in controllers.items() if c.fleet is not None and c.fleet.leading()]
 
-    sim.gateway.on_call = lambda call: (
-        writers.append(leaders()) if call.operation == "set" else None
-    )
+    writer_agents: list[tuple[list[str], str]] = []
+
+    def record(call: GatewayCall) -> None:
+        if call.operation == "set":
+            writers.append(leaders())
+            writer_agents.append((leaders(), call.agent))
+
+    sim.gateway.on_call = record
     stops = {name: asyncio.Event() for name in NAMES}
     async with AsyncExitStack() as stack:
         runs = {}
@@ -224,6 +230,11 @@ async def test_three_replicas_one_writer_and_a_handover_on_shutdown(
         assert sim.gateway.presence == "available"
     assert writers, "the gateway saw set calls"
     assert all(len(w) <= 1 for w in writers), "never two leaders while a set call arrived"
+    # Each call names its replica: it came from the one leading when it arrived (or from a
+    # replica whose lease lapsed that instant, which the leader list then shows empty).
+    for leading, agent in writer_agents:
+        assert agent.startswith("presence-controller (pod-"), agent
+        assert not leading or agent == f"presence-controller ({leading[0]})", (leading, agent)
 
 
 async def test_a_killed_leader_is_replaced_after_the_lease_expires(

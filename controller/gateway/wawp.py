@@ -40,9 +40,10 @@ class WawpGateway:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         token: Callable[[], str] | None = None,
+        agent: str = "presence-controller",
     ) -> None:
         """`token` returns the current access token (a rotating secret file); by default the
-        one in `settings`."""
+        one in `settings`. `agent` is the User-Agent (fleet mode names the replica in it)."""
         if settings.instance_id is None or settings.access_token is None:
             raise ValueError("Wawp needs an instance ID and an access token")
         self._settings = settings
@@ -54,7 +55,7 @@ class WawpGateway:
             transport=transport,
             timeout=settings.timeout,
             follow_redirects=False,
-            headers={"User-Agent": "presence-controller"},
+            headers={"User-Agent": agent},
             cookies=no_cookies(),
         )
         self._values = {

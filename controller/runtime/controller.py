@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import time
 from collections import deque
@@ -103,7 +104,18 @@ def build_gateway(
     every call uses the secret file's current value."""
     transport = traced_transport(tracer) if tracer is not None else None
     current = (lambda: token.value) if token is not None else None
-    return WawpGateway(settings.wawp, transport=transport, token=current)
+    return WawpGateway(
+        settings.wawp, transport=transport, token=current, agent=user_agent(settings)
+    )
+
+
+def user_agent(settings: Settings) -> str:
+    """`presence-controller`, and in fleet mode the replica (`presence-controller (pod-a)`): the
+    gateway's logs then say which replica wrote."""
+    if not settings.kube.enabled:
+        return "presence-controller"
+    pod = settings.kube.pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+    return f"presence-controller ({pod})" if pod else "presence-controller"
 
 
 def token_file(settings: Settings) -> SecretFile | None:

@@ -35,6 +35,8 @@ class GatewayCall:
     status: int
     presence: str | None = None
     query_token: str | None = None
+    agent: str = ""
+    """The caller's User-Agent (in fleet mode it names the replica)."""
 
 
 @dataclass
@@ -120,7 +122,14 @@ class SimGateway:
                 {"status": self.session_state, "instance_id": self.instance_id}
             )
         self._record(
-            GatewayCall(at, "session", response.status, None, request.query.get("access_token"))
+            GatewayCall(
+                at,
+                "session",
+                response.status,
+                None,
+                request.query.get("access_token"),
+                request.headers.get("User-Agent", ""),
+            )
         )
         return response
 
@@ -145,7 +154,12 @@ class SimGateway:
         token = request.query.get("access_token")
         self._record(
             GatewayCall(
-                at, "set", response.status, presence if isinstance(presence, str) else None, token
+                at,
+                "set",
+                response.status,
+                presence if isinstance(presence, str) else None,
+                token,
+                request.headers.get("User-Agent", ""),
             )
         )
         return response
