@@ -310,9 +310,13 @@ async def three_replicas(
             settings = sim.settings(
                 health_url=f"{server.url}/healthz",
                 metrics_url=f"{server.url}/metrics",
+                # Probes that stay healthy on a loaded machine: these tests judge the fleet,
+                # and a 40 ms probe timeout would make healthy members look unhealthy.
+                interval=0.3,
+                timeout=0.25,
                 kube={
                     "enabled": True, "namespace": "shop", "pod_name": name,
-                    "workload": "deployment/whatsapp-bot", "heartbeat": 0.2, **FAST, **kube,
+                    "workload": "deployment/whatsapp-bot", "heartbeat": 0.5, **FAST, **kube,
                 },
             )  # fmt: skip
             runs[name] = await stack.enter_async_context(running(settings, stops[name]))

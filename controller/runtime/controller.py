@@ -169,7 +169,12 @@ class Controller:
         self.fleet: FleetMember | None = None
         if settings.kube.enabled:
             self.fleet = FleetMember(
-                settings.kube, self._leadership_changed, clock=clock, rng=self._rng
+                settings.kube,
+                self._leadership_changed,
+                clock=clock,
+                rng=self._rng,
+                metrics=self.metrics,
+                tracer=self._tracer,
             )
             self.fleet.on_annotations = self._poke.set
             # Read at each scrape: a leader whose renewal lapsed shows 0 at once, even while its

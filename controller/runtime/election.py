@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from controller.core import election
 from controller.core.election import Create, ElectionConfig, ElectionState, Held, LeaseRecord
 from controller.runtime.kube import KubeClient, KubeError
@@ -66,8 +68,10 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_change: Callable[[bool], None] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.client, self.lease, self.cfg = client, lease, cfg
+        self._tracer = tracer or trace.get_tracer(__name__)
         self.state = ElectionState()
         self.error: str | None = None
         """The last failure to read or write the Lease, None once one succeeds."""
@@ -205,6 +209,16 @@ class LeaderElector:
         if now is self._was_leading:
             return
         self._was_leading = now
+        attributes: dict[str, str | bool | int] = {
+            "presence.kube.lease": self.lease,
+            "presence.kube.identity": self.cfg.identity,
+            "presence.kube.leading": now,
+            "presence.kube.lease_transitions": (
+                self.state.observed.transitions if self.state.observed else 0
+            ),
+        }
+        with self._tracer.start_as_current_span("presence.kube.elect", attributes=attributes):
+            pass
         if now:
             event(log, logging.INFO, "leader", f"leading: this replica holds lease {self.lease}")
         else:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from controller.core.excerpt import clip
 from controller.runtime.election import micro_time
 from controller.runtime.kube import KubeClient, KubeError
@@ -62,8 +64,10 @@ class EventRecorder:
         instance: str,
         regarding: Callable[[], dict[str, Any] | None],
         clock: Callable[[], float] = time.monotonic,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.client, self.instance = client, instance
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._regarding, self._clock = regarding, clock
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
@@ -118,8 +122,14 @@ class EventRecorder:
             "note": item.note,
             "regarding": regarding,
         }
-        if await self._send(self.client.create_event(body)):
-            self._series[key] = _Series(name, 1, now, item.at, 1, now)
+        attributes: dict[str, str | int] = {
+            "presence.kube.event.reason": item.reason,
+            "presence.kube.event.type": item.type,
+            "presence.kube.event.count": 1,
+        }
+        with self._tracer.start_as_current_span("presence.kube.event", attributes=attributes):
+            if await self._send(self.client.create_event(body)):
+                self._series[key] = _Series(name, 1, now, item.at, 1, now)
 
     async def _flush(self) -> None:
         now = self._clock()
@@ -127,8 +137,13 @@ class EventRecorder:
             if series.count == series.flushed or now - series.flushed_at < self.flush:
                 continue
             patch = {"series": {"count": series.count, "lastObservedTime": series.last_wall}}
-            if await self._send(self.client.patch_event(series.name, patch)):
-                series.flushed, series.flushed_at = series.count, now
+            with self._tracer.start_as_current_span(
+                "presence.kube.event",
+                attributes={"presence.kube.event.name": series.name,
+                            "presence.kube.event.count": series.count},
+            ):  # fmt: skip
+                if await self._send(self.client.patch_event(series.name, patch)):
+                    series.flushed, series.flushed_at = series.count, now
 
     async def _send(self, call: Any) -> bool:
         try:

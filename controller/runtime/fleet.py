@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opentelemetry import trace
+
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
 from controller.core.excerpt import clip
@@ -24,6 +26,7 @@ from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.events import EventRecorder
 from controller.runtime.kube import KubeClient, KubeError, identity_of, namespace_of
 from controller.runtime.logs import event
+from controller.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +128,13 @@ class ObjectWatch:
         labels: dict[str, str] | None = None,
         name: str | None = None,
         on_change: Callable[[], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        """`tracer`: a `presence.kube.watch` span for each change and relist (the workload and
+        namespace sources; the heartbeats change every few seconds and go untraced)."""
         self.client, self.plural, self._clock = client, plural, clock
+        self._on_restart, self._tracer = on_restart, tracer
         self.labels, self.name = labels, name
         self.items: dict[str, dict[str, Any]] = {}
         self.seen: dict[str, float] = {}
@@ -166,6 +174,8 @@ class ObjectWatch:
                 delay = _SETUP_BACKOFF[0]
             except KubeError as exc:
                 self.restarts += 1
+                if self._on_restart is not None:
+                    self._on_restart(self.plural)
                 if exc.code == 410:
                     version = None  # history gone: list again, then watch from there
                     continue
@@ -197,10 +207,19 @@ class ObjectWatch:
         self.items, self.listed = fresh, True
         self.seen = {name: at for name, at in self.seen.items() if name in fresh}
         if changed:
-            self._changed()
+            self._changed("LIST", None)
 
-    def _changed(self) -> None:
+    def _changed(self, kind: str, obj: dict[str, Any] | None) -> None:
         self.version += 1
+        if self._tracer is not None:
+            attributes = {
+                "presence.kube.resource": self.plural,
+                "presence.kube.watch.event": kind,
+                "presence.kube.object": self.name or "",
+                "presence.kube.resource_version": _version(obj) if obj else "",
+            }
+            with self._tracer.start_as_current_span("presence.kube.watch", attributes=attributes):
+                pass
         if self._on_change is not None:
             self._on_change()
 
@@ -210,11 +229,11 @@ class ObjectWatch:
             if _version(self.items.get(name)) != _version(obj):
                 self.seen[name] = self._clock()
                 self.items[name] = obj
-                self._changed()
+                self._changed(kind, obj)
         elif kind == "DELETED" and name in self.items:
             self.items.pop(name, None)
             self.seen.pop(name, None)
-            self._changed()
+            self._changed(kind, obj)
         return _version(obj) or None
 
 
@@ -243,8 +262,12 @@ class FleetMember:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics
+        self._tracer = tracer or trace.get_tracer(__name__)
         self.identity: str | None = None
         self.workload: str | None = settings.workload
         self.lease: str | None = settings.lease_name
@@ -338,12 +361,24 @@ class FleetMember:
                 items, _ = await client.list_objects("leases", labels={LEASE_LABEL: lease})
         except (KubeError, TimeoutError):
             return fleet_last_one_out(seen, me, self.stale_after)
-        now: dict[str, str] = {}
+        known = self.watch.items if self.watch is not None else {}
+        now: dict[str, tuple[str, bool]] = {}
         for obj in items:
+            meta = obj.get("metadata") or {}
             pod = str((obj.get("spec") or {}).get("holderIdentity") or "")
-            notes = (obj.get("metadata") or {}).get("annotations") or {}
-            now[pod] = str(notes.get(VERDICT_KEY, "unknown"))
-        members = [Member(m.pod, now.get(m.pod, m.verdict), m.reason, m.age) for m in seen]
+            verdict = str((meta.get("annotations") or {}).get(VERDICT_KEY, "unknown"))
+            # Renewed since the watch last saw it: alive now, whatever the watch's age says.
+            moved = _version(known.get(str(meta.get("name")))) != _version(obj)
+            now[pod] = (verdict, moved)
+        members = [
+            Member(
+                m.pod,
+                now.get(m.pod, (m.verdict, False))[0],
+                m.reason,
+                0.0 if now.get(m.pod, ("", False))[1] else m.age,
+            )
+            for m in seen
+        ]
         return fleet_last_one_out(members, me, self.stale_after)
 
     async def stopping(self, budget: float) -> None:
@@ -361,7 +396,9 @@ class FleetMember:
         self.identity = identity_of(s.pod_name)
         if self._client is None:
             try:
-                self._client = KubeClient(namespace, timeout=max(1.0, s.renew_deadline / 3))
+                self._client = KubeClient(
+                    namespace, timeout=max(1.0, s.renew_deadline / 3), on_request=self._request
+                )
             except (OSError, ValueError, KeyError) as exc:
                 raise KubeError(
                     0, "", f"no Kubernetes configuration: {type(exc).__name__}"
@@ -380,17 +417,20 @@ class FleetMember:
         if s.watch_namespace and len(self.sources) < 1 + (self.workload != "none"):
             self.sources.append(self._source("namespaces", namespace))
         if s.events and self.recorder is None:
-            self.recorder = EventRecorder(self._client, self.identity, self.regarding, self._clock)
+            self.recorder = EventRecorder(
+                self._client, self.identity, self.regarding, self._clock, tracer=self._tracer
+            )
         self.heartbeat = Heartbeat(
             self._client, self.lease, self.identity, s.heartbeat, leading=self.leading
         )
         self.heartbeat.report(*self._verdict)
         self.watch = ObjectWatch(
-            self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease}
-        )
+            self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease},
+            on_restart=self._restarted,
+        )  # fmt: skip
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
-            on_change=self._on_change,
+            on_change=self._on_change, tracer=self._tracer,
         )  # fmt: skip
         event(
             log,
@@ -399,11 +439,20 @@ class FleetMember:
             f"fleet mode: {self.identity} campaigns for lease {self.lease} ({self.workload})",
         )
 
+    def _request(self, verb: str, resource: str, code: int) -> None:
+        if self._metrics is not None:
+            self._metrics.kube_requests.labels(verb=verb, resource=resource, code=str(code)).inc()
+
+    def _restarted(self, resource: str) -> None:
+        if self._metrics is not None:
+            self._metrics.kube_watch_restarts.labels(resource=resource).inc()
+
     def _source(self, plural: str, name: str) -> ObjectWatch:
         assert self._client is not None
         return ObjectWatch(
-            self._client, plural, self._clock, name=name, on_change=self._annotations_changed
-        )
+            self._client, plural, self._clock, name=name, on_change=self._annotations_changed,
+            on_restart=self._restarted, tracer=self._tracer,
+        )  # fmt: skip
 
     def _annotations_changed(self) -> None:
         if self.on_annotations is not None:

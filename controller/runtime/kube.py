@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,7 +53,15 @@ def identity_of(configured: str | None) -> str:
 class KubeClient:
     """The few calls fleet mode makes, on one lightkube AsyncClient."""
 
-    def __init__(self, namespace: str, timeout: float, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        timeout: float,
+        kubeconfig: Path | None = None,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        """`on_request(verb, resource, code)` is told of every request (metrics)."""
+        self._on_request = on_request
         import httpx2
         from lightkube import AsyncClient
         from lightkube.config.kubeconfig import KubeConfig
@@ -76,7 +84,7 @@ class KubeClient:
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
         """A pod or a ReplicaSet of this namespace (owner discovery); None if it does not exist."""
         try:
-            return await self._call(self._client.get(self._kinds[plural], name))
+            return await self._call("get", plural, self._client.get(self._kinds[plural], name))
         except KubeError as exc:
             if exc.code == 404:
                 return None
@@ -84,35 +92,39 @@ class KubeClient:
 
     async def get_lease(self, name: str) -> dict[str, Any] | None:
         try:
-            return await self._call(self._client.get(self._lease, name))
+            return await self._call("get", "leases", self._client.get(self._lease, name))
         except KubeError as exc:
             if exc.code == 404:
                 return None
             raise
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(self._client.create(self._lease(**body)))
+        return await self._call("create", "leases", self._client.create(self._lease(**body)))
 
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(self._client.replace(self._lease(**_writable(body))))
+        return await self._call(
+            "update", "leases", self._client.replace(self._lease(**_writable(body)))
+        )
 
     async def patch_lease(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch: only the fields we own, no resourceVersion needed."""
         from lightkube.types import PatchType
 
         return await self._call(
-            self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
-        )
+            "patch", "leases",
+            self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE),
+        )  # fmt: skip
 
     async def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(self._client.create(self._event(**body)))
+        return await self._call("create", "events", self._client.create(self._event(**body)))
 
     async def patch_event(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         from lightkube.types import PatchType
 
         return await self._call(
-            self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE)
-        )
+            "patch", "events",
+            self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE),
+        )  # fmt: skip
 
     def _kind(self, plural: str) -> Any:
         return self._kinds[plural]
@@ -136,8 +148,9 @@ class KubeClient:
 
         try:
             async with asyncio.timeout(self._timeout + 1.0):
-                return await self._errors(collect())
+                return await self._errors(collect(), "list", plural)
         except TimeoutError:
+            self._count("list", plural, 0)
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
 
     async def watch_objects(
@@ -156,45 +169,56 @@ class KubeClient:
             server_timeout=server_timeout, **self._scope(plural),
         )  # fmt: skip
         iterator = aiter(stream)
+        verb = "watch"  # the request goes out with the first read; later reads are its events
         while True:
             try:
-                kind, obj = await self._errors(anext(iterator))
+                kind, obj = await self._errors(anext(iterator), verb, plural)
             except StopAsyncIteration:
                 return
+            verb = ""
             yield str(kind), _as_dict(obj)
 
-    async def _errors(self, call: Awaitable[T]) -> T:
-        """Await `call`, turning the client's exceptions into KubeError values."""
+    def _count(self, verb: str, plural: str, code: int) -> None:
+        if verb and self._on_request is not None:
+            self._on_request(verb, plural, code)
+
+    async def _errors(self, call: Awaitable[T], verb: str, plural: str) -> T:
+        """Await `call`, turning the client's exceptions into KubeError values; counts it under
+        `verb` (an empty verb: a watch event, not a request)."""
         import httpx2
         from lightkube import ApiError
 
         try:
-            return await call
+            result = await call
         except ApiError as exc:
             status = exc.status
-            raise KubeError(
-                int(status.code or exc.response.status_code),
-                str(status.reason or ""),
-                str(status.message or ""),
-            ) from None
+            code = int(status.code or exc.response.status_code)
+            self._count(verb, plural, code)
+            raise KubeError(code, str(status.reason or ""), str(status.message or "")) from None
         except httpx2.HTTPStatusError as exc:
+            self._count(verb, plural, exc.response.status_code)
             message = "the API server answered without a Status"
             raise KubeError(exc.response.status_code, "", message) from None
         except (httpx2.HTTPError, OSError) as exc:
+            self._count(verb, plural, 0)
             raise KubeError(0, "", f"API server unreachable: {type(exc).__name__}") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # A reply the client cannot decode (msgspec.ValidationError is a ValueError): a
             # value to report, never an exception that ends the loop.
+            self._count(verb, plural, 200)
             message = f"unreadable reply from the API server: {type(exc).__name__}: {exc}"
             raise KubeError(0, "", clip(message, 300)) from None
+        self._count(verb, plural, 201 if verb == "create" else 200)
+        return result
 
-    async def _call(self, call: Awaitable[Any]) -> dict[str, Any]:
+    async def _call(self, verb: str, plural: str, call: Awaitable[Any]) -> dict[str, Any]:
         import asyncio
 
         try:
             async with asyncio.timeout(self._timeout + 1.0):
-                result = await self._errors(call)
+                result = await self._errors(call, verb, plural)
         except TimeoutError:
+            self._count(verb, plural, 0)
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
         return _as_dict(result)
 

@@ -88,6 +88,18 @@ class Metrics:
             registry=r,
         )
         self.leader.set(1)
+        self.kube_requests = Counter(
+            "presence_kube_requests",
+            "Fleet mode: Kubernetes API requests by verb, resource and HTTP status (0: no answer)",
+            ["verb", "resource", "code"],
+            registry=r,
+        )
+        self.kube_watch_restarts = Counter(
+            "presence_kube_watch_restarts",
+            "Fleet mode: watches that ended in an error or a 410 and were started again",
+            ["resource"],
+            registry=r,
+        )
         self.fleet_members = Gauge(
             "presence_fleet_members",
             "Fleet mode: members this replica heard from within the heartbeat window, by the "
