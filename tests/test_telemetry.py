@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -335,3 +336,55 @@ async def test_an_unreachable_collector_logs_one_line_and_never_holds_up_the_exi
     # generous limit that still tells the two apart on a loaded machine.
     assert took < 3.0, f"shutdown took {took:.2f}s (flush is bounded to 1 s)"
     assert sim.gateway.presence == "unavailable"
+
+
+async def test_fleet_mode_is_traced_and_counted(
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.sim.kube import SimKube
+    from controller.sim.server import LoopbackServer
+
+    fake = SimKube(tokens={"t": "pod-a"})
+    labels = {"app.kubernetes.io/name": "bot"}
+    fake.put("deployments", {"metadata": {"name": "bot", "namespace": "shop"},
+                             "spec": {"selector": {"matchLabels": labels}}})  # fmt: skip
+    async with LoopbackServer(fake.app()) as api:
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: f\n"
+            f'clusters: [{{name: f, cluster: {{server: "{api.url}"}}}}]\n'
+            'users: [{name: f, user: {token: "t"}}]\n'
+            "contexts: [{name: f, context: {cluster: f, user: f, namespace: shop}}]\n"
+        )
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        kube = {"enabled": True, "namespace": "shop", "pod_name": "pod-a",
+                "workload": "deployment/bot", "lease_duration": 1.5, "renew_deadline": 1.0,
+                "retry_period": 0.2, "heartbeat": 0.5}  # fmt: skip
+        async with traced(sim.settings(kube=kube)) as (controller, tracing, exporter):
+            await until(lambda: sim.gateway.presence == "available")
+            fake.annotate(
+                "deployments", "shop", "bot", **{"presence-controller/maintenance": "true"}
+            )
+            await until(lambda: sim.gateway.presence == "unavailable")
+            fleet = controller.fleet
+            assert fleet is not None and fleet.recorder is not None
+            await until(lambda: fleet.recorder is not None and fleet.recorder.sent >= 3)
+            tracing.provider.force_flush()
+            spans = exporter.get_finished_spans()
+            (elect,) = named(spans, "presence.kube.elect")
+            assert elect.attributes is not None
+            assert elect.attributes["presence.kube.leading"] is True
+            watched = [s.attributes or {} for s in named(spans, "presence.kube.watch")]
+            assert any(a.get("presence.kube.watch.event") == "MODIFIED" for a in watched)
+            reasons = {(s.attributes or {}).get("presence.kube.event.reason")
+                       for s in named(spans, "presence.kube.event")}  # fmt: skip
+            assert {"LeaderElected", "MaintenanceStarted"} <= reasons
+            sample = controller.metrics.registry.get_sample_value
+
+            def requests(verb: str, resource: str, code: str) -> float:
+                labels = {"verb": verb, "resource": resource, "code": code}
+                return sample("presence_kube_requests_total", labels) or 0.0
+
+            await until(lambda: requests("update", "leases", "200") >= 1)
+            assert requests("create", "leases", "201") >= 1
+            assert requests("watch", "deployments", "200") >= 1
