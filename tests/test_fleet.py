@@ -675,3 +675,25 @@ async def test_a_stalled_watch_is_restarted_and_a_410_relists_without_missing_a_
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
+
+
+async def test_a_missing_permission_is_named_and_nothing_is_written(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    fake.denied.add(("create", "leases"))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    settings = sim.settings(
+        kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a", "workload": "none",
+              "lease_name": "bot", **FAST},
+    )  # fmt: skip
+    async with running(settings) as run:
+        fleet = run.controller.fleet
+        assert fleet is not None
+        await until(lambda: 'cannot create resource "leases"' in (fleet.status()["error"] or ""))
+        await until(lambda: run.controller.healthy())  # the loop goes on, no crash
+        assert not fleet.leading() and sim.gateway.sets() == [], "no lease: no gateway call"
+        error = (await run.status())["fleet"]["error"]
+        assert error.startswith("403 Forbidden: leases.coordination.k8s.io is forbidden: User ")
+        fake.denied.clear()  # RBAC fixed: it leads and writes, without a restart
+        await until(lambda: sim.gateway.presence == "available")
