@@ -17,7 +17,7 @@ from pathlib import Path
 from procfs import rss_mib
 
 from controller.sim.harness import simulation, wait_until
-from controller.sim.kube import SimKube
+from controller.sim.kube import SimKube, write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 PODS = ("bot-a", "bot-b", "bot-c")
@@ -37,14 +37,7 @@ class FleetFigures:
 
 
 def _kubeconfig(folder: Path, server: str, pod: str) -> Path:
-    path = folder / f"kubeconfig-{pod}"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f'clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]\n'
-        f'users: [{{name: fake, user: {{token: "token-{pod}"}}}}]\n'
-        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: shop}}]\n"
-    )
-    return path
+    return write_kubeconfig(folder / f"kubeconfig-{pod}", server, f"token-{pod}", "shop")
 
 
 def _holder(kube: SimKube) -> str:

@@ -20,7 +20,7 @@ from controller.runtime.election import LeaderElector, micro_time
 from controller.runtime.kube import KubeClient
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import GatewayCall
-from controller.sim.kube import SimKube
+from controller.sim.kube import SimKube, write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 FAST = {"lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.2}
@@ -28,17 +28,7 @@ NAMES = ["pod-a", "pod-b", "pod-c"]
 
 
 def kubeconfig(tmp_path: Path, server: str, token: str) -> Path:
-    path = tmp_path / f"kubeconfig-{token}"
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-current-context: fake
-clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]
-users: [{{name: fake, user: {{token: "{token}"}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: shop}}}}]
-"""
-    )
-    return path
+    return write_kubeconfig(tmp_path / f"kubeconfig-{token}", server, token, "shop")
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_policy import CFG, HEALTHY, observe
 
 from controller.core.fleet import (
     VERDICTS,
@@ -17,13 +16,10 @@ from controller.core.fleet import (
     parse_min_available,
     verdict,
 )
-from controller.core.hysteresis import HysteresisConfig, HysteresisState
+from controller.core.hysteresis import HysteresisState
 from controller.core.policy import decide
 from controller.core.types import (
     Decision,
-    HealthResult,
-    HealthStatus,
-    LagResult,
     Observation,
     PolicyInputs,
     Presence,
@@ -143,16 +139,9 @@ def test_available_only_with_enough_fresh_available_members(ms: list[Member], ru
 
 # The policy on the leader: the fleet verdict, with precedence on top.
 
-CFG = HysteresisConfig(rise=1, fall=1, hold_down=0, startup_grace=60)
 
-
-def observe(policy: PolicyInputs | None = None) -> Observation:
-    return Observation(
-        health=HealthResult(HealthStatus.OK, "HTTP 200"),
-        lag=LagResult.not_configured(),
-        at=datetime(2026, 11, 25, tzinfo=UTC),
-        policy=policy or PolicyInputs(),
-    )
+def healthy(policy: PolicyInputs | None = None) -> Observation:
+    return observe(HEALTHY, policy or PolicyInputs())
 
 
 def inputs(*others: str) -> FleetInputs:
@@ -162,26 +151,26 @@ def inputs(*others: str) -> FleetInputs:
 
 def test_the_leader_decides_from_the_fleet_with_precedence_on_top() -> None:
     state = HysteresisState()
-    state, got = decide(state, observe(), 0.0, CFG, fleet=inputs("unavailable", "unavailable"))
+    state, got = decide(state, healthy(), 0.0, CFG, fleet=inputs("unavailable", "unavailable"))
     assert (got.presence, got.rule) == (U, "health")
     assert got.reason.startswith("fleet: 1/3 members available, 2 needed")
-    state, got = decide(state, observe(), 1.0, CFG, got, fleet=inputs("available", "unavailable"))
+    state, got = decide(state, healthy(), 1.0, CFG, got, fleet=inputs("available", "unavailable"))
     assert got.presence is A
-    maintenance = observe(PolicyInputs(maintenance="DB migration"))
+    maintenance = healthy(PolicyInputs(maintenance="DB migration"))
     state, held = decide(state, maintenance, 2.0, CFG, got, fleet=inputs("available", "available"))
     assert (held.presence, held.rule) == (U, "maintenance"), "maintenance beats the fleet"
-    state, back = decide(state, observe(), 3.0, CFG, held, fleet=inputs("available", "available"))
+    state, back = decide(state, healthy(), 3.0, CFG, held, fleet=inputs("available", "available"))
     assert back.presence is A and back.reason.startswith("maintenance ended: fleet: 3/3")
 
 
 def test_members_still_starting_hold_the_last_fleet_decision() -> None:
     previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, "health")
     _, got = decide(
-        HysteresisState(), observe(), 0.0, CFG, previous, fleet=inputs("unknown", "unknown")
+        HysteresisState(), healthy(), 0.0, CFG, previous, fleet=inputs("unknown", "unknown")
     )
     assert (
         got.presence is A and got.reason.endswith("1 not decided yet: keeping available") is False
     )
     assert "not decided yet: keeping available" in got.reason
-    _, first = decide(HysteresisState(), observe(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
+    _, first = decide(HysteresisState(), healthy(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
     assert first.presence is Presence.UNKNOWN, "nothing decided before: nothing to hold"

@@ -341,7 +341,7 @@ async def test_an_unreachable_collector_logs_one_line_and_never_holds_up_the_exi
 async def test_fleet_mode_is_traced_and_counted(
     sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from controller.sim.kube import SimKube
+    from controller.sim.kube import SimKube, write_kubeconfig
     from controller.sim.server import LoopbackServer
 
     fake = SimKube(tokens={"t": "pod-a"})
@@ -349,13 +349,7 @@ async def test_fleet_mode_is_traced_and_counted(
     fake.put("deployments", {"metadata": {"name": "bot", "namespace": "shop"},
                              "spec": {"selector": {"matchLabels": labels}}})  # fmt: skip
     async with LoopbackServer(fake.app()) as api:
-        config = tmp_path / "kubeconfig"
-        config.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: f\n"
-            f'clusters: [{{name: f, cluster: {{server: "{api.url}"}}}}]\n'
-            'users: [{name: f, user: {token: "t"}}]\n'
-            "contexts: [{name: f, context: {cluster: f, user: f, namespace: shop}}]\n"
-        )
+        config = write_kubeconfig(tmp_path / "kubeconfig", api.url, "t", "shop")
         monkeypatch.setenv("KUBECONFIG", str(config))
         kube = {"enabled": True, "namespace": "shop", "pod_name": "pod-a",
                 "workload": "deployment/bot", "lease_duration": 1.5, "renew_deadline": 1.0,

@@ -29,8 +29,8 @@ from controller.runtime.logs import configure_logging
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
 from controller.sim.harness import wait_until
-from controller.sim.kube import SimKube
-from controller.sim.scenario import Timeline
+from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.scenario import Timeline, demo_values
 from controller.sim.server import LoopbackServer
 
 NAMESPACE, WORKLOAD = "whatsapp-bot", "whatsapp-bot"
@@ -59,39 +59,23 @@ class Fleet:
 def fleet_settings(
     consumer_url: str, gateway: SimGateway, gateway_url: str, pod: str, speed: float
 ) -> Settings:
-    def t(seconds: float) -> float:
-        return seconds / speed
-
+    """The single-replica demo's settings, in fleet mode (a shorter hold-down, fast leases)."""
     return Settings.from_values(
-        health_url=f"{consumer_url}/healthz",
-        metrics_url=f"{consumer_url}/metrics",
-        interval=t(0.2),
-        timeout=t(0.15),
-        jitter=0.1,
-        rise=3,
-        fall=3,
-        hold_down=t(1.0),
-        startup_grace=t(5.0),
-        reassert_available=t(2.0),
-        reassert_unavailable=t(6.0),
-        listen="127.0.0.1:0",
-        wawp={
-            "base_url": gateway_url,
-            "instance_id": gateway.instance_id,
-            "access_token": gateway.access_token,
-            "timeout": t(1.0),
-        },
-        kube={
-            "enabled": True,
-            "namespace": NAMESPACE,
-            "pod_name": pod,
-            "workload": f"deployment/{WORKLOAD}",
-            "lease_duration": t(3.0),
-            "renew_deadline": t(2.0),
-            "retry_period": t(0.4),
-            "heartbeat": t(0.5),
-            "events": True,
-        },
+        **{
+            **demo_values(consumer_url, gateway, gateway_url, speed),
+            "hold_down": 1.0 / speed,
+            "kube": {
+                "enabled": True,
+                "namespace": NAMESPACE,
+                "pod_name": pod,
+                "workload": f"deployment/{WORKLOAD}",
+                "lease_duration": 3.0 / speed,
+                "renew_deadline": 2.0 / speed,
+                "retry_period": 0.4 / speed,
+                "heartbeat": 0.5 / speed,
+                "events": True,
+            },
+        }
     )
 
 
@@ -99,14 +83,7 @@ def fleet_settings(
 def _kubeconfig(server: str) -> Any:
     """KUBECONFIG pointing at the fake API server, for this process, restored afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="presence-fleet-demo-"))
-    path = folder / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f'clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]\n'
-        f'users: [{{name: fake, user: {{token: "{TOKEN}"}}}}]\n'
-        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: "
-        f"{NAMESPACE}}}}}]\n"
-    )
+    path = write_kubeconfig(folder / "kubeconfig", server, TOKEN, NAMESPACE)
     before = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(path)
     try:

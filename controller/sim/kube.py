@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -462,6 +463,18 @@ class SimKube:
                     pass
         await response.write_eof()
         return response
+
+
+def write_kubeconfig(path: Path, server: str, token: str, namespace: str) -> Path:
+    """A kubeconfig for `server` (plain http, bearer `token`, default `namespace`)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f'clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]\n'
+        f'users: [{{name: fake, user: {{token: "{token}"}}}}]\n'
+        "contexts: [{name: fake, context: {cluster: fake, user: fake, "
+        f"namespace: {namespace}}}}}]\n"
+    )
+    return path
 
 
 def _status(failure: _Failure) -> dict[str, Any]:

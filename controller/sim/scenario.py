@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from controller.config import Settings
 from controller.core.types import Presence
@@ -106,32 +106,40 @@ STEPS = (
 )
 
 
-def demo_settings(world: World, consumer_url: str, gateway_url: str, speed: float) -> Settings:
+def demo_values(
+    consumer_url: str, gateway: SimGateway, gateway_url: str, speed: float
+) -> dict[str, Any]:
+    """The demos' settings (both scenes), timings divided by `speed`."""
+
     def t(seconds: float) -> float:
         return seconds / speed
 
-    return Settings.from_values(
-        health_url=f"{consumer_url}/healthz",
-        metrics_url=f"{consumer_url}/metrics",
-        interval=t(0.2),
-        timeout=t(0.15),
-        jitter=0.1,
-        rise=3,
-        fall=3,
-        hold_down=t(2.0),
-        startup_grace=t(5.0),
-        reassert_available=t(2.0),
-        reassert_unavailable=t(6.0),
-        session_check=t(10.0),
-        listen="127.0.0.1:0",
-        annotations_file=world.podinfo.file,
-        wawp={
+    return {
+        "health_url": f"{consumer_url}/healthz",
+        "metrics_url": f"{consumer_url}/metrics",
+        "interval": t(0.2),
+        "timeout": t(0.15),
+        "jitter": 0.1,
+        "rise": 3,
+        "fall": 3,
+        "hold_down": t(2.0),
+        "startup_grace": t(5.0),
+        "reassert_available": t(2.0),
+        "reassert_unavailable": t(6.0),
+        "session_check": t(10.0),
+        "listen": "127.0.0.1:0",
+        "wawp": {
             "base_url": gateway_url,
-            "instance_id": world.gateway.instance_id,
-            "access_token": world.gateway.access_token,
+            "instance_id": gateway.instance_id,
+            "access_token": gateway.access_token,
             "timeout": t(1.0),
         },
-    )
+    }
+
+
+def demo_settings(world: World, consumer_url: str, gateway_url: str, speed: float) -> Settings:
+    values = demo_values(consumer_url, world.gateway, gateway_url, speed)
+    return Settings.from_values(**values, annotations_file=world.podinfo.file)
 
 
 class Timeline:
