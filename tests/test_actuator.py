@@ -30,9 +30,9 @@ FAST = ActuationConfig(
 )
 
 
-@asynccontextmanager
-async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actuator]:
-    gateway = WawpGateway(
+def wawp(sim: Sim) -> WawpGateway:
+    """A Wawp client for the simulated gateway."""
+    return WawpGateway(
         WawpSettings.model_validate(
             {
                 "base_url": sim.gateway_url,
@@ -42,6 +42,11 @@ async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actu
             }
         )
     )
+
+
+@asynccontextmanager
+async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actuator]:
+    gateway = wawp(sim)
     actuator = Actuator(gateway, cfg, Metrics(), rng=random.Random(5))
     task = asyncio.create_task(actuator.run())
     try:
@@ -210,16 +215,7 @@ async def test_a_cancel_that_meets_a_wake_up_is_never_lost(sim: Sim) -> None:
     controller never stopped (seen in CI). Cancel exactly as a wake-up arrives, many times."""
     slow = replace(FAST, reassert_available=3600.0, reassert_unavailable=3600.0)
     for presence in [A, U] * 10:
-        gateway = WawpGateway(
-            WawpSettings.model_validate(
-                {
-                    "base_url": sim.gateway_url,
-                    "instance_id": sim.gateway.instance_id,
-                    "access_token": sim.gateway.access_token,
-                    "timeout": 0.5,
-                }
-            )
-        )
+        gateway = wawp(sim)
         act = Actuator(gateway, slow, Metrics(), rng=random.Random(5))
         act.want(presence)
         task = asyncio.create_task(act.run())

@@ -38,6 +38,14 @@ async def kube() -> AsyncIterator[tuple[SimKube, str]]:
         yield sim, server.url
 
 
+def lease_spec(sim: SimKube, name: str = "bot-presence") -> dict[str, Any]:
+    """The spec of a Lease in the fake (the test fails if it does not exist)."""
+    lease = sim.get("leases", "shop", name)
+    assert lease is not None, f"no lease {name}"
+    spec: dict[str, Any] = lease["spec"]
+    return spec
+
+
 class Fleet:
     def __init__(
         self, sim: SimKube, url: str, tmp_path: Path, timing: dict[str, float] = FAST
@@ -58,9 +66,13 @@ class Fleet:
                 client, "bot-presence", ElectionConfig(name, **timing), on_change=changed
             )
 
-    def start(self) -> None:
+    async def __aenter__(self) -> Fleet:
         for name, elector in self.electors.items():
             self.tasks[name] = asyncio.create_task(elector.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def leaders(self) -> list[str]:
         return [n for n, e in self.electors.items() if e.leading()]
@@ -88,22 +100,15 @@ class Fleet:
 
 async def test_one_leader_is_elected_and_renews(kube: tuple[SimKube, str], tmp_path: Path) -> None:
     sim, url = kube
-    fleet = Fleet(sim, url, tmp_path)
-    fleet.start()
-    try:
+    async with Fleet(sim, url, tmp_path) as fleet:
         await until(lambda: len(fleet.leaders()) == 1)
         leader = fleet.leaders()[0]
-        lease = sim.get("leases", "shop", "bot-presence")
-        assert lease is not None and lease["spec"]["holderIdentity"] == leader
-        renewed = lease["spec"]["renewTime"]
-        await until(
-            lambda: sim.get("leases", "shop", "bot-presence")["spec"]["renewTime"] != renewed
-        )  # type: ignore[index]
+        assert lease_spec(sim)["holderIdentity"] == leader
+        renewed = lease_spec(sim)["renewTime"]
+        await until(lambda: lease_spec(sim)["renewTime"] != renewed)
         assert fleet.leaders() == [leader] and fleet.overlaps() == []
         others = [e for n, e in fleet.electors.items() if n != leader]
         await until(lambda: all(e.leader() == leader for e in others))  # after their next read
-    finally:
-        await fleet.close()
 
 
 async def test_a_released_lease_is_taken_within_a_retry_period(
@@ -113,33 +118,27 @@ async def test_a_released_lease_is_taken_within_a_retry_period(
     # A long lease, so that taking a released lease (next try: ~0.2-0.44 s) and waiting out an
     # expired one (>= 6 s) cannot be confused, however loaded the machine.
     slow_expiry = {"lease_duration": 6.0, "renew_deadline": 2.0, "retry_period": 0.2}
-    fleet = Fleet(sim, url, tmp_path, slow_expiry)
-    fleet.start()
-    try:
+    async with Fleet(sim, url, tmp_path, slow_expiry) as fleet:
         await until(lambda: len(fleet.leaders()) == 1)
         old = fleet.leaders()[0]
         await fleet.stop(old)
         released = time.monotonic()
         await fleet.electors[old].release()
         assert not fleet.electors[old].leading()
-        assert sim.get("leases", "shop", "bot-presence")["spec"]["holderIdentity"] in {"", *NAMES}  # type: ignore[index]
+        assert lease_spec(sim)["holderIdentity"] in {"", *NAMES}
         await until(lambda: len([n for n in fleet.leaders() if n != old]) == 1)
         took = time.monotonic() - released
         # A successor takes a released lease at its next try, not after the lease duration.
         assert took < slow_expiry["lease_duration"], took
-        assert sim.get("leases", "shop", "bot-presence")["spec"]["leaseTransitions"] == 1  # type: ignore[index]
+        assert lease_spec(sim)["leaseTransitions"] == 1
         assert fleet.overlaps() == []
-    finally:
-        await fleet.close()
 
 
 async def test_a_partitioned_leader_stops_before_a_successor_starts(
     kube: tuple[SimKube, str], tmp_path: Path
 ) -> None:
     sim, url = kube
-    fleet = Fleet(sim, url, tmp_path)
-    fleet.start()
-    try:
+    async with Fleet(sim, url, tmp_path) as fleet:
         await until(lambda: len(fleet.leaders()) == 1)
         old = fleet.leaders()[0]
         sim.partitioned.add(old)
@@ -153,8 +152,6 @@ async def test_a_partitioned_leader_stops_before_a_successor_starts(
         sim.partitioned.discard(old)
         await until(lambda: fleet.electors[old].error is None)
         assert len(fleet.leaders()) == 1 and fleet.overlaps() == []
-    finally:
-        await fleet.close()
 
 
 def test_micro_time_always_has_six_digits() -> None:
@@ -233,24 +230,20 @@ async def test_a_killed_leader_is_replaced_after_the_lease_expires(
     """No release (SIGKILL): the others wait out the lease duration from when they last saw it
     change, then one takes over; never two at once."""
     sim, url = kube
-    fleet = Fleet(sim, url, tmp_path)
-    fleet.start()
-    try:
+    async with Fleet(sim, url, tmp_path) as fleet:
         await until(lambda: len(fleet.leaders()) == 1)
         old = fleet.leaders()[0]
         await fleet.stop(old)  # its loop ends; the Lease keeps naming it
         killed = time.monotonic()
         await until(lambda: any(e.leading() for n, e in fleet.electors.items() if n != old))
         assert time.monotonic() > killed
-        holder = sim.get("leases", "shop", "bot-presence")["spec"]["holderIdentity"]  # type: ignore[index]
+        holder = lease_spec(sim)["holderIdentity"]
         assert holder != old
         # The killed replica could not have acted past its renew deadline: the successor
         # started after that (its own on_change never fired: it was killed).
         took_over = min(at for at, n, leading in fleet.changes if n != old and leading)
         last_renewal = fleet.electors[old].state.renewed_at
         assert last_renewal is not None and took_over >= last_renewal + FAST["renew_deadline"]
-    finally:
-        await fleet.close()
 
 
 async def test_a_fleet_cut_off_from_the_api_stops_writing_and_recovers(

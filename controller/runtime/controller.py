@@ -28,7 +28,7 @@ from controller.cookies import no_cookies
 from controller.core.actuation import reassert_period
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
-from controller.core.fleet import VERDICTS
+from controller.core.fleet import VERDICTS, Member
 from controller.core.hysteresis import HysteresisState
 from controller.core.overrides import (
     Evaluation,
@@ -257,9 +257,9 @@ class Controller:
             for task in running:
                 task.cancel()
 
-    def _count_members(self, fleet: FleetMember) -> None:
+    def _count_members(self, fleet: FleetMember, members: list[Member]) -> None:
         counts = dict.fromkeys(VERDICTS, 0)
-        for member in fleet.members():
+        for member in members:
             if member.age < fleet.stale_after:
                 counts[member.verdict] += 1
         for verdict, count in counts.items():
@@ -326,13 +326,16 @@ class Controller:
             obs = Observation(health=health, lag=lag, at=at, policy=self._policy(at))
             now = self._clock()
             previous = self.decision
-            fleet = self.fleet.inputs() if self.fleet is not None and self._may_act() else None
+            members = self.fleet.members() if self.fleet is not None else []
+            fleet = (
+                self.fleet.inputs(members) if self.fleet is not None and self._may_act() else None
+            )
             self.state, decision = decide(
                 self.state, obs, now, self._hysteresis_cfg, previous=self.decision, fleet=fleet
             )
             if self.fleet is not None:
                 self.fleet.report(self.state.verdict.value, self.state.reason)
-                self._count_members(self.fleet)
+                self._count_members(self.fleet, members)
             self.observation, self.decision = obs, decision
             self.actuator.want(decision.presence, span)
             self._report(obs, previous, decision)

@@ -339,11 +339,11 @@ class FleetMember:
             out.append(Member(self.identity, *self._verdict, 0.0))
         return sorted(out, key=lambda m: m.pod)
 
-    def inputs(self) -> FleetInputs | None:
-        """What the leader decides from (None before set-up)."""
+    def inputs(self, members: list[Member]) -> FleetInputs | None:
+        """What the leader decides from, given `members()` (None before set-up)."""
         if self.identity is None:
             return None
-        others = tuple(m for m in self.members() if m.pod != self.identity)
+        others = tuple(m for m in members if m.pod != self.identity)
         return FleetInputs(self.identity, others, self.settings.min_available, self.stale_after)
 
     async def last_one_out(self, seen: list[Member], settle: float, budget: float) -> bool:

@@ -47,6 +47,10 @@ class Kind:
     kind: str
     plural: str
     namespaced: bool = True
+    create_on_update: bool = False
+    """A PUT to a missing name creates it (the Lease strategy's AllowCreateOnUpdate)."""
+    unconditional_update: bool = True
+    """A PUT without metadata.resourceVersion is allowed (not for Leases: 422)."""
 
     @property
     def api_version(self) -> str:
@@ -60,7 +64,14 @@ class Kind:
 KINDS = {
     k.plural: k
     for k in (
-        Kind("coordination.k8s.io", "v1", "Lease", "leases"),
+        Kind(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            create_on_update=True,
+            unconditional_update=False,
+        ),
         Kind("events.k8s.io", "v1", "Event", "events"),
         Kind("apps", "v1", "Deployment", "deployments"),
         Kind("apps", "v1", "StatefulSet", "statefulsets"),
@@ -273,28 +284,25 @@ class SimKube:
         if verb == "update":
             obj = self._checked(kind, namespace, name, body)
             if old is None:
-                if kind.plural != "leases":
+                if not kind.create_on_update:
                     raise self._not_found(kind, name)
                 return 201, self._store(kind, key, obj, "ADDED", None)
             wanted = obj["metadata"].get("resourceVersion")
-            if not wanted and kind.plural == "leases":
+            if not wanted and not kind.unconditional_update:
                 raise _Failure(
                     422, "Invalid",
                     f'{kind.kind}.{kind.group} "{name}" is invalid: metadata.resourceVersion: '
                     "Invalid value: 0x0: must be specified for an update",
                     name=name, group=kind.group, kind=kind.kind,
                 )  # fmt: skip
-            if wanted and wanted != old["metadata"]["resourceVersion"]:
-                raise self._conflict(kind, name)
+            self._precondition(kind, name, wanted, old)
             return 200, self._store(kind, key, obj, "MODIFIED", old)
         # PATCH: JSON merge patch (RFC 7386); strategic merge behaves the same on the maps used.
         if old is None:
             raise self._not_found(kind, name)
         if not isinstance(body, dict):
             raise _Failure(400, "BadRequest", "a patch must be a JSON object")
-        wanted = body.get("metadata", {}).get("resourceVersion")
-        if wanted and wanted != old["metadata"]["resourceVersion"]:
-            raise self._conflict(kind, name)
+        self._precondition(kind, name, body.get("metadata", {}).get("resourceVersion"), old)
         merged = _merge(copy.deepcopy(old), body)
         obj = self._checked(kind, namespace, name, merged)
         return 200, self._store(kind, key, obj, "MODIFIED", old)
@@ -313,13 +321,15 @@ class SimKube:
         )  # fmt: skip
 
     @staticmethod
-    def _conflict(kind: Kind, name: str | None) -> _Failure:
-        return _Failure(
-            409, "Conflict",
-            f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has been '
-            "modified; please apply your changes to the latest version and try again",
-            name=name, group=kind.group, kind=kind.plural,
-        )  # fmt: skip
+    def _precondition(kind: Kind, name: str | None, wanted: Any, old: dict[str, Any]) -> None:
+        """A resourceVersion in a PUT or PATCH must be the stored one (409 Conflict)."""
+        if wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise _Failure(
+                409, "Conflict",
+                f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has '
+                "been modified; please apply your changes to the latest version and try again",
+                name=name, group=kind.group, kind=kind.plural,
+            )  # fmt: skip
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
