@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the fleet scene: three replicas in fleet mode, a fake Kubernetes API server",
     )
     demo.add_argument(
+        "--provider",
+        choices=["wawp", "waha", "evolution"],
+        default="wawp",
+        help="the simulated gateway's API (default wawp)",
+    )
+    demo.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
@@ -126,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_fleet_demo(speed=args.speed))
         from controller.sim.scenario import run_demo
 
-        return asyncio.run(run_demo(speed=args.speed))
+        return asyncio.run(run_demo(speed=args.speed, provider=args.provider))
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
     if args.command == "check-config" and args.reference:

@@ -119,6 +119,31 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
+def _read_secret_file(path: Path, what: str) -> SecretStr:
+    """A secret from a mounted file (trailing newline ignored), checked like an inline one; a
+    ValueError names the file and the reason, never the content."""
+    try:
+        text = read_bounded(path, MAX_SECRET_BYTES).decode("utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} file {str(path)!r} is not UTF-8 text") from None
+    check_token(text, f"{what} file {str(path)!r}: ")
+    return SecretStr(text)
+
+
+def _credible(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        check_token(value.get_secret_value().strip())
+    return value
+
+
+def _real_name(value: str | None, what: str) -> str | None:
+    if value is not None and is_placeholder(value):
+        raise ValueError(f"{value!r} is a placeholder: set the {what}")
+    return value
+
+
 class WawpSettings(BaseModel):
     """Wawp gateway (`PRESENCE_PROVIDER=wawp`)."""
 
@@ -131,9 +156,10 @@ class WawpSettings(BaseModel):
     access_token: SecretStr | None = None
     """Wawp access token (secret). Required with provider `wawp`, here or in `ACCESS_TOKEN_FILE`."""
     access_token_file: Path | None = None
-    """File holding the access token (e.g. a mounted Secret); a trailing newline is ignored."""
+    """File holding the access token (e.g. a mounted Secret); a trailing newline is ignored.
+    Followed as it rotates."""
     field: str = Field(default="presence", min_length=1)
-    """JSON body field of the set-presence call."""
+    """JSON body field of the set-presence call (`check-gateway --probe` finds the right one)."""
     values: Annotated[tuple[str, str], NoDecode, BeforeValidator(_parse_value_pair)] = (
         "available",
         "unavailable",
@@ -152,18 +178,12 @@ class WawpSettings(BaseModel):
     @field_validator("access_token")
     @classmethod
     def _credible_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            check_token(value.get_secret_value().strip())
-        return value
+        return _credible(value)
 
     @field_validator("instance_id")
     @classmethod
     def _real_instance_id(cls, value: str | None) -> str | None:
-        if value is not None and is_placeholder(value):
-            raise ValueError(
-                f"{value!r} is a placeholder: set the instance ID of your Wawp session"
-            )
-        return value
+        return _real_name(value, "instance ID of your Wawp session")
 
     @model_validator(mode="after")
     def _load_token_file(self) -> WawpSettings:
@@ -171,20 +191,95 @@ class WawpSettings(BaseModel):
             return self
         if self.access_token is not None:
             raise ValueError("set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both")
-        try:
-            data = read_bounded(self.access_token_file, MAX_SECRET_BYTES)
-            token = data.decode("utf-8").strip()
-        except OSError as exc:
-            raise ValueError(
-                f"cannot read access token file {str(self.access_token_file)!r}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"access token file {str(self.access_token_file)!r} is not UTF-8 text"
-            ) from None
-        check_token(token, f"access token file {str(self.access_token_file)!r}: ")
-        self.access_token = SecretStr(token)
+        self.access_token = _read_secret_file(self.access_token_file, "access token")
         return self
+
+    def secret(self) -> tuple[SecretStr | None, Path | None]:
+        """The credential and the file it came from (None: given inline)."""
+        return self.access_token, self.access_token_file
+
+
+class WahaSettings(BaseModel):
+    """WAHA gateway, self-hosted (`PRESENCE_PROVIDER=waha`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    base_url: AnyHttpUrl | None = None
+    """Base URL of the WAHA server, e.g. `http://waha:3000`. Required with provider `waha`."""
+    session: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """WAHA session name (letters, digits, `_ . -`)."""
+    api_key: SecretStr | None = None
+    """WAHA API key (secret), sent as `X-Api-Key`; unset when the server runs without
+    `WAHA_API_KEY`."""
+    api_key_file: Path | None = None
+    """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
+    timeout: PositiveDuration = 6.0
+    """Timeout of one gateway call. WAHA holds a set call up to 5 s while the session is not
+    WORKING before it answers 422: above 5 s, that answer is seen instead of a timeout."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _credible_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _credible(value)
+
+    @field_validator("session")
+    @classmethod
+    def _real_session(cls, value: str) -> str:
+        _real_name(value, "name of your WAHA session")
+        return value
+
+    @model_validator(mode="after")
+    def _load_key_file(self) -> WahaSettings:
+        if self.api_key_file is None:
+            return self
+        if self.api_key is not None:
+            raise ValueError("set API_KEY or API_KEY_FILE, not both")
+        self.api_key = _read_secret_file(self.api_key_file, "API key")
+        return self
+
+    def secret(self) -> tuple[SecretStr | None, Path | None]:
+        return self.api_key, self.api_key_file
+
+
+class EvolutionSettings(BaseModel):
+    """Evolution API gateway, self-hosted (`PRESENCE_PROVIDER=evolution`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    base_url: AnyHttpUrl | None = None
+    """Base URL of the Evolution API server, e.g. `http://evolution:8080`. Required with
+    provider `evolution`."""
+    instance: str | None = Field(default=None, min_length=1, pattern=r"^[^/?#%\s]+$")
+    """Evolution instance name. Required with provider `evolution`."""
+    api_key: SecretStr | None = None
+    """Evolution API key (secret), the global key or the instance's token, sent as `apikey`.
+    Required with provider `evolution`, here or in `API_KEY_FILE`."""
+    api_key_file: Path | None = None
+    """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
+    timeout: PositiveDuration = 5.0
+    """Timeout of one gateway call."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _credible_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _credible(value)
+
+    @field_validator("instance")
+    @classmethod
+    def _real_instance(cls, value: str | None) -> str | None:
+        return _real_name(value, "name of your Evolution instance")
+
+    @model_validator(mode="after")
+    def _load_key_file(self) -> EvolutionSettings:
+        if self.api_key_file is None:
+            return self
+        if self.api_key is not None:
+            raise ValueError("set API_KEY or API_KEY_FILE, not both")
+        self.api_key = _read_secret_file(self.api_key_file, "API key")
+        return self
+
+    def secret(self) -> tuple[SecretStr | None, Path | None]:
+        return self.api_key, self.api_key_file
 
 
 _WORKLOAD = re.compile(r"(deployment|statefulset)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?|none")
@@ -313,9 +408,18 @@ class Settings(BaseSettings):
     """Re-send `unavailable` this often."""
     session_check: PositiveDuration = 60.0
     """Maximum age of the cached gateway session state before a set call."""
-    provider: Literal["wawp"] = "wawp"
-    """Gateway provider."""
+    provider: Literal["wawp", "waha", "evolution"] = "wawp"
+    """Gateway provider: `wawp`, `waha` or `evolution` (docs/operations.md, "Gateways")."""
     wawp: WawpSettings = Field(default_factory=WawpSettings)
+    waha: WahaSettings = Field(default_factory=WahaSettings)
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+    last_seen_refresh: Duration = 0.0
+    """Keep "last seen" fresh: when the bot has shown `unavailable` this long because of online
+    hours or a force (never maintenance, never an unhealthy consumer), briefly show `available`
+    then `unavailable` again. `0`: off. At least `1m` when set."""
+    last_seen_pulse: PositiveDuration = 5.0
+    """How long a last-seen refresh shows `available` (at most `1m`, below
+    `REASSERT_AVAILABLE`)."""
     kube: KubeSettings = Field(default_factory=KubeSettings)
     annotations_file: Path | None = None
     """Downward API annotations file, e.g. `/etc/podinfo/annotations`; must exist at start.
@@ -359,19 +463,42 @@ class Settings(BaseSettings):
     def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
         return _below(value, info, "interval", unit="s")
 
-    @field_validator("wawp")
+    @field_validator("wawp", "waha", "evolution")
     @classmethod
-    def _wawp_complete(cls, value: WawpSettings, info: ValidationInfo) -> WawpSettings:
-        if info.data.get("provider") != "wawp":
+    def _provider_complete(cls, value: ProviderSettings, info: ValidationInfo) -> ProviderSettings:
+        """The chosen provider's required settings (the others may stay unset)."""
+        name = info.field_name
+        if name is None or info.data.get("provider") != name:
             return value
-        missing = []
-        if not value.instance_id:
-            missing.append(f"{ENV_PREFIX}WAWP__INSTANCE_ID")
-        if value.access_token is None:
-            missing.append(f"{ENV_PREFIX}WAWP__ACCESS_TOKEN (or ..._FILE)")
+        missing = [
+            f"{ENV_PREFIX}{name.upper()}{NESTED_DELIMITER}{field.upper()}"
+            + (" (or ..._FILE)" if field in _SECRET_FIELDS else "")
+            for field in _REQUIRED[name]
+            if getattr(value, field) in (None, "")
+        ]
         if missing:
-            raise ValueError(f"provider wawp requires {' and '.join(missing)}")
+            raise ValueError(f"provider {name} requires {' and '.join(missing)}")
         return value
+
+    @field_validator("last_seen_refresh")
+    @classmethod
+    def _refresh_off_or_sane(cls, value: float) -> float:
+        if 0 < value < MIN_LAST_SEEN_REFRESH:
+            raise ValueError(
+                f"0 (off) or at least {MIN_LAST_SEEN_REFRESH:g}s, got {value:g}s: a refresh is "
+                "a brief online toggle every few hours, not a heartbeat"
+            )
+        return value
+
+    @field_validator("last_seen_pulse")
+    @classmethod
+    def _short_pulse(cls, value: float, info: ValidationInfo) -> float:
+        if value > MAX_LAST_SEEN_PULSE:
+            raise ValueError(f"at most {MAX_LAST_SEEN_PULSE:g}s, got {value:g}s")
+        if not info.data.get("last_seen_refresh"):
+            return value  # refresh off: the pulse is never used
+        # A pulse longer than the re-assert period would be re-asserted as if it were decided.
+        return _below(value, info, "reassert_available", unit="s")
 
     @field_validator("annotations_file")
     @classmethod
@@ -465,17 +592,40 @@ class Settings(BaseSettings):
     def online_hours_schedule(self) -> Schedule | None:
         return parse_schedule(self.online_hours) if self.online_hours is not None else None
 
+    def gateway_settings(self) -> ProviderSettings:
+        """The settings of the configured provider."""
+        chosen: ProviderSettings = getattr(self, self.provider)
+        return chosen
+
     def secrets(self) -> list[str]:
         """Every secret value, so that log output can be scrubbed of them as a last line."""
-        token = self.wawp.access_token
-        return [token.get_secret_value()] if token is not None else []
+        found = (model.secret()[0] for model in (self.wawp, self.waha, self.evolution))
+        return [secret.get_secret_value() for secret in found if secret is not None]
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain JSON values, secrets masked."""
         return self.model_dump(mode="json")
 
 
-CROSS_FIELD_CHECKS = (("lag_low", "lag_high"), ("timeout", "interval"), ("wawp", "provider"))
+ProviderSettings = WawpSettings | WahaSettings | EvolutionSettings
+_REQUIRED = {
+    "wawp": ("instance_id", "access_token"),
+    "waha": ("base_url",),
+    "evolution": ("base_url", "instance", "api_key"),
+}
+"""The settings each provider cannot do without (WAHA's API key is optional)."""
+MIN_LAST_SEEN_REFRESH = 60.0
+MAX_LAST_SEEN_PULSE = 60.0
+
+CROSS_FIELD_CHECKS = (
+    ("lag_low", "lag_high"),
+    ("timeout", "interval"),
+    ("wawp", "provider"),
+    ("waha", "provider"),
+    ("evolution", "provider"),
+    ("last_seen_pulse", "reassert_available"),
+    ("last_seen_pulse", "last_seen_refresh"),
+)
 """(field, the field its validator reads): the second must be declared before the first."""
 
 
@@ -521,7 +671,7 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-_SECRET_FIELDS = {"access_token"}
+_SECRET_FIELDS = {"access_token", "api_key"}
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

@@ -19,7 +19,8 @@ from controller.config import WawpSettings
 from controller.core.actuation import ActuationConfig
 from controller.core.types import HealthStatus, LagResult, LagStatus
 from controller.gateway.base import PermanentError
-from controller.gateway.wawp import MAX_REPLY_BYTES, WawpGateway
+from controller.gateway.http import MAX_REPLY_BYTES
+from controller.gateway.wawp import WawpGateway
 from controller.sim import LoopbackServer
 from controller.sim.gateway import Fault
 from controller.sources.health import HealthProbe

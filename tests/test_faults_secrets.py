@@ -78,9 +78,9 @@ async def test_a_rotated_token_is_picked_up_without_a_restart(
         volume.write_text(OTHER + "\n")
         await until(lambda: not run.controller.actuator.state.auth_failed)
         await until(
-            lambda: any(c.query_token == OTHER and c.status == 200 for c in sim.gateway.sets())
+            lambda: any(c.credential == OTHER and c.status == 200 for c in sim.gateway.sets())
         )
-        assert all(c.query_token == OTHER for c in sim.gateway.calls[calls:])
+        assert all(c.credential == OTHER for c in sim.gateway.calls[calls:])
         assert await run.metric("presence_gateway_auth_failed") == 0
         status = (await run.admin.get("/status")).text
     messages = [e["msg"] for e in run.log_events() if e.get("event") == "secret"]
@@ -101,7 +101,7 @@ async def test_a_token_rotated_before_the_gateway_notices_is_used_at_once(
         volume.write_text(OTHER + "\n")
         sim.gateway.access_token = OTHER
         seen = len(sim.gateway.calls)
-        await until(lambda: any(c.query_token == OTHER for c in sim.gateway.calls[seen:]))
+        await until(lambda: any(c.credential == OTHER for c in sim.gateway.calls[seen:]))
         assert not run.controller.actuator.state.auth_failed
 
 

@@ -104,9 +104,16 @@ def build_gateway(
     every call uses the secret file's current value."""
     transport = traced_transport(tracer) if tracer is not None else None
     current = (lambda: token.value) if token is not None else None
-    return WawpGateway(
-        settings.wawp, transport=transport, token=current, agent=user_agent(settings)
-    )
+    agent = user_agent(settings)
+    if settings.provider == "waha":
+        from controller.gateway.waha import WahaGateway
+
+        return WahaGateway(settings.waha, transport=transport, token=current, agent=agent)
+    if settings.provider == "evolution":
+        from controller.gateway.evolution import EvolutionGateway
+
+        return EvolutionGateway(settings.evolution, transport=transport, token=current, agent=agent)
+    return WawpGateway(settings.wawp, transport=transport, token=current, agent=agent)
 
 
 def user_agent(settings: Settings) -> str:
@@ -119,11 +126,16 @@ def user_agent(settings: Settings) -> str:
 
 
 def token_file(settings: Settings) -> SecretFile | None:
-    """The access token as a followed secret file, when it comes from one."""
-    wawp = settings.wawp
-    if wawp.access_token_file is None or wawp.access_token is None:
+    """The provider's credential as a followed secret file, when it comes from one."""
+    secret, path = settings.gateway_settings().secret()
+    if path is None or secret is None:
         return None
-    return SecretFile(wawp.access_token_file, wawp.access_token.get_secret_value(), check_token)
+    return SecretFile(path, secret.get_secret_value(), check_token)
+
+
+def credential_name(settings: Settings) -> str:
+    """What the provider calls its credential, for messages."""
+    return "access token" if settings.provider == "wawp" else "API key"
 
 
 class Controller:
@@ -306,10 +318,12 @@ class Controller:
         if check.error != self._token_error:
             self._token_error = check.error
             if check.error is not None:
-                event(log, logging.ERROR, "secret", f"access token file: {check.error}")
+                message = f"{credential_name(self.settings)} file: {check.error}"
+                event(log, logging.ERROR, "secret", message)
         if check.changed:
             add_secret(self._token.value)
-            message = "access token file changed: using the new token"
+            what = credential_name(self.settings)
+            message = f"{what} file changed: using the new {what.removeprefix('access ')}"
             if self.actuator.state.auth_failed:
                 message += "; retrying the gateway at once"
             event(log, logging.INFO, "secret", message)

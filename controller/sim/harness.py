@@ -17,7 +17,7 @@ from controller.sim.server import LoopbackServer
 
 
 class Simulation:
-    """A simulated consumer and Wawp gateway, served on loopback."""
+    """A simulated consumer and gateway (Wawp, WAHA or Evolution API), served on loopback."""
 
     def __init__(
         self, consumer: SimConsumer, consumer_url: str, gateway: SimGateway, gateway_url: str
@@ -38,16 +38,12 @@ class Simulation:
             "hold_down": 0,
             "startup_grace": 5,
             "listen": "127.0.0.1:0",
-            "wawp": {
-                "base_url": self.gateway_url,
-                "instance_id": self.gateway.instance_id,
-                "access_token": self.gateway.access_token,
-                "timeout": 0.5,
-            },
+            **gateway_values(self.gateway, self.gateway_url, timeout=0.5),
         }
-        wawp = overrides.pop("wawp", {})
+        provider = self.gateway.provider
+        block = overrides.pop(provider, {})
         values.update(overrides)
-        values["wawp"].update(wawp)
+        values[provider].update(block)
         return Settings.from_values(**values)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -63,12 +59,30 @@ class Simulation:
             PRESENCE_FALL="2",
             PRESENCE_HOLD_DOWN="0",
             PRESENCE_LISTEN="127.0.0.1:0",
-            PRESENCE_WAWP__BASE_URL=self.gateway_url,
-            PRESENCE_WAWP__INSTANCE_ID=self.gateway.instance_id,
-            PRESENCE_WAWP__ACCESS_TOKEN=self.gateway.access_token,
         )
+        values = gateway_values(self.gateway, self.gateway_url)
+        env["PRESENCE_PROVIDER"] = values["provider"]
+        for name, value in values[values["provider"]].items():
+            env[f"PRESENCE_{values['provider'].upper()}__{name.upper()}"] = str(value)
         env.update(extra)
         return env
+
+
+def gateway_values(gateway: SimGateway, url: str, **block: Any) -> dict[str, Any]:
+    """The settings that point a controller at `gateway` (served at `url`): the provider and
+    its block (`wawp: {...}`, `waha: {...}`, `evolution: {...}`), `block` added to it."""
+    provider = gateway.provider
+    values: dict[str, Any] = {"base_url": url}
+    if provider == "wawp":
+        values.update(instance_id=gateway.instance_id, access_token=gateway.access_token)
+    elif provider == "waha":
+        values["session"] = gateway.instance_id
+        if gateway.access_token is not None:
+            values["api_key"] = gateway.access_token
+    else:
+        values.update(instance=gateway.instance_id, api_key=gateway.access_token)
+    values.update(block)
+    return {"provider": provider, provider: values}
 
 
 async def wait_until(check: Callable[[], bool], within: float, poll: float = 0.01) -> bool:
@@ -82,8 +96,8 @@ async def wait_until(check: Callable[[], bool], within: float, poll: float = 0.0
 
 
 @asynccontextmanager
-async def simulation() -> AsyncIterator[Simulation]:
-    consumer, gateway = SimConsumer(), SimGateway()
+async def simulation(provider: str = "wawp") -> AsyncIterator[Simulation]:
+    consumer, gateway = SimConsumer(), SimGateway(provider=provider)
     async with (
         LoopbackServer(consumer.app()) as consumer_srv,
         LoopbackServer(gateway.app()) as gateway_srv,

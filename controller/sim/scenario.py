@@ -23,10 +23,11 @@ from controller.runtime.logs import configure_logging
 from controller.sim.consumer import SimConsumer
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault, GatewayCall, SimGateway
-from controller.sim.harness import wait_until
+from controller.sim.harness import gateway_values, wait_until
 from controller.sim.server import LoopbackServer
 
 MAINTENANCE = "presence-controller/maintenance"
+PROVIDER_NAMES = {"wawp": "Wawp", "waha": "WAHA", "evolution": "Evolution API"}
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,7 @@ def demo_values(
         "reassert_unavailable": t(6.0),
         "session_check": t(10.0),
         "listen": "127.0.0.1:0",
-        "wawp": {
-            "base_url": gateway_url,
-            "instance_id": gateway.instance_id,
-            "access_token": gateway.access_token,
-            "timeout": t(1.0),
-        },
+        **gateway_values(gateway, gateway_url, timeout=t(1.0)),
     }
 
 
@@ -155,25 +151,27 @@ class Timeline:
         print(f"{elapsed:7.2f}s  {kind:<9} {presence:<12} {text}", file=self.out, flush=True)
 
     def gateway_call(self, call: GatewayCall) -> None:
+        request = f"{call.method:<4} {call.path}"
         if call.operation == "session":
-            self.line("gateway", "", f"GET  /v2/session/info -> {call.status}", call.at)
+            self.line("gateway", "", f"{request} -> {call.status}", call.at)
             return
         presence = call.presence or "?"
-        note = ""
-        if call.status == 200:
-            note = " (re-assert)" if presence == self.last_set else ""
+        note = f" ({call.field}: {call.value})" if call.value not in (None, presence) else ""
+        if call.status in (200, 201):
+            note += " (re-assert)" if presence == self.last_set else ""
             self.last_set = presence
-        self.line("gateway", presence, f"POST /v2/presence -> {call.status}{note}", call.at)
+        self.line("gateway", presence, f"{request} -> {call.status}{note}", call.at)
 
     def transition(self, t: Transition) -> None:
         self.line("decision", t.to.value, t.reason)
 
 
-async def run_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
-    """Run the scenario; 0 if every step behaved as stated, 1 otherwise."""
+async def run_demo(speed: float = 1.0, out: TextIO = sys.stdout, provider: str = "wawp") -> int:
+    """Run the scenario against a simulated `provider` gateway; 0 if every step behaved as
+    stated, 1 otherwise."""
     configure_logging("text", "error", [])
     podinfo = Path(tempfile.mkdtemp(prefix="presence-demo-"))
-    world = World(SimConsumer(), SimGateway(), DownwardAPIVolume(podinfo))
+    world = World(SimConsumer(), SimGateway(provider=provider), DownwardAPIVolume(podinfo))
     world.podinfo.write({})
     timeline = Timeline(out)
     world.gateway.on_call = timeline.gateway_call
@@ -189,7 +187,7 @@ async def run_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
             controller.listeners.append(timeline.transition)
             print(
                 "presence-controller demo: the real controller, a simulated consumer, a simulated "
-                "Wawp gateway and pod annotations, on loopback\n"
+                f"{PROVIDER_NAMES[provider]} gateway and pod annotations, on loopback\n"
                 f"interval {settings.interval:g}s, rise {settings.rise}, fall {settings.fall}, "
                 f"hold-down {settings.hold_down:g}s, lag_low {settings.lag_low:g}, "
                 f"lag_high {settings.lag_high:g}, re-assert available every "

@@ -1,0 +1,86 @@
+"""Evolution API (self-hosted): `POST /instance/setPresence/{instance}` and
+`GET /instance/connectionState/{instance}`, with the API key in the `apikey` header."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from controller.config import EvolutionSettings
+from controller.core.types import Presence
+from controller.gateway.base import PermanentError, SessionNotReady, raise_for_response
+from controller.gateway.http import HttpGateway, json_reply, mentions, normalise_state
+
+VALUES = {Presence.AVAILABLE: "available", Presence.UNAVAILABLE: "unavailable"}
+STATES = {"open": "WORKING", "connecting": "STARTING", "close": "STOPPED", "refused": "STOPPED"}
+"""Evolution's connection states (Baileys' socket), in the normalised vocabulary."""
+_NOT_CONNECTED = ("connection closed", "not connected", "connection is closed", "not open")
+"""What Evolution's 400 says when the WhatsApp socket is down (Baileys' error text)."""
+
+
+class EvolutionGateway(HttpGateway):
+    """Client for Evolution API's presence call."""
+
+    provider = "evolution"
+    field = "presence"
+
+    def __init__(
+        self,
+        settings: EvolutionSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token: Callable[[], str] | None = None,
+        agent: str = "presence-controller",
+    ) -> None:
+        if settings.base_url is None or settings.instance is None or settings.api_key is None:
+            raise ValueError("Evolution API needs a base URL, an instance and an API key")
+        super().__init__(str(settings.base_url), settings.timeout, transport=transport, agent=agent)
+        self.instance = settings.instance
+        self._path = quote(settings.instance, safe="")
+        self._key = token or settings.api_key.get_secret_value
+
+    def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
+        return {}, {"apikey": self._key()}
+
+    async def session_status(self) -> str:
+        what = "connection state"
+        path = f"/instance/connectionState/{self._path}"
+        response, data = await self._request("GET", path, what)
+        self._raise(response, data, what)
+        instance: Any = json_reply(data, what).get("instance")
+        if not isinstance(instance, dict):
+            raise PermanentError(f"{what}: reply has no 'instance' object")
+        return normalise_state(instance, "state", what, STATES)
+
+    async def set_presence(self, presence: Presence) -> int:
+        if presence not in VALUES:
+            raise ValueError(f"cannot set presence {presence}")
+        return await self.send(self.field, VALUES[presence], f"set presence {presence}")
+
+    async def send(self, field: str, value: str, what: str) -> int:
+        """POST `{field: value}`; Evolution answers 201 `{"presence": value}`."""
+        path = f"/instance/setPresence/{self._path}"
+        response, data = await self._request("POST", path, what, json={field: value})
+        self._raise(response, data, what)
+        return response.status_code
+
+    def _raise(self, response: httpx.Response, data: bytes, what: str) -> None:
+        """Evolution's answers on top of the common mapping: 404 is an unknown instance; a 400
+        that says the connection is closed is a session not ready, any other 400 a refusal."""
+        status = response.status_code
+        prefix = f"{what}: HTTP {status}"
+        if status == 404:
+            raise PermanentError(
+                f"{prefix}: Evolution API has no instance {self.instance!r} (create it, or "
+                "check PRESENCE_EVOLUTION__INSTANCE and PRESENCE_EVOLUTION__BASE_URL)",
+                status_code=status,
+            )
+        if status == 400 and mentions(data, *_NOT_CONNECTED):
+            raise SessionNotReady(
+                f"{prefix}: session not ready (the instance is not connected)",
+                status_code=status,
+            )
+        raise_for_response(response, what)
