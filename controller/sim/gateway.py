@@ -225,7 +225,8 @@ class SimGateway:
     def _session_reply(self) -> web.Response:
         state = self.session_state
         if self.provider == "evolution":
-            instance = {"instanceName": self.instance_id, "state": _EVOLUTION_STATES[state]}
+            state = _EVOLUTION_STATES.get(state, state)
+            instance = {"instanceName": self.instance_id, "state": state}
             return web.json_response({"instance": instance})
         body: dict[str, Any] = {"name": self.instance_id, "status": state}
         if self.provider == "waha":
