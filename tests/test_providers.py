@@ -159,13 +159,33 @@ async def test_error_taxonomy(
 @pytest.mark.parametrize(
     ("provider", "fault", "error", "message"),
     [
-        ("waha", Fault(422, body=WAHA_NOT_READY), SessionNotReady, "session not ready (session is SCAN_QR_CODE)"),
-        ("waha", Fault(422, body='{"error":"The method is not implemented by the engine."}'), PermanentError, "does not implement presence"),
+        (
+            "waha",
+            Fault(422, body=WAHA_NOT_READY),
+            SessionNotReady,
+            "session not ready (session is SCAN_QR_CODE)",
+        ),
+        (
+            "waha",
+            Fault(422, body='{"error":"The method is not implemented by the engine."}'),
+            PermanentError,
+            "does not implement presence",
+        ),
         ("waha", Fault(422, body=""), SessionNotReady, "HTTP 422: session not ready"),
-        ("evolution", Fault(400, body=EVOLUTION_CLOSED), SessionNotReady, "instance is not connected"),
-        ("evolution", Fault(400, body='{"status":400,"response":{"message":["bad"]}}'), PermanentError, "HTTP 400"),
+        (
+            "evolution",
+            Fault(400, body=EVOLUTION_CLOSED),
+            SessionNotReady,
+            "instance is not connected",
+        ),
+        (
+            "evolution",
+            Fault(400, body='{"status":400,"response":{"message":["bad"]}}'),
+            PermanentError,
+            "HTTP 400",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_provider_specific_answers(
     provider: str, fault: Fault, error: type[GatewayError], message: str
 ) -> None:
@@ -314,19 +334,42 @@ async def test_a_rotated_api_key_file_is_followed(psim: Simulation, tmp_path: Pa
 @pytest.mark.parametrize(
     ("env", "error"),
     [
-        ({"PRESENCE_PROVIDER": "waha"}, "PRESENCE_WAHA: provider waha requires PRESENCE_WAHA__BASE_URL"),
+        (
+            {"PRESENCE_PROVIDER": "waha"},
+            "PRESENCE_WAHA: provider waha requires PRESENCE_WAHA__BASE_URL",
+        ),
         (
             {"PRESENCE_PROVIDER": "evolution", "PRESENCE_EVOLUTION__BASE_URL": "http://e:8080"},
             "PRESENCE_EVOLUTION: provider evolution requires PRESENCE_EVOLUTION__INSTANCE and "
             "PRESENCE_EVOLUTION__API_KEY (or ..._FILE)",
         ),
-        ({"PRESENCE_PROVIDER": "waha", "PRESENCE_WAHA__BASE_URL": "http://w", "PRESENCE_WAHA__API_KEY": "YOUR_API_KEY"}, "placeholder"),
-        ({"PRESENCE_PROVIDER": "waha", "PRESENCE_WAHA__BASE_URL": "http://w", "PRESENCE_WAHA__SESSION": "a/b"}, "PRESENCE_WAHA__SESSION"),
-        ({"PRESENCE_PROVIDER": "evolution", "PRESENCE_EVOLUTION__INSTANCE": "<instance>"}, "placeholder"),
-        ({"PRESENCE_PROVIDER": "gupshup"}, "PRESENCE_PROVIDER: Input should be 'wawp', 'waha' or 'evolution'"),
+        (
+            {
+                "PRESENCE_PROVIDER": "waha",
+                "PRESENCE_WAHA__BASE_URL": "http://w",
+                "PRESENCE_WAHA__API_KEY": "YOUR_API_KEY",
+            },
+            "placeholder",
+        ),
+        (
+            {
+                "PRESENCE_PROVIDER": "waha",
+                "PRESENCE_WAHA__BASE_URL": "http://w",
+                "PRESENCE_WAHA__SESSION": "a/b",
+            },
+            "PRESENCE_WAHA__SESSION",
+        ),
+        (
+            {"PRESENCE_PROVIDER": "evolution", "PRESENCE_EVOLUTION__INSTANCE": "<instance>"},
+            "placeholder",
+        ),
+        (
+            {"PRESENCE_PROVIDER": "gupshup"},
+            "PRESENCE_PROVIDER: Input should be 'wawp', 'waha' or 'evolution'",
+        ),
         ({"PRESENCE_WAHA__APIKEY": "x"}, "did you mean PRESENCE_WAHA__API_KEY?"),
     ],
-)  # fmt: skip
+)
 def test_provider_settings_are_checked_at_start(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], error: str
 ) -> None:
