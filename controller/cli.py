@@ -18,7 +18,7 @@ from typing import Any
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
 from controller.core.types import Presence
-from controller.gateway.base import GatewayError
+from controller.gateway.base import Gateway, GatewayError
 from controller.redaction import redact_url, scrub
 
 EXIT_OK = 0
@@ -68,10 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
     )
     gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
-    gateway.add_argument(
+    action = gateway.add_mutually_exclusive_group()
+    action.add_argument(
         "--set",
         choices=[Presence.AVAILABLE.value, Presence.UNAVAILABLE.value],
         help="also try one set-presence call",
+    )
+    action.add_argument(
+        "--probe",
+        action="store_true",
+        help="CHANGES THE PRESENCE: try the known set-presence vocabularies (ending on "
+        "unavailable) and print the settings the gateway accepts",
     )
     return parser
 
@@ -145,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**settings.masked(), "tracing": _tracing_summary()}, indent=2))
         return EXIT_OK
     if args.command == "check-gateway":
-        return asyncio.run(_check_gateway(settings, args.set))
+        return asyncio.run(_check_gateway(settings, args.set, args.probe))
     return _run(settings)
 
 
@@ -262,7 +269,7 @@ def _when(at: datetime, zone: tzinfo | None) -> str:
     return text
 
 
-async def _check_gateway(settings: Settings, set_to: str | None) -> int:
+async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:
     from controller.runtime.controller import build_gateway
 
     gateway = build_gateway(settings)
@@ -272,9 +279,11 @@ async def _check_gateway(settings: Settings, set_to: str | None) -> int:
         print(f"{gateway.provider}: credentials accepted; session is {session}")
         if session != "WORKING":
             print("presence cannot be set until the session is WORKING (scan the QR code?)")
-            if set_to is not None:
+            if set_to is not None or probe:
                 print(f"{gateway.provider}: presence not set: no call was made")
             return EXIT_FAILED
+        if probe:
+            return await _probe(settings, gateway, secrets)
         if set_to is not None:
             await gateway.set_presence(Presence(set_to))
             print(f"{gateway.provider}: presence set to {set_to}")
@@ -284,3 +293,30 @@ async def _check_gateway(settings: Settings, set_to: str | None) -> int:
     finally:
         await gateway.aclose()
     return EXIT_OK if session == "WORKING" else EXIT_FAILED
+
+
+async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> int:
+    """`check-gateway --probe` on a WORKING session: 0 when the verdict is definite."""
+    from controller.gateway.probe import Vocabulary, probe
+
+    fixed = {
+        "waha": Vocabulary("presence", "online", "offline"),
+        "evolution": Vocabulary("presence", "available", "unavailable"),
+    }
+    configured = fixed.get(settings.provider) or Vocabulary(
+        settings.wawp.field, *settings.wawp.values
+    )
+    print(
+        f"{settings.provider}: probing the set-presence vocabulary: THIS CHANGES THE BOT'S "
+        "PRESENCE (each candidate's available value, then its unavailable value; it ends on "
+        "unavailable)"
+    )
+    verdict = await probe(
+        gateway,
+        configured,
+        settings.provider in fixed,
+        lambda line: print(scrub(line, secrets)),
+    )
+    for line in verdict.lines:
+        print(f"{settings.provider}: {line}")
+    return EXIT_OK if verdict.definite else EXIT_FAILED

@@ -79,6 +79,10 @@ class Gateway(Protocol):
         """Set AVAILABLE or UNAVAILABLE and return the HTTP status; a GatewayError on failure."""
         ...
 
+    async def send(self, field: str, value: str, what: str) -> int:
+        """POST `{field: value}` as the set call (the vocabulary probe); the HTTP status."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
