@@ -584,6 +584,8 @@ class Settings(BaseSettings):
             reassert_unavailable=self.reassert_unavailable,
             session_check=self.session_check,
             dry_run=self.dry_run,
+            last_seen_refresh=self.last_seen_refresh,
+            last_seen_pulse=self.last_seen_pulse,
         )
 
     def maintenance_schedule(self) -> Schedule:

@@ -40,6 +40,10 @@ class ActuationConfig:
     session_budget_calls: int = 20
     """Session reads allowed in any `budget_window` (sliding), like the set calls."""
     dry_run: bool = False
+    last_seen_refresh: float = 0.0
+    """Pulse `available` after this long showing `unavailable` (0: never); see refresh_veto."""
+    last_seen_pulse: float = 5.0
+    """How long a pulse shows `available`."""
 
 
 class FailureKind(enum.StrEnum):
@@ -81,6 +85,11 @@ class ActuationState:
     """Start times of the set calls inside the current budget window."""
     session_calls: tuple[float, ...] = ()
     """Start times of the session reads inside the current budget window."""
+    unavailable_since: float | None = None
+    """When the gateway began showing `unavailable` (re-asserts do not move it; a pulse's end
+    does): the last-seen clock."""
+    pulse_since: float | None = None
+    """A last-seen pulse is showing `available` since then (None: no pulse)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +105,22 @@ class CheckSession:
     """Read the gateway's session state before setting presence."""
 
 
+class Pulse(enum.StrEnum):
+    """The two writes of a last-seen refresh."""
+
+    START = "start"
+    """`available`, while the decision stays `unavailable`."""
+    END = "end"
+    """`unavailable` again: after `last_seen_pulse`, or at once when the pulse is cut short."""
+
+
 @dataclass(frozen=True, slots=True)
 class SetPresence:
     presence: Presence
     why: str
-    """'change' when the desired presence differs from the applied one, else 're-assert'."""
+    """'change' when the desired presence differs from the applied one, 're-assert', or what
+    the last-seen pulse is doing."""
+    pulse: Pulse | None = None
 
 
 Action = Wait | CheckSession | SetPresence
@@ -123,18 +143,57 @@ def calls_last_window(state: ActuationState, now: float, cfg: ActuationConfig) -
     return len(_budget_calls(state, now, cfg))
 
 
-def plan(state: ActuationState, desired: Presence, now: float, cfg: ActuationConfig) -> Action:
-    """The next step towards showing `desired` at the gateway, at monotonic time `now`."""
+NOT_ELIGIBLE = "not eligible"
+"""The default veto: no last-seen refresh unless the caller says the decision allows one."""
+PULSE_WHY = "last-seen refresh"
+
+
+def refresh_veto(rule: str, presence: Presence, consumer: Presence, bad_tick: bool) -> str | None:
+    """Why a last-seen refresh may not run now (None: it may). Only while the bot is kept
+    `unavailable` by online hours or a force, never during maintenance, never while the consumer
+    is unhealthy (showing online would lie), never on a controller error. `consumer` is the
+    consumer's own (hysteresis) verdict; `bad_tick` cuts a pulse short on the first bad probe,
+    without waiting for `FALL` of them."""
+    if presence is not Presence.UNAVAILABLE:
+        return f"the decision is {presence}"
+    if rule == "maintenance":
+        return "maintenance"
+    if rule not in ("online_hours", "force"):
+        return "unavailable because of the consumer"
+    if consumer is not Presence.AVAILABLE or bad_tick:
+        return "the consumer is not healthy"
+    return None
+
+
+def refresh_due(state: ActuationState, cfg: ActuationConfig, veto: str | None) -> float | None:
+    """When the next last-seen pulse is due (monotonic), or None: off, dry run, vetoed, or the
+    gateway is not known to show `unavailable`."""
+    if cfg.last_seen_refresh <= 0 or cfg.dry_run or veto is not None:
+        return None
+    if state.applied is not Presence.UNAVAILABLE or state.unavailable_since is None:
+        return None
+    return state.unavailable_since + cfg.last_seen_refresh
+
+
+def pulsing(state: ActuationState, desired: Presence) -> bool:
+    """A last-seen pulse shows `available` while the decision is `unavailable`."""
+    return state.pulse_since is not None and desired is Presence.UNAVAILABLE
+
+
+def plan(
+    state: ActuationState,
+    desired: Presence,
+    now: float,
+    cfg: ActuationConfig,
+    veto: str | None = NOT_ELIGIBLE,
+) -> Action:
+    """The next step towards showing `desired` at the gateway, at monotonic time `now`; `veto`
+    (refresh_veto) says whether a last-seen pulse may run."""
     if desired is Presence.UNKNOWN:
         return Wait(None, "no presence decided yet")
-    if desired is not state.applied:
-        why = "change"
-    else:
-        assert state.applied_at is not None
-        due = state.applied_at + reassert_period(desired, cfg)
-        if now < due:
-            return Wait(due, f"{desired} applied; next re-assert due")
-        why = "re-assert"
+    target = _target(state, desired, now, cfg, veto)
+    if isinstance(target, Wait):
+        return target
     if now < state.backoff_until:
         reason = "auth failure" if state.auth_failed else "back-off"
         return Wait(state.backoff_until, f"{reason} after: {state.last_error}")
@@ -148,13 +207,45 @@ def plan(state: ActuationState, desired: Presence, now: float, cfg: ActuationCon
                 f"session read budget spent: {cfg.session_budget_calls} in {cfg.budget_window:g}s",
             )
         return CheckSession()
+    if target.pulse is Pulse.END:
+        return target  # its call was reserved when the pulse started: never held by the budget
     calls = _budget_calls(state, now, cfg)
-    if len(calls) >= cfg.budget_calls:
+    # A pulse starts only with room for both of its calls, so that its end is never stuck.
+    needed = 2 if target.pulse is Pulse.START else 1
+    if len(calls) + needed > cfg.budget_calls:
         return Wait(
-            calls[0] + cfg.budget_window,
+            calls[len(calls) + needed - cfg.budget_calls - 1] + cfg.budget_window,
             f"call budget spent: {cfg.budget_calls} set calls in {cfg.budget_window:g}s",
         )
-    return SetPresence(desired, why)
+    return target
+
+
+def _target(
+    state: ActuationState, desired: Presence, now: float, cfg: ActuationConfig, veto: str | None
+) -> SetPresence | Wait:
+    """What to send next, ignoring back-off, session and budget; or how long nothing is due."""
+    if pulsing(state, desired):
+        assert state.pulse_since is not None
+        if veto is not None:
+            return SetPresence(
+                Presence.UNAVAILABLE, f"last-seen pulse cut short: {veto}", Pulse.END
+            )
+        end = state.pulse_since + cfg.last_seen_pulse
+        if now < end:
+            return Wait(end, "last-seen pulse: showing available until its end")
+        return SetPresence(Presence.UNAVAILABLE, "last-seen pulse end", Pulse.END)
+    if desired is not state.applied:
+        return SetPresence(desired, "change")
+    assert state.applied_at is not None
+    reassert = state.applied_at + reassert_period(desired, cfg)
+    pulse = refresh_due(state, cfg, veto)
+    if pulse is not None and now >= pulse:
+        return SetPresence(Presence.AVAILABLE, PULSE_WHY, Pulse.START)
+    if now >= reassert:
+        return SetPresence(desired, "re-assert")
+    if pulse is not None and pulse < reassert:
+        return Wait(pulse, f"{desired} applied; last-seen refresh due")
+    return Wait(reassert, f"{desired} applied; next re-assert due")
 
 
 def backoff_delay(failures: int, cfg: ActuationConfig, rng: random.Random) -> float:
@@ -173,16 +264,31 @@ def on_set_started(state: ActuationState, now: float, cfg: ActuationConfig) -> A
     return replace(state, set_calls=(*_budget_calls(state, now, cfg), now))
 
 
-def on_set_ok(state: ActuationState, presence: Presence, now: float) -> ActuationState:
+def on_set_ok(
+    state: ActuationState, presence: Presence, now: float, pulse: Pulse | None = None
+) -> ActuationState:
+    """Fold in an accepted set call (`pulse`: the pulse write it was)."""
+    since = None
+    if presence is Presence.UNAVAILABLE:
+        kept = state.applied is Presence.UNAVAILABLE and state.unavailable_since is not None
+        since = state.unavailable_since if kept else now
     return replace(
         state,
         applied=presence,
         applied_at=now,
+        unavailable_since=since,
+        pulse_since=now if pulse is Pulse.START else None,
         failures=0,
         backoff_until=0.0,
         auth_failed=False,
         last_error=None,
     )
+
+
+def on_pulse_merged(state: ActuationState) -> ActuationState:
+    """The decision itself turned `available` during a pulse: the pulse is over, the gateway
+    already shows what is decided."""
+    return replace(state, pulse_since=None)
 
 
 def on_session(

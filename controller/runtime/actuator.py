@@ -21,20 +21,25 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.core.actuation import (
+    NOT_ELIGIBLE,
     WORKING,
     ActuationConfig,
     ActuationState,
     CheckSession,
     FailureKind,
+    Pulse,
     SetPresence,
     Wait,
     on_credentials_changed,
     on_failure,
+    on_pulse_merged,
     on_session,
     on_session_started,
     on_set_ok,
     on_set_started,
     plan,
+    pulsing,
+    refresh_due,
 )
 from controller.core.types import Presence
 from controller.gateway.base import Gateway, GatewayError, PermanentError
@@ -77,6 +82,11 @@ class Actuator:
         self.next_action = "idle"
         self.last_success: datetime | None = None
         """Wall-clock time the gateway last accepted a set call (never in dry run)."""
+        self.veto: str | None = NOT_ELIGIBLE
+        """Why a last-seen pulse may not run now (core.actuation.refresh_veto); None: it may."""
+        self.last_pulse: datetime | None = None
+        """Wall-clock time the last last-seen pulse ended."""
+        self._pulse_span: Span | None = None
         self._clock = clock
         self._rng = rng or random.Random()
         self._tracer = tracer or trace.get_tracer(__name__)
@@ -89,13 +99,33 @@ class Actuator:
         self.state = on_credentials_changed(self.state)
         self._wake.set()
 
-    def want(self, presence: Presence, origin: Span | None = None) -> None:
+    def want(
+        self, presence: Presence, origin: Span | None = None, veto: str | None = NOT_ELIGIBLE
+    ) -> None:
         """Set the desired presence (called every tick; only a change wakes the actuator).
-        `origin` is the span of the tick that changed it: the gateway spans join its trace."""
+        `origin` is the span of the tick that changed it: the gateway spans join its trace.
+        `veto` (core.actuation.refresh_veto): whether a last-seen pulse may run; a change
+        wakes the actuator too, so that a pulse is cut short at once."""
+        if (veto is None) != (self.veto is None):
+            self._wake.set()
+        self.veto = veto
         if presence is not self.desired:
             self.desired = presence
             self._origin = trace.set_span_in_context(origin) if origin is not None else None
             self._wake.set()
+            if presence is Presence.AVAILABLE and self.state.pulse_since is not None:
+                self.state = on_pulse_merged(self.state)
+                self._pulse_done("merged", "the decision turned available during the pulse")
+
+    def pulsing(self) -> bool:
+        """A last-seen pulse shows `available` at the gateway now."""
+        return pulsing(self.state, self.desired)
+
+    def next_refresh(self) -> float | None:
+        """Seconds until the next last-seen pulse (None: none due: off, vetoed, or the gateway
+        is not known to show unavailable)."""
+        due = refresh_due(self.state, self.cfg, self.veto)
+        return None if due is None else max(0.0, due - self._clock())
 
     async def run(self) -> None:
         """Converge forever; cancel to stop (an in-flight call is abandoned)."""
@@ -124,7 +154,7 @@ class Actuator:
                 async with asyncio.timeout(_FOLLOWER_RECHECK):
                     await self._wake.wait()
             return
-        action = plan(self.state, self.desired, self._clock(), self.cfg)
+        action = plan(self.state, self.desired, self._clock(), self.cfg, self.veto)
         if isinstance(action, Wait):
             self.next_action = f"wait: {action.why}"
             timeout = None if action.until is None else max(0.0, action.until - self._clock())
@@ -141,12 +171,15 @@ class Actuator:
             await self._set(action)
 
     async def shutdown_write(self, deadline: float) -> bool:
-        """Write UNAVAILABLE once, past back-off and budget, within `deadline` s; True if done."""
+        """Write UNAVAILABLE once, past back-off and budget, within `deadline` s; True if done.
+        A pulse in progress ends with it."""
         if self.cfg.dry_run:
             return True
+        pulse = Pulse.END if self.pulsing() else None
+        why = "shutdown" if pulse is None else "last-seen pulse cut short: shutdown"
         try:
             async with asyncio.timeout(deadline):
-                await self._set(SetPresence(Presence.UNAVAILABLE, "shutdown"), budget=False)
+                await self._set(SetPresence(Presence.UNAVAILABLE, why, pulse), budget=False)
         except TimeoutError:
             event(log, logging.ERROR, "shutdown", f"shutdown write timed out after {deadline:g}s")
             return False
@@ -154,11 +187,15 @@ class Actuator:
 
     def _span(self, operation: str, why: str) -> AbstractContextManager[Span]:
         """A gateway span: in the trace of the tick that changed the desired presence while we
-        converge on that change, a trace of its own for re-asserts and the shutdown write."""
+        converge on that change, under the pulse's span during a last-seen pulse, a trace of
+        its own for re-asserts and the shutdown write."""
         converging = self.state.applied is not self.desired and why != "shutdown"
+        context = self._origin if converging else None
+        if self._pulse_span is not None:
+            context = trace.set_span_in_context(self._pulse_span)
         return self._tracer.start_as_current_span(
             f"presence.gateway.{operation}",
-            context=self._origin if converging else None,
+            context=context,
             attributes={
                 "gateway.provider": self.gateway.provider,
                 "presence.gateway.why": why,
@@ -205,19 +242,51 @@ class Actuator:
             return
         if budget:
             self.state = on_set_started(self.state, now, self.cfg)
+        if action.pulse is Pulse.START:
+            self._pulse_span = self._tracer.start_span(
+                "presence.last_seen.refresh",
+                attributes={
+                    "gateway.provider": self.gateway.provider,
+                    "presence.last_seen.pulse_seconds": self.cfg.last_seen_pulse,
+                },
+            )
         with self._span("set", action.why) as span:
             span.set_attribute("presence.value", action.presence.value)
             try:
                 code = await self._call("set", self.gateway.set_presence(action.presence))
             except GatewayError as exc:
                 self._failed(exc, span)
+                if action.pulse is Pulse.START:
+                    self._pulse_done("failed", exc.message)
                 return
             span.set_attribute("http.response.status_code", code)
             self._applied(action, self._clock(), "gateway accepted")
+        if action.pulse is Pulse.START:
+            message = (
+                f"last-seen refresh: showing available for {self.cfg.last_seen_pulse:g}s "
+                "(the decision stays unavailable)"
+            )
+            event(log, logging.INFO, "last_seen", message)
+        elif action.pulse is Pulse.END:
+            cut = action.why.startswith("last-seen pulse cut short")
+            self.last_pulse = datetime.now(UTC)
+            self._pulse_done("cut_short" if cut else "completed", action.why)
+
+    def _pulse_done(self, outcome: str, why: str) -> None:
+        """Count a pulse, end its span and say how it ended."""
+        self.metrics.last_seen_refresh.labels(outcome=outcome).inc()
+        span, self._pulse_span = self._pulse_span, None
+        if span is not None:
+            span.set_attribute("presence.last_seen.outcome", outcome)
+            if outcome == "failed":
+                span.set_status(Status(StatusCode.ERROR, why))
+            span.end()
+        level = logging.WARNING if outcome == "failed" else logging.INFO
+        event(log, level, "last_seen", f"last-seen refresh {outcome}: {why}", outcome=outcome)
 
     def _applied(self, action: SetPresence, now: float, how: str) -> None:
         before = self.state.applied
-        self.state = on_set_ok(self.state, action.presence, now)
+        self.state = on_set_ok(self.state, action.presence, now, action.pulse)
         Metrics.set_state(self.metrics.applied_state, action.presence)
         self.metrics.gateway_auth_failed.set(0)
         self.last_success = datetime.now(UTC)

@@ -25,7 +25,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.config import Settings, check_token
 from controller.cookies import no_cookies
-from controller.core.actuation import reassert_period
+from controller.core.actuation import reassert_period, refresh_veto
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
 from controller.core.fleet import VERDICTS, Member
@@ -351,7 +351,13 @@ class Controller:
                 self.fleet.report(self.state.verdict.value, self.state.reason)
                 self._count_members(self.fleet, members)
             self.observation, self.decision = obs, decision
-            self.actuator.want(decision.presence, span)
+            veto = refresh_veto(
+                decision.rule,
+                decision.presence,
+                self.state.verdict,
+                decision.tick is TickKind.BAD,
+            )
+            self.actuator.want(decision.presence, span, veto)
             self._report(obs, previous, decision)
             self._annotate(span, obs, decision, previous)
         self._tick_done(now, started)
@@ -650,6 +656,14 @@ class Controller:
 
     async def _shutdown(self) -> None:
         try:
+            if self.actuator.pulsing():
+                # A last-seen pulse shows available although the decision is unavailable: end
+                # it whatever on_shutdown says and whoever leads next.
+                if await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
+                    event(log, logging.INFO, "shutdown", "last-seen pulse ended on shutdown")
+                else:
+                    error = self.actuator.state.last_error or "no answer in time"
+                    event(log, logging.ERROR, "shutdown", f"could not end the pulse: {error}")
             if self.fleet is not None:
                 # The fleet as last seen, taken first: the member watch has stopped with the
                 # loop, and every second spent here would age what it saw.

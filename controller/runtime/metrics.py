@@ -16,6 +16,9 @@ GATEWAY_OUTCOMES = ("ok", *(kind.value for kind in FailureKind), "cancelled")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+PULSE_OUTCOMES = ("completed", "cut_short", "merged", "failed")
+
+
 class Metrics:
     """Every metric the controller exports. One instance per controller (tests make many)."""
 
@@ -42,6 +45,13 @@ class Metrics:
             "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
             "transient_error, permanent_error)",
             ["provider", "outcome"],
+            registry=r,
+        )
+        self.last_seen_refresh = Counter(
+            "presence_last_seen_refresh",
+            "Last-seen pulses by how they ended (completed, cut_short, merged into a decided "
+            "available, failed to start)",
+            ["outcome"],
             registry=r,
         )
         self.gateway_duration = Histogram(
@@ -162,6 +172,8 @@ class Metrics:
             self.decision_rule.labels(rule=rule).set(0)
         for result in ("exported", "dropped"):
             self.trace_spans.labels(result=result)
+        for outcome in PULSE_OUTCOMES:
+            self.last_seen_refresh.labels(outcome=outcome)
 
     def create_labels(self, provider: str, *, lag: bool) -> None:
         """Create every known label value at 0, so that `rate()` and `increase()` see the first

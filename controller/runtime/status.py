@@ -3,7 +3,7 @@ It holds no secrets; the admin server scrubs it once more before sending."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.core.actuation import calls_last_window
@@ -126,6 +126,31 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
             "set_calls_last_minute": calls_last_window(act, now, c.actuator.cfg),
             "last_success": _iso(c.actuator.last_success),
         },
+        "last_seen": _last_seen(c, wall),
         "transitions": [t.as_json() for t in reversed(c.transitions)],
         "ticks": c.ticks,
+    }
+
+
+def _last_seen(c: Controller, wall: datetime) -> dict[str, Any]:
+    """The last-seen refresh: when the last pulse ended, when the next is due, or why none is
+    (`blocked`)."""
+    actuator, s = c.actuator, c.settings
+    enabled = s.last_seen_refresh > 0
+    left = actuator.next_refresh()
+    blocked = None
+    if not enabled:
+        blocked = "off (LAST_SEEN_REFRESH=0)"
+    elif s.dry_run:
+        blocked = "dry run"
+    elif actuator.veto is not None:
+        blocked = actuator.veto
+    elif left is None:
+        blocked = "the gateway is not known to show unavailable yet"
+    return {
+        "enabled": enabled,
+        "last": _iso(actuator.last_pulse),
+        "next": _iso(wall + timedelta(seconds=left)) if left is not None else None,
+        "pulsing": actuator.pulsing(),
+        "blocked": blocked,
     }
