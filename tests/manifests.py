@@ -3,8 +3,10 @@ and the documented-commands tests."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,23 @@ def render(path: Path) -> list[dict[str, Any]]:
     out = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def with_components(*names: str) -> list[dict[str, Any]]:
+    """The example overlay with more of `k8s/components/` (e.g. a gateway's), rendered."""
+    with tempfile.TemporaryDirectory() as tmp:
+        overlay = Path(tmp)
+        components = ", ".join(os.path.relpath(K8S / "components" / n, overlay) for n in names)
+        (overlay / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{os.path.relpath(OVERLAY, overlay)}]\n"
+            f"components: [{components}]\n"
+        )
+        return render(overlay)
+
+
+GATEWAY_COMPONENTS = ("waha", "evolution")
+"""Components that switch the sidecar to another gateway (and its Secret)."""
 
 
 def secret_references(pod: dict[str, Any]) -> dict[str, set[str]]:

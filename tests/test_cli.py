@@ -138,15 +138,23 @@ async def test_run_with_the_admin_port_taken_fails_cleanly(sim: Sim) -> None:
     assert "presence-controller: cannot start:" in err and "Traceback" not in err
 
 
-async def test_demo_runs_the_scenario_and_exits_0() -> None:
-    code, out, err = await cli("demo", "--speed", "4", timeout=60)
+@pytest.mark.parametrize(
+    ("provider", "set_call"),
+    [
+        ("wawp", "POST /v2/presence -> 429"),
+        ("waha", "POST /api/sim-instance/presence -> 429"),
+        ("evolution", "POST /instance/setPresence/sim-instance -> 429"),
+    ],
+)
+async def test_demo_runs_the_scenario_and_exits_0(provider: str, set_call: str) -> None:
+    code, out, err = await cli("demo", "--provider", provider, "--speed", "4", timeout=60)
     assert code == 0, out + err
     assert "10/10 steps behaved as expected" in out
     for text in (
         "lag spike",
         "flapping health",
         "no flip",
-        "POST /v2/presence -> 429",
+        set_call,
         "maintenance: DB migration (annotation presence-controller/maintenance 'true')",
         "SIGTERM",
     ):

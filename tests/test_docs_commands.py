@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from manifests import OVERLAY, ROOT, render, secret_references
+from manifests import GATEWAY_COMPONENTS, OVERLAY, ROOT, render, secret_references, with_components
 
 from controller.core.annotations import FORCE, FORCE_UNTIL, MAINTENANCE, MAINTENANCE_REASON
 from controller.core.schedule import ScheduleError, parse
@@ -122,6 +122,16 @@ def overlay() -> dict[str, Any]:
         "pod_labels": pod["metadata"]["labels"],
         "containers": {c["name"]: c for c in pod["spec"]["containers"]},
         "secrets": secret_references(pod["spec"]),
+        # A gateway component brings its own Secret (docs: "Gateways").
+        "component_secrets": {
+            name: keys
+            for component in GATEWAY_COMPONENTS
+            for name, keys in secret_references(
+                next(d for d in with_components(component) if d["kind"] == "Deployment")["spec"][
+                    "template"
+                ]["spec"]
+            ).items()
+        },
     }
 
 
@@ -184,8 +194,9 @@ def check_secret(command: Command, overlay: dict[str, Any]) -> None:
     for word in command.words:
         if word.startswith(("--from-literal=", "--from-file=")):
             keys.add(word.split("=", 2)[1])
-    assert name in overlay["secrets"], f"{command}: the pod reads no Secret {name!r}"
-    assert keys == overlay["secrets"][name], f"{command}: keys {keys} != read {overlay['secrets']}"
+    secrets = {**overlay["component_secrets"], **overlay["secrets"]}
+    assert name in secrets, f"{command}: the pod reads no Secret {name!r}"
+    assert keys == secrets[name], f"{command}: keys {keys} != read {secrets[name]}"
 
 
 def check_port_forward(command: Command, overlay: dict[str, Any]) -> tuple[int, int]:

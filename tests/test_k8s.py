@@ -13,9 +13,17 @@ from typing import Any
 
 import pytest
 import yaml
-from manifests import K8S, OVERLAY, ROOT, render, secret_references
+from manifests import (
+    GATEWAY_COMPONENTS,
+    K8S,
+    OVERLAY,
+    ROOT,
+    render,
+    secret_references,
+    with_components,
+)
 
-from controller.config import load_settings
+from controller.config import Settings, load_settings
 
 KUBERNETES_VERSION = "1.37.0"
 CRD_KINDS = {"PrometheusRule", "PodMonitor", "ServiceMonitor"}
@@ -374,23 +382,58 @@ def test_trace_attributes_come_from_the_downward_api(rendered: list[dict[str, An
 def test_the_rendered_settings_are_a_valid_controller_configuration(
     rendered: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pod, container = sidecar(rendered)
-    env = env_of(rendered, container)
-    env["PRESENCE_WAWP__INSTANCE_ID"] = "b7c1e0d2-instance"  # what the Secret would hold
-    # Stand in for the mounted files at their paths below a temporary root.
-    for variable in ("PRESENCE_ANNOTATIONS_FILE", "PRESENCE_WAWP__ACCESS_TOKEN_FILE"):
-        local = tmp_path / env[variable].lstrip("/")
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_text("k3j5h6g7f8d9s0a1" if "TOKEN" in variable else "")
-        env[variable] = str(local)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings()
+    pod, _ = sidecar(rendered)
+    settings = rendered_settings(rendered, tmp_path, monkeypatch)
+    assert settings.provider == "wawp" and settings.wawp.instance_id == "b7c1e0d2-instance"
     assert str(settings.health_url) == "http://127.0.0.1:8080/healthz"
     assert str(settings.maintenance_schedule()) == "Sun 03:00-04:00 Europe/Berlin"
     assert settings.maintenance_lead == 300
     consumer = next(c for c in pod["containers"] if c["name"] == "consumer")
     assert settings.health_url.port == consumer["ports"][0]["containerPort"]
+
+
+def rendered_settings(
+    docs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The sidecar's settings as the controller would load them in the rendered pod: values
+    from the Secret stood in, every `*_FILE` a file at its path below `tmp_path`."""
+    _, container = sidecar(docs)
+    env = env_of(docs, container)
+    for name, value in env.items():
+        if value.startswith("<secret "):
+            env[name] = "b7c1e0d2-instance"  # what the Secret would hold
+    for variable in [name for name in env if name.endswith("_FILE")]:
+        local = tmp_path / env[variable].lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("" if variable == "PRESENCE_ANNOTATIONS_FILE" else "k3j5h6g7f8d9s0a1")
+        env[variable] = str(local)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+@pytest.mark.parametrize("provider", GATEWAY_COMPONENTS)
+def test_the_gateway_components_switch_provider_and_secret(
+    provider: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = with_components(provider)
+    pod, container = sidecar(docs)
+    # The provider's own Secret, readable by the sidecar; nothing of Wawp's is left.
+    assert secret_references(pod) == {f"presence-controller-{provider}": {"api-key"}}
+    assert unreadable_files(pod) == []
+    env = env_of(docs, container)
+    assert not [name for name in env if "WAWP" in name]
+    key_file = env[f"PRESENCE_{provider.upper()}__API_KEY_FILE"]
+    volume, inner = mount_for(pod, container, key_file)
+    assert {"key": "api-key", "path": inner} in volume["secret"]["items"]
+    settings = rendered_settings(docs, tmp_path, monkeypatch)
+    assert settings.provider == provider
+    assert settings.gateway_settings().secret()[0] is not None
+    assert settings.kube.enabled, "fleet mode stays on"
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] not in CRD_KINDS]))
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # Fleet mode (k8s/components/fleet, in the example overlay).
@@ -442,16 +485,7 @@ def test_the_role_names_the_deployment_it_may_watch(rendered: list[dict[str, Any
 
 
 def test_the_optional_namespace_component_renders_and_validates(tmp_path: Path) -> None:
-    import os
-
-    overlay = tmp_path / "with-namespace"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{os.path.relpath(OVERLAY, overlay)}]\n"
-        f"components: [{os.path.relpath(K8S / 'components' / 'fleet-namespace', overlay)}]\n"
-    )
-    docs = render(overlay)
+    docs = with_components("fleet-namespace")
     role = one(docs, "ClusterRole")
     assert role["rules"][0]["resourceNames"] == ["whatsapp-bot"]
     binding = one(docs, "ClusterRoleBinding")
