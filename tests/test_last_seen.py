@@ -29,7 +29,7 @@ from controller.core.actuation import (
     SetPresence,
     Wait,
     on_failure,
-    on_pulse_merged,
+    on_pulse_over,
     on_session,
     on_set_ok,
     on_set_started,
@@ -230,7 +230,7 @@ def test_pulses_never_run_vetoed_never_outlast_their_length_and_respect_the_budg
         elif what in ("available", "unavailable"):
             desired = Presence(what)
             if desired is A:
-                state, shown_since = on_pulse_merged(state), None
+                state, shown_since = on_pulse_over(state), None
                 veto = "the decision is available"
         elif what == "fail":
             fail_next = True
@@ -335,11 +335,32 @@ async def test_a_follower_never_pulses(sim: Sim) -> None:
     try:
         act.want(U, veto=None)
         await until(lambda: act.next_action.startswith("wait: not the leader"))
-        await asyncio.sleep(4 * (FAST.last_seen_refresh + FAST.last_seen_pulse))
+        await asyncio.sleep(2 * (FAST.last_seen_refresh + FAST.last_seen_pulse))
     finally:
         task.cancel()
         await act.gateway.aclose()
     assert sim.gateway.calls == []
+
+
+async def test_a_leader_that_loses_the_lease_mid_pulse_leaves_it_to_the_new_leader(
+    sim: Sim,
+) -> None:
+    leading = [True]
+    act = actuator(sim, replace(FAST, last_seen_pulse=3600.0), gate=lambda: leading[0])
+    task = asyncio.create_task(act.run())
+    try:
+        act.want(U, veto=None)
+        await until(act.pulsing)
+        calls = len(sim.gateway.calls)
+        leading[0] = False
+        act.leadership_changed(False)
+        assert not act.pulsing()
+        await until(lambda: act.next_action.startswith("wait: not the leader"))
+    finally:
+        task.cancel()
+        await act.gateway.aclose()
+    assert len(sim.gateway.calls) == calls, "a former leader calls nothing"
+    assert outcomes(act)["cut_short"] == 1
 
 
 async def test_a_pulse_that_cannot_start_is_counted_failed(sim: Sim) -> None:
@@ -450,10 +471,10 @@ async def test_never_in_dry_run(sim: Sim, tmp_path: Path) -> None:
     volume = forced(tmp_path)
     settings = pulsing_settings(sim, volume.file, dry_run=True)
     async with running(settings) as run:
-        # Ten refresh periods of ticks: a pulse would have been due many times over.
+        # Five refresh periods of ticks: a pulse would have been due several times over.
         await until(lambda: run.controller.ticks >= 1)
         start = run.controller.ticks
-        await until(lambda: run.controller.ticks >= start + 80)
+        await until(lambda: run.controller.ticks >= start + 40)
         status = (await run.status())["last_seen"]
     assert sim.gateway.calls == []
     assert status["blocked"] == "dry run" and status["last"] is None

@@ -285,9 +285,9 @@ def on_set_ok(
     )
 
 
-def on_pulse_merged(state: ActuationState) -> ActuationState:
-    """The decision itself turned `available` during a pulse: the pulse is over, the gateway
-    already shows what is decided."""
+def on_pulse_over(state: ActuationState) -> ActuationState:
+    """The pulse is no longer ours to end: the decision itself turned `available` (the gateway
+    already shows it), or another replica leads now (and writes the decision)."""
     return replace(state, pulse_since=None)
 
 

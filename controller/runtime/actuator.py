@@ -32,7 +32,7 @@ from controller.core.actuation import (
     Wait,
     on_credentials_changed,
     on_failure,
-    on_pulse_merged,
+    on_pulse_over,
     on_session,
     on_session_started,
     on_set_ok,
@@ -114,7 +114,7 @@ class Actuator:
             self._origin = trace.set_span_in_context(origin) if origin is not None else None
             self._wake.set()
             if presence is Presence.AVAILABLE and self.state.pulse_since is not None:
-                self.state = on_pulse_merged(self.state)
+                self.state = on_pulse_over(self.state)
                 self._pulse_done("merged", "the decision turned available during the pulse")
 
     def pulsing(self) -> bool:
@@ -143,6 +143,10 @@ class Actuator:
         since) and writes its decision at once; a former leader stops calling."""
         if leading:
             self.state = ActuationState()
+        elif self.state.pulse_since is not None:
+            # The new leader writes the decision (unavailable) as it starts: the pulse is its.
+            self.state = on_pulse_over(self.state)
+            self._pulse_done("cut_short", "leadership lost; the new leader writes the decision")
         self._wake.set()
 
     async def _step(self) -> None:

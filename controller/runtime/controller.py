@@ -656,7 +656,7 @@ class Controller:
 
     async def _shutdown(self) -> None:
         try:
-            if self.actuator.pulsing():
+            if self.actuator.pulsing() and (self.fleet is None or self._may_act()):
                 # A last-seen pulse shows available although the decision is unavailable: end
                 # it whatever on_shutdown says and whoever leads next.
                 if await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
