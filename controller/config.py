@@ -392,6 +392,11 @@ class Settings(BaseSettings):
     """Tick interval: probes run and presence is decided this often (at least 50ms)."""
     timeout: PositiveDuration = 2.0
     """Per-probe timeout (whole request); must be < `INTERVAL`."""
+    fast_interval: Duration = 1.0
+    """Fast re-probe: while a streak that could flip the presence is in progress (bad ticks
+    while available, good ticks while unavailable past the hold-down), tick this often instead
+    of `INTERVAL`. `0`: off; at or above `INTERVAL`: no effect. Ticks never overlap: a probe
+    that takes `TIMEOUT` delays the next one."""
     jitter: float = Field(default=0.1, ge=0, le=0.5)
     """Random spread of each interval, as a fraction of it (0.1 = +/-10%)."""
     rise: int = Field(default=3, ge=1)
@@ -462,6 +467,13 @@ class Settings(BaseSettings):
     @classmethod
     def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
         return _below(value, info, "interval", unit="s")
+
+    @field_validator("fast_interval")
+    @classmethod
+    def _off_or_sane(cls, value: float) -> float:
+        if 0 < value < MIN_INTERVAL:
+            raise ValueError(f"0 (off) or at least {MIN_INTERVAL * 1000:g}ms, got {value:g}s")
+        return value
 
     @field_validator("wawp", "waha", "evolution")
     @classmethod

@@ -133,3 +133,27 @@ def hold_down_left(state: HysteresisState, now: float, cfg: HysteresisConfig) ->
     if state.verdict is not Presence.UNAVAILABLE or state.down_since is None:
         return 0.0
     return max(0.0, cfg.hold_down - (now - state.down_since))
+
+
+def flip_pending(state: HysteresisState, now: float, cfg: HysteresisConfig) -> bool:
+    """A streak that could flip the verdict is in progress: bad ticks while not unavailable,
+    good ticks while not available (past the hold-down: before it ends, good ticks cannot flip
+    anything, so there is nothing to hurry)."""
+    if state.bad > 0 and state.verdict is not Presence.UNAVAILABLE:
+        return True
+    return (
+        state.good > 0
+        and state.verdict is not Presence.AVAILABLE
+        and hold_down_left(state, now, cfg) == 0.0
+    )
+
+
+def tick_delay(
+    state: HysteresisState, now: float, cfg: HysteresisConfig, interval: float, fast: float
+) -> float:
+    """The time from this tick's start to the next one's (before jitter): `fast` while a flip
+    is pending (HAProxy's `fastinter`), else `interval`. `fast` 0 is off; a `fast` at or above
+    `interval` changes nothing."""
+    if fast > 0 and flip_pending(state, now, cfg):
+        return min(fast, interval)
+    return interval

@@ -29,7 +29,7 @@ from controller.core.actuation import reassert_period, refresh_veto
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
 from controller.core.fleet import VERDICTS, Member
-from controller.core.hysteresis import HysteresisState
+from controller.core.hysteresis import HysteresisState, tick_delay
 from controller.core.overrides import (
     Evaluation,
     evaluate,
@@ -288,7 +288,7 @@ class Controller:
             self.fleet.emit("Normal", "LeaderElected", note, "Elect")
 
     async def _tick_loop(self) -> None:
-        interval, jitter = self.settings.interval, self.settings.jitter
+        s = self.settings
         while True:
             started = self._clock()
             try:
@@ -297,7 +297,12 @@ class Controller:
                 # A bug, not a probe failure (those are values): a tick that cannot decide
                 # counts as a bad one, so a controller that cannot decide fails safe.
                 self._failed_tick(exc)
-            spread = interval * jitter * self._rng.uniform(-1.0, 1.0)
+            # Fast re-probe: while a streak could flip the presence, tick every FAST_INTERVAL.
+            # Ticks never overlap: the next starts after this one ends, at the earliest.
+            interval = tick_delay(
+                self.state, self._clock(), self._hysteresis_cfg, s.interval, s.fast_interval
+            )
+            spread = interval * s.jitter * self._rng.uniform(-1.0, 1.0)
             # A changed annotation source (fleet mode) cuts the wait short: maintenance set on
             # the workload applies within a second, not at the next interval.
             with contextlib.suppress(TimeoutError):
