@@ -39,6 +39,7 @@ from pydantic_settings import (
 
 from controller.bounded_read import read_bounded
 from controller.core.actuation import ActuationConfig
+from controller.core.damping import DampingConfig
 from controller.core.election import ElectionConfig
 from controller.core.fleet import parse_min_available
 from controller.core.hysteresis import HysteresisConfig
@@ -282,6 +283,38 @@ class EvolutionSettings(BaseModel):
         return self.api_key, self.api_key_file
 
 
+class DampingSettings(BaseModel):
+    """Flap damping (RFC 2439 style): a consumer that keeps failing stays offline for a while."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Damp flapping: each outage adds a penalty of 1000; above `SUPPRESS`, returns to
+    available wait until it decays below `REUSE` (never longer than `MAX_SUPPRESS`). Never
+    delays going unavailable; never overrides maintenance or force."""
+    half_life: PositiveDuration = 900.0
+    """The penalty halves in this time."""
+    suppress: float = Field(default=2500.0, gt=0)
+    """Penalty above which returns to available are held back (3 outages in quick succession
+    at the defaults)."""
+    reuse: float = Field(default=800.0, gt=0)
+    """Penalty below which a held-back return goes ahead; must be < `SUPPRESS`."""
+    max_suppress: PositiveDuration = 1800.0
+    """A return to available is never held back longer than this."""
+
+    @model_validator(mode="after")
+    def _can_act(self) -> DampingSettings:
+        if not self.reuse < self.suppress:
+            raise ValueError(f"REUSE ({self.reuse:g}) must be < SUPPRESS ({self.suppress:g})")
+        self.config()  # the ceiling must exceed SUPPRESS: its ValueError names the fix
+        return self
+
+    def config(self) -> DampingConfig:
+        return DampingConfig(
+            self.enabled, self.half_life, self.suppress, self.reuse, self.max_suppress
+        )
+
+
 _WORKLOAD = re.compile(r"(deployment|statefulset)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?|none")
 
 
@@ -405,6 +438,7 @@ class Settings(BaseSettings):
     """Consecutive bad ticks needed to become unavailable."""
     hold_down: Duration = 30.0
     """Minimum time unavailable before coming back."""
+    damping: DampingSettings = Field(default_factory=DampingSettings)
     startup_grace: Duration = 60.0
     """If neither `RISE` good nor `FALL` bad ticks come this long after start: unavailable."""
     reassert_available: PositiveDuration = 20.0
@@ -588,6 +622,7 @@ class Settings(BaseSettings):
             lag_high=self.lag_high,
             lag_low=self.lag_low,
             missing_lag_is_bad=self.missing_lag == "bad",
+            damping=self.damping.config(),
         )
 
     def actuation(self) -> ActuationConfig:

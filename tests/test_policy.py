@@ -122,6 +122,10 @@ def test_maintenance_always_wins_and_force_beats_the_rest(
             assert decision.presence is policy.force
         elif policy.outside_online_hours is not None:
             assert decision.presence is U
+        elif decision.rule == "damping":
+            # Damping holds back a return to available, and nothing else.
+            assert state.verdict is A and decision.presence is U
+            assert decision.reason.startswith("damped: ")
         else:
             assert decision.presence is state.verdict
 

@@ -13,8 +13,9 @@ All times are monotonic seconds passed in by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from controller.core.damping import DampingConfig, DampingState
 from controller.core.types import HealthStatus, LagStatus, Observation, Presence, TickKind
 
 
@@ -29,6 +30,8 @@ class HysteresisConfig:
     lag_high: float = 30.0
     lag_low: float = 10.0
     missing_lag_is_bad: bool = True
+    damping: DampingConfig = field(default_factory=DampingConfig)
+    """Flap damping of the consumer's outages (core.damping)."""
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
@@ -52,6 +55,8 @@ class HysteresisState:
     started_at: float | None = None
     down_since: float | None = None
     """When the verdict last became UNAVAILABLE; the hold-down counts from here."""
+    damping: DampingState = field(default_factory=DampingState)
+    """Flap damping of the health rule's outcome (advanced by policy.decide)."""
 
 
 def _fmt(value: float) -> str:

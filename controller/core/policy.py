@@ -3,6 +3,12 @@ decisions are made")."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
+from controller.core.damping import holds, penalty, reuse_at
+from controller.core.damping import reason as damped_reason
+from controller.core.damping import step as damping_step
 from controller.core.fleet import FleetInputs, Member
 from controller.core.fleet import verdict as fleet_verdict
 from controller.core.hysteresis import (
@@ -12,13 +18,14 @@ from controller.core.hysteresis import (
     hold_down_left,
     step,
 )
-from controller.core.types import Decision, Observation, Presence
+from controller.core.types import Decision, Observation, Presence, TickKind
 
 _ENDED = {
     "maintenance": "maintenance ended",
     "force": "force ended",
     "online_hours": "online hours began",
     "error": "the controller error cleared",
+    "damping": "damping ended",
 }
 
 
@@ -45,6 +52,10 @@ def decide(
     if left > 0 and new.good > 0:
         detail += f"; hold-down {left:.1f}s left"
 
+    presence, reason = _health(state, new, tick, why, previous, fleet)
+    damping = damping_step(new.damping, presence, now, cfg.damping)
+    new = replace(new, damping=damping)
+
     policy = obs.policy
     if policy.maintenance is not None:
         reason = f"maintenance: {policy.maintenance}"
@@ -56,6 +67,36 @@ def decide(
     if policy.outside_online_hours is not None:
         reason = f"outside online hours: {policy.outside_online_hours}"
         return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "online_hours")
+    if holds(damping) and presence is Presence.AVAILABLE:
+        # Damping holds back a return to available, and nothing else.
+        if previous is not None and previous.rule == "damping" and _same_damping(state, new):
+            reason = previous.reason
+        else:
+            back = reuse_at(damping, cfg.damping)
+            assert back is not None
+            wall = obs.at + timedelta(seconds=back - now)
+            reason = damped_reason(damping, cfg.damping, f"{wall:%H:%M} UTC")
+        detail += f"; damping penalty {penalty(damping, now, cfg.damping):.0f}"
+        return new, Decision(Presence.UNAVAILABLE, reason, detail, tick, "damping")
+    return new, Decision(presence, reason, detail, tick, "health")
+
+
+def _same_damping(before: HysteresisState, after: HysteresisState) -> bool:
+    """The suppression and its outages are those of the previous tick (the reason stands)."""
+    a, b = before.damping, after.damping
+    return a.suppressed_since == b.suppressed_since and a.outages == b.outages
+
+
+def _health(
+    state: HysteresisState,
+    new: HysteresisState,
+    tick: TickKind,
+    why: str,
+    previous: Decision | None,
+    fleet: FleetInputs | None,
+) -> tuple[Presence, str]:
+    """What the health rule decides, and why: the consumer's verdict, or in fleet mode (on the
+    leader) the fleet's."""
     if fleet is not None:
         # Fleet mode, on the leader: the bot's health is the fleet's, this replica one member.
         me = Member(fleet.me, new.verdict.value, new.reason, 0.0)
@@ -68,11 +109,11 @@ def decide(
                 reason = f"{judged.reason}: keeping {presence}"
         if previous is not None and previous.rule != "health":
             reason = f"{_ENDED[previous.rule]}: {judged.reason}"
-        return new, Decision(presence, reason, detail, tick, "health")
+        return presence, reason
     reason = new.reason
     if previous is not None and new.verdict is state.verdict:
         if previous.rule != "health":
             reason = f"{_ENDED[previous.rule]}: consumer {new.verdict} ({tick} tick: {why})"
         else:
             reason = previous.reason
-    return new, Decision(new.verdict, reason, detail, tick, "health")
+    return new.verdict, reason

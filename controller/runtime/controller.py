@@ -27,6 +27,7 @@ from controller.config import Settings, check_token
 from controller.cookies import no_cookies
 from controller.core.actuation import reassert_period, refresh_veto
 from controller.core.annotations import Directives, read_directives
+from controller.core.damping import holds, penalty
 from controller.core.excerpt import clip, describe
 from controller.core.fleet import VERDICTS, Member
 from controller.core.hysteresis import HysteresisState, tick_delay
@@ -579,6 +580,9 @@ class Controller:
 
     def _report(self, obs: Observation, previous: Decision | None, decision: Decision) -> None:
         m = self.metrics
+        damping = self.state.damping
+        m.damping_penalty.set(penalty(damping, self._clock(), self._hysteresis_cfg.damping))
+        m.damping_suppressed.set(1 if holds(damping) else 0)
         m.probes.labels(probe="health", result=obs.health.status.value).inc()
         if self._lag is not None:
             m.probes.labels(probe="lag", result=obs.lag.status.value).inc()

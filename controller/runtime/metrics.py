@@ -10,7 +10,7 @@ from controller.core.actuation import FailureKind
 from controller.core.types import HealthStatus, LagStatus, Presence
 
 _STATES = tuple(Presence)
-RULES = ("maintenance", "force", "online_hours", "health", "error")
+RULES = ("maintenance", "force", "online_hours", "health", "damping", "error")
 GATEWAY_OUTCOMES = ("ok", *(kind.value for kind in FailureKind), "cancelled")
 """Every outcome label of presence_gateway_requests_total (created at 0 at start)."""
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +45,17 @@ class Metrics:
             "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
             "transient_error, permanent_error)",
             ["provider", "outcome"],
+            registry=r,
+        )
+        self.damping_penalty = Gauge(
+            "presence_damping_penalty",
+            "Flap-damping penalty (decayed), 1000 per outage; returns to available are held "
+            "back above SUPPRESS until it falls below REUSE",
+            registry=r,
+        )
+        self.damping_suppressed = Gauge(
+            "presence_damping_suppressed",
+            "1 while flap damping holds back a return to available",
             registry=r,
         )
         self.last_seen_refresh = Counter(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.core.actuation import calls_last_window
+from controller.core.damping import holds, penalty, reuse_at
 from controller.core.excerpt import clip
 from controller.core.hysteresis import flip_pending
 from controller.core.overrides import MaintenanceReport, OnlineHoursReport, OverrideReport
@@ -131,9 +132,24 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
             "set_calls_last_minute": calls_last_window(act, now, c.actuator.cfg),
             "last_success": _iso(c.actuator.last_success),
         },
+        "damping": _damping(c, now, wall),
         "last_seen": _last_seen(c, wall),
         "transitions": [t.as_json() for t in reversed(c.transitions)],
         "ticks": c.ticks,
+    }
+
+
+def _damping(c: Controller, now: float, wall: datetime) -> dict[str, Any]:
+    """Flap damping: the decayed penalty, whether a return to available is held back, and
+    until when."""
+    cfg, state = c._hysteresis_cfg.damping, c.state.damping
+    end = reuse_at(state, cfg)
+    return {
+        "enabled": cfg.enabled,
+        "penalty": round(penalty(state, now, cfg), 1),
+        "suppressed": holds(state),
+        "reuse_at": _iso(wall + timedelta(seconds=end - now)) if end is not None else None,
+        "outages": len(state.outages),
     }
 
 

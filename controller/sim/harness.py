@@ -38,6 +38,9 @@ class Simulation:
             "hold_down": 0,
             "startup_grace": 5,
             "listen": "127.0.0.1:0",
+            # The tests flip the consumer many times a minute on purpose: damping (which would
+            # hold the bot offline after the third outage) is tested on its own.
+            "damping": {"enabled": False},
             **gateway_values(self.gateway, self.gateway_url, timeout=0.5),
         }
         provider = self.gateway.provider
@@ -59,6 +62,7 @@ class Simulation:
             PRESENCE_FALL="2",
             PRESENCE_HOLD_DOWN="0",
             PRESENCE_LISTEN="127.0.0.1:0",
+            PRESENCE_DAMPING__ENABLED="false",
         )
         values = gateway_values(self.gateway, self.gateway_url)
         env["PRESENCE_PROVIDER"] = values["provider"]
