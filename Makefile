@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python >= 3.11 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 ## demo: the real controller against a simulated consumer and gateway, with a timeline

@@ -12,7 +12,8 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any
 
 from controller import __version__
@@ -67,6 +68,43 @@ def _parser() -> argparse.ArgumentParser:
     windows.add_argument(
         "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
     )
+    replay = sub.add_parser(
+        "replay",
+        help="run the decision settings (and --compare sets) over recorded lag history",
+        description="Replay recorded lag (and health) through the decision core with the "
+        "PRESENCE_* decision settings of the environment and each --compare set; one row per "
+        "setting. Incidents: lag >= LAG_HIGH for at least --incident-min.",
+    )
+    source = replay.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL (range API)")
+    source.add_argument("--csv", metavar="FILE", help="CSV with the header time,lag[,healthy]")
+    replay.add_argument("--query", metavar="PROMQL", help="the lag series (with --prometheus)")
+    replay.add_argument(
+        "--health-query", metavar="PROMQL", help="health series: > 0 healthy (optional)"
+    )
+    replay.add_argument("--since", metavar="DURATION", help="range ending now: 7d, 36h, 90m")
+    replay.add_argument("--start", metavar="T", help="RFC 3339 start (with --end)")
+    replay.add_argument("--end", metavar="T", help="RFC 3339 end (with --start)")
+    replay.add_argument("--bearer-token-file", metavar="FILE", help="Prometheus bearer token")
+    replay.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="per request, seconds (default 30)"
+    )
+    replay.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="another setting to score, e.g. rise=2,fall=2 or damping.enabled=false (repeatable)",
+    )
+    replay.add_argument(
+        "--incident-min",
+        type=_seconds,
+        default=60.0,
+        metavar="DURATION",
+        help="shortest incident (default 1m)",
+    )
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+    replay.add_argument("--plot", metavar="FILE.png", help="draw lag, incidents and presence")
     gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
     action = gateway.add_mutually_exclusive_group()
     action.add_argument(
@@ -92,6 +130,18 @@ def _speed(value: str) -> float:
     if not 0.1 <= speed <= 10:
         raise argparse.ArgumentTypeError(f"expected a speed between 0.1 and 10, got {value!r}")
     return speed
+
+
+def _seconds(value: str) -> float:
+    from controller.config import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(seconds, float) or not 0 < seconds < 1e9:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {value!r}")
+    return seconds
 
 
 def _load() -> Settings | None:
@@ -142,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(speed=args.speed, provider=args.provider))
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
+    if args.command == "replay":
+        return _replay(args)
     if args.command == "check-config" and args.reference:
         print(reference_markdown(), end="")
         return EXIT_OK
@@ -320,3 +372,67 @@ async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> in
     for line in verdict.lines:
         print(f"{settings.provider}: {line}")
     return EXIT_OK if verdict.definite else EXIT_FAILED
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """`presence-controller replay`: 0 done, 1 the source failed, 2 bad arguments or settings."""
+    from controller import replay as r
+
+    try:
+        if args.plot:
+            r.check_plot()
+        effective = r.decision_settings(r.environment())
+        settings = [("effective", effective)]
+        settings += [(c, r.decision_settings(r.environment(), c)) for c in args.compare]
+        if args.csv is not None:
+            if args.query or args.health_query or args.since or args.start or args.end:
+                raise r.ReplayError("--query, --since, --start, --end go with --prometheus", True)
+            samples = r.read_csv(Path(args.csv))
+        else:
+            samples = asyncio.run(_fetch(args, effective.interval))
+        found, scores = r.run(samples, settings, args.incident_min)
+    except r.ReplayError as exc:
+        print(f"presence-controller replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if exc.usage else EXIT_FAILED
+    if args.json:
+        print(json.dumps(r.as_json(samples, found, scores), indent=2))
+    else:
+        r.table(samples, found, scores, effective.lag_high, args.incident_min, sys.stdout)
+    if args.plot:
+        r.plot(samples, found, scores, effective.lag_high, effective.lag_low, Path(args.plot))
+        sys.stdout.flush()
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _fetch(args: argparse.Namespace, step: float) -> list[Any]:
+    from controller import replay as r
+    from controller.core.schedule import ScheduleError, parse_timestamp
+
+    if not args.query:
+        raise r.ReplayError("--prometheus needs --query PROMQL (the lag series)", usage=True)
+    if args.since and (args.start or args.end):
+        raise r.ReplayError("give --since, or --start and --end, not both", usage=True)
+    if args.since:
+        end = datetime.now(UTC).replace(microsecond=0)
+        start = end - timedelta(seconds=r.parse_since(args.since))
+    elif args.start and args.end:
+        try:
+            start, end = parse_timestamp(args.start), parse_timestamp(args.end)
+        except ScheduleError as exc:
+            raise r.ReplayError(f"--start/--end: {exc}", usage=True) from None
+        if not start < end:
+            raise r.ReplayError("--start must be before --end", usage=True)
+    else:
+        raise r.ReplayError("--prometheus needs --since, or --start and --end", usage=True)
+    span = r.Range(start.astimezone(UTC), end.astimezone(UTC), step)
+    samples = await r.fetch_prometheus(
+        args.prometheus,
+        args.query,
+        args.health_query,
+        span,
+        token=r.token_from(args.bearer_token_file),
+        request_timeout=args.timeout,
+        progress=r.stderr_line,
+    )
+    return samples

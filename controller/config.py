@@ -60,8 +60,8 @@ MAX_LEAD = 7 * 86400.0
 date arithmetic that could overflow)."""
 CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
 
-_DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PLACEHOLDER = re.compile(
@@ -77,13 +77,14 @@ def is_placeholder(value: str) -> bool:
 
 
 def parse_duration(value: object) -> object:
-    """Seconds as a number, or a string like `500ms`, `30s`, `5m`, `1h` (plain `2.5` = seconds)."""
+    """Seconds as a number, or a string like `500ms`, `30s`, `5m`, `1h`, `1d` (plain `2.5` =
+    seconds)."""
     if isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if match is None:
             raise ValueError(
                 f"invalid duration {value!r}: expected seconds or a number with a unit "
-                "ms, s, m or h (500ms, 30s, 5m, 1h)"
+                "ms, s, m, h or d (500ms, 30s, 5m, 1h, 1d)"
             )
         return float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"]
     return value
@@ -907,7 +908,7 @@ _REFERENCE_INTRO = """\
 Every setting is an environment variable (prefix `PRESENCE_`, `__` for nesting) and may also be
 given in the optional YAML/TOML file named by `PRESENCE_CONFIG_FILE` (keys in lower case, nested
 as `wawp: {instance_id: ...}`); the environment wins. Durations are seconds and also accept
-`500ms`, `30s`, `5m`, `1h`. `presence-controller check-config` validates a configuration and
+`500ms`, `30s`, `5m`, `1h`, `1d`. `presence-controller check-config` validates a configuration and
 prints it with secrets masked; every invalid setting is listed, and the exit code is 2. A
 `PRESENCE_*` variable or file key that names no setting is refused with a suggestion
 (`PRESENCE_INTERVALL: unknown setting (did you mean PRESENCE_INTERVAL?)`); the variables the

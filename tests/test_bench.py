@@ -40,3 +40,12 @@ def test_flap_economy_holds_for_other_seeds() -> None:
         result = module.flap_economy(seed=seed)
         assert all(c is not None and c <= 2 for c in result.caught), seed
         assert result.controller_changes <= 2 * len(result.incidents) + 2, seed
+
+
+def test_crash_loop_damping_cuts_changes_five_fold_and_catches_every_first_outage() -> None:
+    loop = bench().crash_loop()
+    assert loop.changes["off"] >= 5 * loop.changes["on"], loop.changes
+    assert loop.detect["off"] == [2] * loop.outages, "without damping: each caught at fall"
+    # With damping each outage is caught at the fall-th tick, or the bot was already held
+    # offline (0): damping never delays going unavailable.
+    assert set(loop.detect["on"]) <= {0, 2} and loop.detect["on"][:3] == [2, 2, 2]

@@ -77,7 +77,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["5x", "1d", "-1s", "", "ms", "1 h 2m"])
+@pytest.mark.parametrize("text", ["5x", "1w", "-1s", "", "ms", "1 h 2m"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -288,7 +288,7 @@ def test_maintenance_settings_are_validated_at_start(
         "PRESENCE_ONLINE_HOURS: 'off' would keep the bot offline for good: leave ONLINE_HOURS "
         "unset for no limit",
         "PRESENCE_MAINTENANCE_LEAD: invalid duration 'soon': expected seconds or a number with a "
-        "unit ms, s, m or h (500ms, 30s, 5m, 1h)",
+        "unit ms, s, m, h or d (500ms, 30s, 5m, 1h, 1d)",
     ]
 
 
