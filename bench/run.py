@@ -587,7 +587,8 @@ async def main(quick: bool) -> None:
         "## 1. Reaction",
         "",
         f"{len(falls.values)} trials each way, interval {bounds['interval']} s, jitter 0, "
-        f"fall 3, rise 3, hold-down 0; the failure lands at a random tick phase.",
+        f"fall 3, rise 3, hold-down 0 (FAST_INTERVAL at its default 1 s, above the interval: "
+        "no effect); the failure lands at a random tick phase.",
         "",
         "| | min | median | max | p99 |",
         "|---|---|---|---|---|",
