@@ -1,5 +1,5 @@
-"""The decision: precedence of maintenance, force, online hours and health (README, "How
-decisions are made")."""
+"""The decision: precedence of maintenance, force, online hours, flap damping and health
+(README, "How decisions are made")."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def decide(
     The hysteresis always advances, even while a higher rule wins, so that when maintenance or
     a force ends the consumer's real condition takes over at once. The reason stays the same
     while nothing changes; when a higher rule hands back to health, it says so and describes the
-    consumer as it is now, not as it was when its verdict last flipped.
+    consumer as it is now, not as it was when its verdict last flipped. Flap damping follows
+    the health rule's outcome every tick too, and only ever turns its `available` into
+    `unavailable` (rule `damping`) while a suppression lasts.
     """
     tick, why = classify(obs, cfg)
     new = step(state, tick, why, now, cfg)
@@ -102,7 +104,9 @@ def _health(
         me = Member(fleet.me, new.verdict.value, new.reason, 0.0)
         judged = fleet_verdict([*fleet.others, me], fleet.min_available, fleet.stale_after)
         presence, reason = judged.presence, judged.reason
-        if presence is Presence.UNKNOWN and previous is not None and previous.rule == "health":
+        held = previous is not None and previous.rule in ("health", "damping")
+        if presence is Presence.UNKNOWN and held:
+            assert previous is not None
             # Members still starting (a rollout): hold what the fleet last decided.
             presence = previous.presence
             if presence is not Presence.UNKNOWN:
