@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
@@ -134,22 +134,52 @@ def _read_secret_file(path: Path, what: str) -> SecretStr:
     return SecretStr(text)
 
 
-def _credible(value: SecretStr | None) -> SecretStr | None:
-    if value is not None:
-        check_token(value.get_secret_value().strip())
-    return value
-
-
 def _real_name(value: str | None, what: str) -> str | None:
     if value is not None and is_placeholder(value):
         raise ValueError(f"{value!r} is a placeholder: set the {what}")
     return value
 
 
-class WawpSettings(BaseModel):
-    """Wawp gateway (`PRESENCE_PROVIDER=wawp`)."""
+class _GatewaySettings(BaseModel):
+    """What every provider's settings share: one credential, given inline or in a file (read
+    and checked at start, then followed as it rotates, see runtime/controller.token_file)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    _credential: ClassVar[tuple[str, str]] = ("api_key", "API key")
+    """(field name, what to call it); the file is the field `<name>_file`."""
+
+    @field_validator("access_token", "api_key", check_fields=False)
+    @classmethod
+    def _credible(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_token(value.get_secret_value().strip())
+        return value
+
+    @model_validator(mode="after")
+    def _load_credential_file(self) -> Self:
+        field, what = self._credential
+        path = getattr(self, f"{field}_file")
+        if path is None:
+            return self
+        if getattr(self, field) is not None:
+            upper = field.upper()
+            raise ValueError(f"set {upper} or {upper}_FILE, not both")
+        setattr(self, field, _read_secret_file(path, what))
+        return self
+
+    def secret(self) -> tuple[SecretStr | None, Path | None]:
+        """The credential and the file it came from (None: given inline)."""
+        field, _ = self._credential
+        value: SecretStr | None = getattr(self, field)
+        path: Path | None = getattr(self, f"{field}_file")
+        return value, path
+
+
+class WawpSettings(_GatewaySettings):
+    """Wawp gateway (`PRESENCE_PROVIDER=wawp`)."""
+
+    _credential: ClassVar[tuple[str, str]] = ("access_token", "access token")
 
     base_url: AnyHttpUrl = AnyHttpUrl("https://api.wawp.net")
     """Base URL of the Wawp API."""
@@ -177,34 +207,14 @@ class WawpSettings(BaseModel):
             raise ValueError("expected two different non-empty values, e.g. available,unavailable")
         return value
 
-    @field_validator("access_token")
-    @classmethod
-    def _credible_token(cls, value: SecretStr | None) -> SecretStr | None:
-        return _credible(value)
-
     @field_validator("instance_id")
     @classmethod
     def _real_instance_id(cls, value: str | None) -> str | None:
         return _real_name(value, "instance ID of your Wawp session")
 
-    @model_validator(mode="after")
-    def _load_token_file(self) -> WawpSettings:
-        if self.access_token_file is None:
-            return self
-        if self.access_token is not None:
-            raise ValueError("set ACCESS_TOKEN or ACCESS_TOKEN_FILE, not both")
-        self.access_token = _read_secret_file(self.access_token_file, "access token")
-        return self
 
-    def secret(self) -> tuple[SecretStr | None, Path | None]:
-        """The credential and the file it came from (None: given inline)."""
-        return self.access_token, self.access_token_file
-
-
-class WahaSettings(BaseModel):
+class WahaSettings(_GatewaySettings):
     """WAHA gateway, self-hosted (`PRESENCE_PROVIDER=waha`)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     base_url: AnyHttpUrl | None = None
     """Base URL of the WAHA server, e.g. `http://waha:3000`. Required with provider `waha`."""
@@ -219,34 +229,15 @@ class WahaSettings(BaseModel):
     """Timeout of one gateway call. WAHA holds a set call up to 5 s while the session is not
     WORKING before it answers 422: above 5 s, that answer is seen instead of a timeout."""
 
-    @field_validator("api_key")
-    @classmethod
-    def _credible_key(cls, value: SecretStr | None) -> SecretStr | None:
-        return _credible(value)
-
     @field_validator("session")
     @classmethod
     def _real_session(cls, value: str) -> str:
         _real_name(value, "name of your WAHA session")
         return value
 
-    @model_validator(mode="after")
-    def _load_key_file(self) -> WahaSettings:
-        if self.api_key_file is None:
-            return self
-        if self.api_key is not None:
-            raise ValueError("set API_KEY or API_KEY_FILE, not both")
-        self.api_key = _read_secret_file(self.api_key_file, "API key")
-        return self
 
-    def secret(self) -> tuple[SecretStr | None, Path | None]:
-        return self.api_key, self.api_key_file
-
-
-class EvolutionSettings(BaseModel):
+class EvolutionSettings(_GatewaySettings):
     """Evolution API gateway, self-hosted (`PRESENCE_PROVIDER=evolution`)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     base_url: AnyHttpUrl | None = None
     """Base URL of the Evolution API server, e.g. `http://evolution:8080`. Required with
@@ -261,27 +252,10 @@ class EvolutionSettings(BaseModel):
     timeout: PositiveDuration = 5.0
     """Timeout of one gateway call."""
 
-    @field_validator("api_key")
-    @classmethod
-    def _credible_key(cls, value: SecretStr | None) -> SecretStr | None:
-        return _credible(value)
-
     @field_validator("instance")
     @classmethod
     def _real_instance(cls, value: str | None) -> str | None:
         return _real_name(value, "name of your Evolution instance")
-
-    @model_validator(mode="after")
-    def _load_key_file(self) -> EvolutionSettings:
-        if self.api_key_file is None:
-            return self
-        if self.api_key is not None:
-            raise ValueError("set API_KEY or API_KEY_FILE, not both")
-        self.api_key = _read_secret_file(self.api_key_file, "API key")
-        return self
-
-    def secret(self) -> tuple[SecretStr | None, Path | None]:
-        return self.api_key, self.api_key_file
 
 
 class DampingSettings(BaseModel):
@@ -657,7 +631,8 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-ProviderSettings = WawpSettings | WahaSettings | EvolutionSettings
+ProviderSettings = _GatewaySettings
+"""The settings of any provider (WawpSettings, WahaSettings, EvolutionSettings)."""
 _REQUIRED = {
     "wawp": ("instance_id", "access_token"),
     "waha": ("base_url",),
