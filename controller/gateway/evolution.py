@@ -12,7 +12,7 @@ import httpx
 from controller.config import EvolutionSettings
 from controller.core.types import Presence
 from controller.gateway.base import PermanentError, SessionNotReady, raise_for_response
-from controller.gateway.http import HttpGateway, json_reply, mentions, normalise_state
+from controller.gateway.http import HttpGateway, mentions, normalise_state
 
 VALUES = {Presence.AVAILABLE: "available", Presence.UNAVAILABLE: "unavailable"}
 STATES = {"open": "WORKING", "connecting": "STARTING", "close": "STOPPED", "refused": "STOPPED"}
@@ -25,7 +25,7 @@ class EvolutionGateway(HttpGateway):
     """Client for Evolution API's presence call."""
 
     provider = "evolution"
-    field = "presence"
+    values = VALUES
 
     def __init__(
         self,
@@ -40,6 +40,7 @@ class EvolutionGateway(HttpGateway):
         super().__init__(str(settings.base_url), settings.timeout, transport=transport, agent=agent)
         self.instance = settings.instance
         self._path = quote(settings.instance, safe="")
+        self._set_path = f"/instance/setPresence/{self._path}"  # 201 {"presence": value}
         self._key = token or settings.api_key.get_secret_value
 
     def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -47,27 +48,13 @@ class EvolutionGateway(HttpGateway):
 
     async def session_status(self) -> str:
         what = "connection state"
-        path = f"/instance/connectionState/{self._path}"
-        response, data = await self._request("GET", path, what)
-        self._raise(response, data, what)
-        instance: Any = json_reply(data, what).get("instance")
+        reply = await self._read(f"/instance/connectionState/{self._path}", what)
+        instance: Any = reply.get("instance")
         if not isinstance(instance, dict):
             raise PermanentError(f"{what}: reply has no 'instance' object")
         return normalise_state(instance, "state", what, STATES)
 
-    async def set_presence(self, presence: Presence) -> int:
-        if presence not in VALUES:
-            raise ValueError(f"cannot set presence {presence}")
-        return await self.send(self.field, VALUES[presence], f"set presence {presence}")
-
-    async def send(self, field: str, value: str, what: str) -> int:
-        """POST `{field: value}`; Evolution answers 201 `{"presence": value}`."""
-        path = f"/instance/setPresence/{self._path}"
-        response, data = await self._request("POST", path, what, json={field: value})
-        self._raise(response, data, what)
-        return response.status_code
-
-    def _raise(self, response: httpx.Response, data: bytes, what: str) -> None:
+    def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
         """Evolution's answers on top of the common mapping: 404 is an unknown instance; a 400
         that says the connection is closed is a session not ready, any other 400 a refusal."""
         status = response.status_code

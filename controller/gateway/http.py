@@ -17,7 +17,8 @@ import httpx
 
 from controller.bounded_read import IDENTITY, CompressedReply, ReplyTooLarge, read_body
 from controller.cookies import no_cookies
-from controller.gateway.base import PermanentError, transport_error
+from controller.core.types import Presence
+from controller.gateway.base import PermanentError, raise_for_response, transport_error
 
 MAX_REPLY_BYTES = 16 * 1024
 """Gateway replies are a few hundred bytes; more is refused while streaming, never buffered."""
@@ -29,9 +30,16 @@ Credential = Callable[[], str | None]
 
 
 class HttpGateway:
-    """Base of the HTTP providers."""
+    """Base of the HTTP providers: a subclass sets `provider`, `values`, `_set_path`, and
+    says how its answers map onto the taxonomy (`_raise`) and where the credential goes
+    (`_auth`)."""
 
     provider = "http"
+    field = "presence"
+    """The JSON body field of the set call."""
+    values: dict[Presence, str]
+    """The body values for AVAILABLE and UNAVAILABLE."""
+    _set_path: str
 
     def __init__(
         self,
@@ -57,6 +65,28 @@ class HttpGateway:
     def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
         """(query parameters, headers) that carry the credential."""
         return {}, {}
+
+    def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
+        """Map a non-2xx answer (`setting`: to the set call) onto the taxonomy."""
+        raise_for_response(response, what)
+
+    async def set_presence(self, presence: Presence) -> int:
+        if presence not in self.values:
+            raise ValueError(f"cannot set presence {presence}")
+        return await self.send(self.field, self.values[presence], f"set presence {presence}")
+
+    async def send(self, field: str, value: str, what: str) -> int:
+        """POST `{field: value}` as the set call (the vocabulary probe tries several); the
+        HTTP status."""
+        response, data = await self._request("POST", self._set_path, what, json={field: value})
+        self._raise(response, data, what, setting=True)
+        return response.status_code
+
+    async def _read(self, path: str, what: str) -> dict[str, Any]:
+        """GET `path`: its reply as a JSON object, or the taxonomy's error."""
+        response, data = await self._request("GET", path, what)
+        self._raise(response, data, what, setting=False)
+        return json_reply(data, what)
 
     async def _request(
         self, method: str, path: str, what: str, json: dict[str, str] | None = None

@@ -19,7 +19,6 @@ from controller.gateway.http import (
     SESSION_STATES,
     HttpGateway,
     json_body,
-    json_reply,
     mentions,
     normalise_state,
 )
@@ -33,7 +32,7 @@ class WahaGateway(HttpGateway):
     """Client for WAHA's presence API."""
 
     provider = "waha"
-    field = "presence"
+    values = VALUES
 
     def __init__(
         self,
@@ -48,6 +47,7 @@ class WahaGateway(HttpGateway):
         super().__init__(str(settings.base_url), settings.timeout, transport=transport, agent=agent)
         self.session = settings.session
         self._path = quote(settings.session, safe="")
+        self._set_path = f"/api/{self._path}/presence"  # WAHA answers 201 with an empty body
         key = settings.api_key
         self._key: Callable[[], str | None] = token or (
             key.get_secret_value if key is not None else lambda: None
@@ -59,23 +59,10 @@ class WahaGateway(HttpGateway):
 
     async def session_status(self) -> str:
         what = "session info"
-        response, data = await self._request("GET", f"/api/sessions/{self._path}", what)
-        self._raise(response, data, what)
-        return normalise_state(json_reply(data, what), "status", what, _STATES)
+        reply = await self._read(f"/api/sessions/{self._path}", what)
+        return normalise_state(reply, "status", what, _STATES)
 
-    async def set_presence(self, presence: Presence) -> int:
-        if presence not in VALUES:
-            raise ValueError(f"cannot set presence {presence}")
-        return await self.send(self.field, VALUES[presence], f"set presence {presence}")
-
-    async def send(self, field: str, value: str, what: str) -> int:
-        """POST `{field: value}`; WAHA answers 201 with an empty body."""
-        path = f"/api/{self._path}/presence"
-        response, data = await self._request("POST", path, what, json={field: value})
-        self._raise(response, data, what)
-        return response.status_code
-
-    def _raise(self, response: httpx.Response, data: bytes, what: str) -> None:
+    def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
         """WAHA's answers on top of the common mapping: 404 is an unknown session, 422 a
         session that did not reach WORKING within WAHA's 5 s wait (or an engine without
         presence)."""

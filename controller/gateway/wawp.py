@@ -9,7 +9,7 @@ import httpx
 from controller.config import WawpSettings
 from controller.core.types import Presence
 from controller.gateway.base import raise_for_response
-from controller.gateway.http import SESSION_STATES, HttpGateway, json_reply, normalise_state
+from controller.gateway.http import SESSION_STATES, HttpGateway, normalise_state
 
 _STATES = {state: state for state in SESSION_STATES}
 
@@ -35,27 +35,18 @@ class WawpGateway(HttpGateway):
         self._instance_id = settings.instance_id
         self._token = token or settings.access_token.get_secret_value
         self.field = settings.field
-        self._values = {
+        self.values = {
             Presence.AVAILABLE: settings.values[0],
             Presence.UNAVAILABLE: settings.values[1],
         }
+        self._set_path = "/v2/presence"
 
     def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
         return {"instance_id": self._instance_id, "access_token": self._token()}, {}
 
     async def session_status(self) -> str:
         what = "session info"
-        response, data = await self._request("GET", "/v2/session/info", what)
-        raise_for_response(response, what)
-        return normalise_state(json_reply(data, what), "status", what, _STATES)
+        return normalise_state(await self._read("/v2/session/info", what), "status", what, _STATES)
 
-    async def set_presence(self, presence: Presence) -> int:
-        if presence not in self._values:
-            raise ValueError(f"cannot set presence {presence}")
-        return await self.send(self.field, self._values[presence], f"set presence {presence}")
-
-    async def send(self, field: str, value: str, what: str) -> int:
-        """POST `{field: value}` (the vocabulary probe tries several); the HTTP status."""
-        response, _ = await self._request("POST", "/v2/presence", what, json={field: value})
-        raise_for_response(response, what, not_ready=422)
-        return response.status_code
+    def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
+        raise_for_response(response, what, not_ready=422 if setting else None)
