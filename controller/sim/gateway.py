@@ -18,7 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-PROVIDERS = ("wawp", "waha", "evolution")
+ROUTES = {
+    "wawp": ("/v2/presence", "/v2/session/info"),
+    "waha": ("/api/{name}/presence", "/api/sessions/{name}"),
+    "evolution": ("/instance/setPresence/{name}", "/instance/connectionState/{name}"),
+}
+"""(set call, session read) per provider; `{name}`: the session or instance."""
+PROVIDERS = tuple(ROUTES)
 _CANONICAL = {"available": "available", "online": "available", "unavailable": "unavailable"}
 _CANONICAL["offline"] = "unavailable"
 _WAHA_VALUES = {"online", "offline", "typing", "recording", "paused"}
@@ -102,33 +108,10 @@ class SimGateway:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._count_in_flight])
-        if self.provider == "wawp":
-            app.router.add_post("/v2/presence", self._set)
-            app.router.add_get("/v2/session/info", self._session)
-        elif self.provider == "waha":
-            app.router.add_post("/api/{name}/presence", self._set)
-            app.router.add_get("/api/sessions/{name}", self._session)
-        else:
-            app.router.add_post("/instance/setPresence/{name}", self._set)
-            app.router.add_get("/instance/connectionState/{name}", self._session)
+        set_path, session_path = ROUTES[self.provider]
+        app.router.add_post(set_path, self._set)
+        app.router.add_get(session_path, self._session)
         return app
-
-    @property
-    def set_path(self) -> str:
-        """The set call's path, as the timeline shows it."""
-        return {
-            "wawp": "/v2/presence",
-            "waha": f"/api/{self.instance_id}/presence",
-            "evolution": f"/instance/setPresence/{self.instance_id}",
-        }[self.provider]
-
-    @property
-    def session_path(self) -> str:
-        return {
-            "wawp": "/v2/session/info",
-            "waha": f"/api/sessions/{self.instance_id}",
-            "evolution": f"/instance/connectionState/{self.instance_id}",
-        }[self.provider]
 
     @web.middleware
     async def _count_in_flight(
