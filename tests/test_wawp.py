@@ -14,7 +14,6 @@ from controller.config import WawpSettings
 from controller.core.types import Presence
 from controller.gateway import (
     AuthError,
-    GatewayError,
     PermanentError,
     RateLimited,
     SessionNotReady,
@@ -65,37 +64,7 @@ async def test_session_status(sim: Sim, state: str) -> None:
     await gw.aclose()
 
 
-@pytest.mark.parametrize(
-    ("fault", "error", "message"),
-    [
-        (
-            Fault(401),
-            AuthError,
-            "set presence available: HTTP 401: the gateway rejected the credentials",
-        ),
-        (Fault(403), AuthError, "HTTP 403"),
-        (Fault(422), SessionNotReady, "HTTP 422: session not ready"),
-        (Fault(429, {"Retry-After": "7"}), RateLimited, "rate limited, retry after 7s"),
-        (Fault(429), RateLimited, "HTTP 429: rate limited"),
-        (Fault(500), TransientError, "HTTP 500"),
-        (Fault(503), TransientError, "HTTP 503"),
-        (Fault(404), PermanentError, "HTTP 404"),
-        (Fault(400), PermanentError, "HTTP 400"),
-        (Fault(200, delay=1.0), TransientError, "set presence available: timed out after 0.3s"),
-    ],
-)
-async def test_error_taxonomy(
-    sim: Sim, fault: Fault, error: type[GatewayError], message: str
-) -> None:
-    sim.gateway.set_faults.append(fault)
-    gw = client(sim)
-    with pytest.raises(error) as caught:
-        await gw.set_presence(Presence.AVAILABLE)
-    await gw.aclose()
-    assert message in str(caught.value)
-    assert sim.gateway.access_token not in str(caught.value)
-    if fault.headers:
-        assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 7.0
+# The error taxonomy, for Wawp as for the other providers: tests/test_providers.py.
 
 
 async def test_retry_after_as_http_date(sim: Sim) -> None:
