@@ -39,7 +39,6 @@ from fleet import FleetFigures, fleet_bench
 from image_env import IMAGE_ENV
 from procfs import cpu_seconds, rss_mib
 
-from controller.config import Settings
 from controller.core.replay import Sample, replay
 from controller.core.replay import incidents as replay_incidents
 from controller.core.schedule import MAX_SPEC_CHARS, WEEKDAYS
@@ -48,6 +47,7 @@ from controller.core.schedule import parse as parse_schedule
 from controller.core.types import (
     Presence,
 )
+from controller.replay import decision_settings
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
 from controller.sim.collector import SimCollector
@@ -56,10 +56,8 @@ from controller.sim.harness import simulation, wait_until
 from controller.sim.server import LoopbackServer
 
 BENCH = Path(__file__).resolve().parent
-DEFAULTS = Settings.from_values(
-    health_url="http://bench.invalid/", provider="waha", waha={"base_url": "http://bench.invalid"}
-)
-"""The shipped defaults (decision settings only matter here)."""
+DEFAULTS = decision_settings({})
+"""The shipped decision settings (as `replay` sees them with no PRESENCE_* variables)."""
 
 
 # Measuring other processes.

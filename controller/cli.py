@@ -381,9 +381,9 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         if args.plot:
             r.check_plot()
-        effective = r.decision_settings(r.environment())
+        effective = r.decision_settings(os.environ)
         settings = [("effective", effective)]
-        settings += [(c, r.decision_settings(r.environment(), c)) for c in args.compare]
+        settings += [(c, r.decision_settings(os.environ, c)) for c in args.compare]
         if args.csv is not None:
             if args.query or args.health_query or args.since or args.start or args.end:
                 raise r.ReplayError("--query, --since, --start, --end go with --prometheus", True)

@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -494,7 +493,3 @@ def token_from(path: str | None) -> str | None:
 
 def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def environment() -> Mapping[str, str]:
-    return os.environ
