@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from controller.core.actuation import calls_last_window
 from controller.core.damping import holds, penalty, reuse_at
 from controller.core.excerpt import clip
-from controller.core.hysteresis import flip_pending
+from controller.core.hysteresis import tick_delay
 from controller.core.overrides import MaintenanceReport, OnlineHoursReport, OverrideReport
 from controller.core.types import Presence
 
@@ -116,10 +116,11 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
             "fall": cfg.fall,
             "lag_low": cfg.lag_low,
             "lag_high": cfg.lag_high,
-            # Fast re-probe: the next tick comes after FAST_INTERVAL, a flip being pending.
-            "fast_reprobe": c.settings.fast_interval > 0
-            and c.settings.fast_interval < c.settings.interval
-            and flip_pending(c.state, now, cfg),
+            # Fast re-probe: the loop's own rule puts the next tick before INTERVAL.
+            "fast_reprobe": tick_delay(
+                c.state, now, cfg, c.settings.interval, c.settings.fast_interval
+            )
+            < c.settings.interval,
         },
         **_override_status(c),
         "gateway": {
