@@ -351,13 +351,8 @@ async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> in
     """`check-gateway --probe` on a WORKING session: 0 when the verdict is definite."""
     from controller.gateway.probe import Vocabulary, probe
 
-    fixed = {
-        "waha": Vocabulary("presence", "online", "offline"),
-        "evolution": Vocabulary("presence", "available", "unavailable"),
-    }
-    configured = fixed.get(settings.provider) or Vocabulary(
-        settings.wawp.field, *settings.wawp.values
-    )
+    values = gateway.values
+    configured = Vocabulary(gateway.field, values[Presence.AVAILABLE], values[Presence.UNAVAILABLE])
     print(
         f"{settings.provider}: probing the set-presence vocabulary: THIS CHANGES THE BOT'S "
         "PRESENCE (each candidate's available value, then its unavailable value; it ends on "
@@ -366,7 +361,7 @@ async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> in
     verdict = await probe(
         gateway,
         configured,
-        settings.provider in fixed,
+        settings.provider != "wawp",  # WAHA's and Evolution's are fixed
         lambda line: print(scrub(line, secrets)),
     )
     for line in verdict.lines:

@@ -70,6 +70,10 @@ class Gateway(Protocol):
     """A WhatsApp gateway that can set the bot's presence."""
 
     provider: str
+    field: str
+    """The JSON body field of the set call."""
+    values: dict[Presence, str]
+    """The body values it sends for AVAILABLE and UNAVAILABLE."""
 
     async def session_status(self) -> str:
         """The session state, normalised to WORKING, STARTING, SCAN_QR_CODE, STOPPED or FAILED."""
