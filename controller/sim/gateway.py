@@ -25,8 +25,13 @@ ROUTES = {
 }
 """(set call, session read) per provider; `{name}`: the session or instance."""
 PROVIDERS = tuple(ROUTES)
-_CANONICAL = {"available": "available", "online": "available", "unavailable": "unavailable"}
-_CANONICAL["offline"] = "unavailable"
+_CANONICAL = {
+    "available": "available",
+    "online": "available",
+    "unavailable": "unavailable",
+    "offline": "unavailable",
+}
+"""Each provider's vocabulary, as our Presence values."""
 _WAHA_VALUES = {"online", "offline", "typing", "recording", "paused"}
 _EVOLUTION_VALUES = {"available", "unavailable", "composing", "recording", "paused"}
 _EVOLUTION_STATES = {
