@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
@@ -31,6 +31,9 @@ from controller.config import ENV_PREFIX, NESTED_DELIMITER, Settings, parse_dura
 from controller.core.excerpt import clip
 from controller.core.replay import Sample, Score, incidents, replay
 from controller.core.schedule import ScheduleError, parse_timestamp
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_CSV_BYTES = 64 * 2**20
 MAX_REPLY_BYTES = 32 * 2**20
@@ -230,49 +233,33 @@ async def fetch_prometheus(
     health sample, unhealthy (a failed scrape)."""
     import httpx
 
-    from controller.bounded_read import IDENTITY, CompressedReply, ReplyTooLarge, read_body
+    from controller.bounded_read import IDENTITY
 
     if span.points > MAX_POINTS:
         raise ReplayError(
             f"{span.points} ticks of {span.step:g}s: at most {MAX_POINTS} (shorten the range)",
             usage=True,
         )
-    timeout = request_timeout
     headers = {**IDENTITY, **({"Authorization": f"Bearer {token}"} if token else {})}
     lag: dict[float, float | None] = {}
     health: dict[float, float | None] = {}
+    queries = [("--query", query, lag)]
+    if health_query is not None:
+        queries.append(("--health-query", health_query, health))
     chunks = span.chunks()
     async with httpx.AsyncClient(
-        base_url=url.rstrip("/"), timeout=timeout, headers=headers
+        base_url=url.rstrip("/"), timeout=request_timeout, headers=headers
     ) as client:
         for number, (start, end) in enumerate(chunks, 1):
-            for what, promql, into in (
-                ("--query", query, lag),
-                ("--health-query", health_query, health),
-            ):
-                if promql is None:
-                    continue
+            for what, promql, into in queries:
                 params = {
                     "query": promql,
                     "start": f"{start.timestamp():.3f}",
                     "end": f"{end.timestamp():.3f}",
                     "step": f"{span.step:g}",
                 }
-                try:
-                    async with (
-                        asyncio.timeout(timeout),
-                        client.stream("GET", "/api/v1/query_range", params=params) as response,
-                    ):
-                        body = await read_body(response, MAX_REPLY_BYTES)
-                except (ReplyTooLarge, CompressedReply) as exc:
-                    raise ReplayError(f"prometheus: {exc}") from None
-                except (TimeoutError, httpx.TimeoutException):
-                    raise ReplayError(f"prometheus: no answer within {timeout:g}s") from None
-                except httpx.HTTPError as exc:
-                    raise ReplayError(
-                        f"prometheus: {type(exc).__name__}: {clip(str(exc), 120)}"
-                    ) from None
-                into.update(_matrix(body, response.status_code, what, progress))
+                status, body = await _get(client, params, request_timeout)
+                into.update(_matrix(body, status, what, progress))
             if len(chunks) > 1:
                 progress(
                     f"replay: fetched {number}/{len(chunks)} ({start:%Y-%m-%d %H:%M} .. "
@@ -288,6 +275,30 @@ async def fetch_prometheus(
             healthy = value is not None and value > 0
         samples.append(Sample(at, lag.get(key), healthy))
     return samples
+
+
+async def _get(
+    client: httpx.AsyncClient, params: dict[str, str], request_timeout: float
+) -> tuple[int, bytes]:
+    """One range query: its status and at most MAX_REPLY_BYTES of its body, within the
+    timeout; every failure a ReplayError that says which."""
+    import httpx
+
+    from controller.bounded_read import CompressedReply, ReplyTooLarge, read_body
+
+    try:
+        async with (
+            asyncio.timeout(request_timeout),
+            client.stream("GET", "/api/v1/query_range", params=params) as response,
+        ):
+            return response.status_code, await read_body(response, MAX_REPLY_BYTES)
+    except (ReplyTooLarge, CompressedReply) as exc:
+        raise ReplayError(f"prometheus: {exc}") from None
+    except (TimeoutError, httpx.TimeoutException):
+        raise ReplayError(f"prometheus: no answer within {request_timeout:g}s") from None
+    except httpx.HTTPError as exc:
+        cause = f"{type(exc).__name__}: {clip(str(exc), 120)}"
+        raise ReplayError(f"prometheus: {cause}") from None
 
 
 def _matrix(
