@@ -15,9 +15,10 @@ from conftest import Running, Sim, running, until
 from manifests import K8S, OVERLAY, render
 
 from controller.core.election import ElectionConfig
+from controller.kube.client import KubeClient
+from controller.kube.elector import LeaderElector
+from controller.kube.wire import micro_time
 from controller.runtime.controller import Controller
-from controller.runtime.election import LeaderElector, micro_time
-from controller.runtime.kube import KubeClient
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import GatewayCall
 from controller.sim.kube import SimKube, write_kubeconfig
@@ -629,13 +630,13 @@ async def test_a_stalled_watch_is_restarted_and_a_410_relists_without_missing_a_
     """The watch goes quiet (a partition drops its events), the change lands and the server's
     history is compacted: the periodic restart resumes from an expired resourceVersion, gets a
     410, lists again, and sees the change."""
-    import controller.runtime.fleet as fleet_module
+    import controller.kube.watch as watch_module
 
-    monkeypatch.setattr(fleet_module, "_WATCH_PERIOD", 0.5)
+    monkeypatch.setattr(watch_module, "_WATCH_PERIOD", 0.5)
     fake, url = kube
     fake.put("deployments", deployment())
     client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, "token-pod-a"))
-    watch = fleet_module.ObjectWatch(client, "deployments", time.monotonic, name="whatsapp-bot")
+    watch = watch_module.ObjectWatch(client, "deployments", time.monotonic, name="whatsapp-bot")
     task = asyncio.create_task(watch.run())
     try:
         await until(lambda: watch.listed and "whatsapp-bot" in watch.items)

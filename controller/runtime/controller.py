@@ -47,8 +47,8 @@ from controller.core.types import (
 )
 from controller.gateway.base import Gateway
 from controller.gateway.wawp import WawpGateway
+from controller.kube.fleet import FleetMember
 from controller.runtime.actuator import Actuator
-from controller.runtime.fleet import FleetMember
 from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import add_secret, event
 from controller.runtime.metrics import RULES, Metrics

@@ -19,12 +19,13 @@ from opentelemetry import trace
 
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
-from controller.core.excerpt import clip
 from controller.core.fleet import STOPPING, VERDICTS, FleetInputs, Member, fresh_members
 from controller.core.fleet import last_one_out as fleet_last_one_out
-from controller.runtime.election import LeaderElector, micro_time
-from controller.runtime.events import EventRecorder
-from controller.runtime.kube import KubeClient, KubeError, identity_of, namespace_of
+from controller.kube.client import KubeClient, KubeError, identity_of, namespace_of
+from controller.kube.elector import LeaderElector
+from controller.kube.events import EventRecorder
+from controller.kube.heartbeat import LEASE_LABEL, REASON_KEY, VERDICT_KEY, Heartbeat
+from controller.kube.watch import ObjectWatch, version_of
 from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
 
@@ -32,209 +33,6 @@ log = logging.getLogger(__name__)
 
 _SETUP_BACKOFF = (1.0, 30.0)
 """Back-off between set-up attempts (first, cap), doubled each time."""
-
-
-LEASE_LABEL = "presence-controller/lease"
-VERDICT_KEY = "presence-controller/verdict"
-REASON_KEY = "presence-controller/reason"
-_REASON_CHARS = 256
-_WATCH_PERIOD = 60.0
-"""Each watch is restarted (from its resourceVersion) after this long, so a connection that
-stalls silently cannot hide changes for longer; one request per period."""
-
-
-class Heartbeat:
-    """This replica's heartbeat Lease `<lease>-<pod>`: its health verdict and reason, renewed
-    every `period` and at once when the verdict changes (a merge patch of what we own)."""
-
-    def __init__(
-        self,
-        client: KubeClient,
-        lease: str,
-        pod: str,
-        period: float,
-        leading: Callable[[], bool] = lambda: False,
-    ) -> None:
-        self.client, self.name, self.pod, self.period = client, f"{lease}-{pod}", pod, period
-        self._leading = leading
-        self.labels = {LEASE_LABEL: lease}
-        self.verdict, self.reason = "unknown", "starting"
-        self.error: str | None = None
-        self._changed = asyncio.Event()
-
-    def report(self, verdict: str, reason: str) -> None:
-        if verdict != self.verdict:
-            self._changed.set()
-        self.verdict, self.reason = verdict, reason
-
-    async def run(self) -> None:
-        while True:
-            self._changed.clear()
-            await self.write()
-            # The leader renews the leader Lease every retry period already: its heartbeat at
-            # half the rate still stays fresh (3 periods) and keeps its API requests in budget.
-            period = 2 * self.period if self._leading() else self.period
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(period):
-                    await self._changed.wait()
-
-    async def write(self) -> None:
-        """One renewal; a failure is kept in `error` (logged once per change), never raised."""
-        body: dict[str, Any] = {
-            "metadata": {
-                "labels": self.labels,
-                "annotations": {
-                    VERDICT_KEY: self.verdict,
-                    REASON_KEY: clip(self.reason, _REASON_CHARS),
-                },
-            },
-            "spec": {
-                "holderIdentity": self.pod,
-                "leaseDurationSeconds": max(1, round(3 * self.period)),
-                "renewTime": micro_time(),
-            },
-        }
-        try:
-            try:
-                await self.client.patch_lease(self.name, body)
-            except KubeError as exc:
-                if exc.code != 404:
-                    raise
-                body["metadata"]["name"] = self.name
-                body["spec"]["acquireTime"] = body["spec"]["renewTime"]
-                await self.client.create_lease(body)
-        except KubeError as exc:
-            if str(exc) != self.error:
-                event(log, logging.WARNING, "heartbeat_error", f"heartbeat {self.name}: {exc}")
-            self.error = str(exc)
-            return
-        self.error = None
-
-
-class ObjectWatch:
-    """Objects of one kind by list + watch (the fleet's heartbeat Leases by label, the workload
-    or the Namespace by name): resumes from the last resourceVersion, relists on 410 Expired,
-    backs off on errors (1 s doubling to 30 s), and restarts every `_WATCH_PERIOD` s. `seen`
-    holds, per object, when this replica last saw it change (its own monotonic clock: freshness
-    never compares clocks across nodes). A watch that cannot read keeps the last good objects
-    and reports the error."""
-
-    def __init__(
-        self,
-        client: KubeClient,
-        plural: str,
-        clock: Callable[[], float],
-        *,
-        labels: dict[str, str] | None = None,
-        name: str | None = None,
-        on_change: Callable[[], None] | None = None,
-        on_restart: Callable[[str], None] | None = None,
-        tracer: trace.Tracer | None = None,
-    ) -> None:
-        """`tracer`: a `presence.kube.watch` span for each change and relist (the workload and
-        namespace sources; the heartbeats change every few seconds and go untraced)."""
-        self.client, self.plural, self._clock = client, plural, clock
-        self._on_restart, self._tracer = on_restart, tracer
-        self.labels, self.name = labels, name
-        self.items: dict[str, dict[str, Any]] = {}
-        self.seen: dict[str, float] = {}
-        self.error: str | None = None
-        self.restarts = 0
-        self.version = 0
-        """Bumped whenever an object is added, changed or deleted."""
-        self.listed = False
-        """Whether a list ever succeeded (before that, `items` knows nothing)."""
-        self._on_change = on_change
-
-    @property
-    def what(self) -> str:
-        return f"{self.plural[:-1]}/{self.name}" if self.name else f"{self.plural} {self.labels}"
-
-    async def run(self) -> None:
-        version: str | None = None
-        delay = _SETUP_BACKOFF[0]
-        while True:
-            try:
-                if version is None:
-                    items, version = await self.client.list_objects(
-                        self.plural, labels=self.labels, name=self.name
-                    )
-                    self._relisted(items)
-                    self._recovered()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_WATCH_PERIOD):
-                        stream = self.client.watch_objects(
-                            self.plural, version, int(_WATCH_PERIOD) + 30,
-                            labels=self.labels, name=self.name,
-                        )  # fmt: skip
-                        async for kind, obj in stream:
-                            version = self._apply(kind, obj) or version
-                            self._recovered()
-                self._recovered()
-                delay = _SETUP_BACKOFF[0]
-            except KubeError as exc:
-                self.restarts += 1
-                if self._on_restart is not None:
-                    self._on_restart(self.plural)
-                if exc.code == 410:
-                    version = None  # history gone: list again, then watch from there
-                    continue
-                if str(exc) != self.error:
-                    event(log, logging.WARNING, "watch_error", f"watch of {self.what}: {exc}")
-                self.error = str(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _SETUP_BACKOFF[1])
-
-    def _recovered(self) -> None:
-        if self.error is not None:
-            event(log, logging.INFO, "watch_ok", f"watch of {self.what}: reading again")
-        self.error = None
-
-    def _relisted(self, items: list[dict[str, Any]]) -> None:
-        now = self._clock()
-        fresh = {}
-        for obj in items:
-            name = str(obj["metadata"]["name"])
-            old = self.items.get(name)
-            if old is None or _version(old) != _version(obj):
-                self.seen[name] = now
-            fresh[name] = obj
-        changed = (
-            not self.listed
-            or set(fresh) != set(self.items)
-            or any(_version(self.items.get(n)) != _version(o) for n, o in fresh.items())
-        )
-        self.items, self.listed = fresh, True
-        self.seen = {name: at for name, at in self.seen.items() if name in fresh}
-        if changed:
-            self._changed("LIST", None)
-
-    def _changed(self, kind: str, obj: dict[str, Any] | None) -> None:
-        self.version += 1
-        if self._tracer is not None:
-            attributes = {
-                "presence.kube.resource": self.plural,
-                "presence.kube.watch.event": kind,
-                "presence.kube.object": self.name or "",
-                "presence.kube.resource_version": _version(obj) if obj else "",
-            }
-            with self._tracer.start_as_current_span("presence.kube.watch", attributes=attributes):
-                pass
-        if self._on_change is not None:
-            self._on_change()
-
-    def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
-        name = str((obj.get("metadata") or {}).get("name") or "")
-        if kind in {"ADDED", "MODIFIED"} and name:
-            if _version(self.items.get(name)) != _version(obj):
-                self.seen[name] = self._clock()
-                self.items[name] = obj
-                self._changed(kind, obj)
-        elif kind == "DELETED" and name in self.items:
-            self.items.pop(name, None)
-            self.seen.pop(name, None)
-            self._changed(kind, obj)
-        return _version(obj) or None
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -246,10 +44,6 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("fleet %s failed; restarting it in %gs", name, _SETUP_BACKOFF[0])
         await asyncio.sleep(_SETUP_BACKOFF[0])
-
-
-def _version(obj: dict[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 class FleetMember:
@@ -368,7 +162,7 @@ class FleetMember:
             pod = str((obj.get("spec") or {}).get("holderIdentity") or "")
             verdict = str((meta.get("annotations") or {}).get(VERDICT_KEY, "unknown"))
             # Renewed since the watch last saw it: alive now, whatever the watch's age says.
-            moved = _version(known.get(str(meta.get("name")))) != _version(obj)
+            moved = version_of(known.get(str(meta.get("name")))) != version_of(obj)
             now[pod] = (verdict, moved)
         members = [
             Member(

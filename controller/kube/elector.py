@@ -12,14 +12,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from controller.core import election
 from controller.core.election import Create, ElectionConfig, ElectionState, Held, LeaseRecord
-from controller.runtime.kube import KubeClient, KubeError
+from controller.kube.client import KubeClient, KubeError
+from controller.kube.wire import micro_time
 from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,6 @@ log = logging.getLogger(__name__)
 RELEASE_BUDGET = 3.0
 """At most this long to release the Lease on shutdown (client-go allows the renew deadline; a
 pod's shutdown must fit its termination grace period)."""
-
-
-def micro_time(at: datetime | None = None) -> str:
-    """A Kubernetes MicroTime: UTC with exactly six fractional digits (anything else is a 400)."""
-    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _record(spec: dict[str, Any]) -> LeaseRecord:

@@ -19,8 +19,8 @@ from typing import Any
 from opentelemetry import trace
 
 from controller.core.excerpt import clip
-from controller.runtime.election import micro_time
-from controller.runtime.kube import KubeClient, KubeError
+from controller.kube.client import KubeClient, KubeError
+from controller.kube.wire import micro_time
 from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
