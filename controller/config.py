@@ -12,7 +12,9 @@ import difflib
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -22,12 +24,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -55,9 +59,6 @@ MAX_CONFIG_BYTES = 256 * 1024
 """A config file is a few hundred bytes; more is a mistake (or /dev/zero)."""
 MIN_INTERVAL = 0.05
 """A faster tick only burns CPU: no consumer or gateway signal changes that often."""
-MAX_LEAD = 7 * 86400.0
-"""The longest maintenance lead: a drain of more than a week is a mistake (and far leads are
-date arithmetic that could overflow)."""
 CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
@@ -117,8 +118,56 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+@dataclass(frozen=True, slots=True)
+class AtMost:
+    """An upper bound on a setting, with the reason for it: whatever the source (environment,
+    YAML, TOML), a value above it is refused at start. `reference_markdown` shows it."""
+
+    limit: float
+    why: str
+    seconds: bool = True
+    """Whether the setting is a duration (shown as `5m`) or a plain number."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: float) -> float:
+        if value > self.limit:
+            raise ValueError(f"at most {self.shown}, got {value:g}: {self.why}")
+        return value
+
+    @property
+    def shown(self) -> str:
+        return human(self.limit) if self.seconds else f"{self.limit:g}"
+
+
+def human(seconds: float) -> str:
+    """`300` -> `5m`, `86400` -> `1d`, `0.5` -> `500ms`: a duration as settings are written."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+PositiveDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)
+]
+Number = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A finite non-negative number (a threshold, a penalty)."""
+
+HOUR, DAY = 3600.0, 86400.0
+_FOLLOW = AtMost(
+    300.0,
+    "the presence follows the consumer only as often as it looks at it (and /healthz "
+    "fails after 3 intervals)",
+)
+_GATEWAY_CALL = AtMost(
+    60.0, "one call in flight at a time: a call held longer holds back every other one"
+)
 
 
 def _read_secret_file(path: Path, what: str) -> SecretStr:
@@ -149,11 +198,17 @@ class _GatewaySettings(BaseModel):
     _credential: ClassVar[tuple[str, str]] = ("api_key", "API key")
     """(field name, what to call it); the file is the field `<name>_file`."""
 
-    @field_validator("access_token", "api_key", check_fields=False)
+    @field_validator("access_token", "api_key", mode="before", check_fields=False)
     @classmethod
-    def _credible(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            check_token(value.get_secret_value().strip())
+    def _credible(cls, value: object) -> object:
+        """Surrounding whitespace is dropped (`echo key > f` adds a newline that a Secret keeps);
+        a credential with whitespace or control characters inside is refused: an HTTP library
+        refuses such a header and quotes it in its error."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            check_token(value)
         return value
 
     @model_validator(mode="after")
@@ -197,7 +252,7 @@ class WawpSettings(_GatewaySettings):
         "unavailable",
     )
     """Body values for the two states, `available,unavailable` (WAHA style: `online,offline`)."""
-    timeout: PositiveDuration = 5.0
+    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 5.0
     """Timeout of one gateway call."""
 
     @field_validator("values")
@@ -225,7 +280,7 @@ class WahaSettings(_GatewaySettings):
     `WAHA_API_KEY`."""
     api_key_file: Path | None = None
     """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
-    timeout: PositiveDuration = 6.0
+    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 6.0
     """Timeout of one gateway call. WAHA holds a set call up to 5 s while the session is not
     WORKING before it answers 422: above 5 s, that answer is seen instead of a timeout."""
 
@@ -249,7 +304,7 @@ class EvolutionSettings(_GatewaySettings):
     Required with provider `evolution`, here or in `API_KEY_FILE`."""
     api_key_file: Path | None = None
     """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
-    timeout: PositiveDuration = 5.0
+    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 5.0
     """Timeout of one gateway call."""
 
     @field_validator("instance")
@@ -267,14 +322,22 @@ class DampingSettings(BaseModel):
     """Damp flapping: each outage adds a penalty of 1000; above `SUPPRESS`, returns to
     available wait until it decays below `REUSE` (never longer than `MAX_SUPPRESS`). Never
     delays going unavailable; never overrides maintenance or force."""
-    half_life: PositiveDuration = 900.0
+    half_life: Annotated[
+        PositiveDuration, AtMost(DAY, "an outage would weigh on the bot for days")
+    ] = 900.0
     """The penalty halves in this time."""
-    suppress: float = Field(default=2500.0, gt=0)
+    suppress: Annotated[
+        float,
+        Field(gt=0, allow_inf_nan=False),
+        AtMost(1e6, "no penalty reaches it: 1000 per outage", seconds=False),
+    ] = 2500.0
     """Penalty above which returns to available are held back (3 outages in quick succession
     at the defaults)."""
-    reuse: float = Field(default=800.0, gt=0)
+    reuse: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 800.0
     """Penalty below which a held-back return goes ahead; must be < `SUPPRESS`."""
-    max_suppress: PositiveDuration = 1800.0
+    max_suppress: Annotated[
+        PositiveDuration, AtMost(DAY, "a healthy bot would be held offline for days")
+    ] = 1800.0
     """A return to available is never held back longer than this."""
 
     @model_validator(mode="after")
@@ -311,13 +374,19 @@ class KubeSettings(BaseModel):
     """Also read maintenance annotations from the Namespace (needs read access to it)."""
     lease_name: str | None = None
     """Name of the leader Lease; default `<workload name>-presence`."""
-    lease_duration: PositiveDuration = 15.0
-    """A leader's lease lasts this long without renewal (as each replica measures it)."""
+    lease_duration: Annotated[
+        PositiveDuration,
+        AtMost(300.0, "a leader that dies is replaced only after its lease ran out"),
+    ] = 15.0
+    """A leader's lease lasts this long without renewal (as each replica measures it); a Lease
+    is never taken over sooner, whatever duration it states."""
     renew_deadline: PositiveDuration = 10.0
     """A leader that has not renewed for this long stops acting; must be < `LEASE_DURATION`."""
     retry_period: PositiveDuration = 2.0
     """Renew (leader) and retry (others) this often; `RENEW_DEADLINE` must exceed 1.2x it."""
-    heartbeat: PositiveDuration = 5.0
+    heartbeat: Annotated[
+        PositiveDuration, AtMost(60.0, "a member that died counts for 3 heartbeats")
+    ] = 5.0
     """Renewal period of each replica's heartbeat Lease; a member is fresh while its heartbeat
     changed within 3x this."""
     min_available: str = "50%"
@@ -353,6 +422,11 @@ class KubeSettings(BaseModel):
 
 def check_token(token: str, where: str = "") -> None:
     """Refuse a token that cannot be real (ValueError); the message never quotes it."""
+    if any(char.isspace() or unicodedata.category(char)[0] == "C" for char in token):
+        raise ValueError(
+            f"{where}holds whitespace or a control character inside: a credential is one word "
+            "(a stray newline or space in the Secret?)"
+        )
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(
             f"{where}too short to be an access token (< {MIN_TOKEN_LENGTH} characters)"
@@ -390,44 +464,61 @@ class Settings(BaseSettings):
     """Label matchers that select series, `queue=inbound,tenant=a` (all must match)."""
     lag_aggregate: Literal["max", "sum", "min", "avg"] = "max"
     """How to combine the matching series: `max`, `sum`, `min` or `avg`."""
-    lag_high: float = Field(default=30.0, ge=0)
+    lag_high: Annotated[Number, AtMost(7 * DAY, "a queue a week behind is not keeping up")] = 30.0
     """Lag at or above this makes a tick bad."""
-    lag_low: float = Field(default=10.0, ge=0)
+    lag_low: Number = 10.0
     """Lag below this (with health 2xx) makes a tick good; must be < `LAG_HIGH`."""
     missing_lag: Literal["bad", "ignore"] = "bad"
     """What an absent or unparseable lag metric means: a `bad` tick, or `ignore` the lag signal."""
-    interval: Annotated[float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL)] = 5.0
+    interval: Annotated[
+        float,
+        BeforeValidator(parse_duration),
+        Field(ge=MIN_INTERVAL, allow_inf_nan=False),
+        _FOLLOW,
+    ] = 5.0
     """Tick interval: probes run and presence is decided this often (at least 50ms)."""
     timeout: PositiveDuration = 2.0
     """Per-probe timeout (whole request); must be < `INTERVAL`."""
-    fast_interval: Duration = 1.0
+    fast_interval: Annotated[Duration, _FOLLOW] = 1.0
     """Fast re-probe: while a streak that could flip the presence is in progress (bad ticks
     while available, good ticks while unavailable past the hold-down), tick this often instead
     of `INTERVAL`. `0`: off; at or above `INTERVAL`: no effect. Ticks never overlap: a probe
     that takes `TIMEOUT` delays the next one."""
-    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    jitter: float = Field(default=0.1, ge=0, le=0.5, allow_inf_nan=False)
     """Random spread of each interval, as a fraction of it (0.1 = +/-10%)."""
-    rise: int = Field(default=3, ge=1)
+    rise: int = Field(default=3, ge=1, le=100)
     """Consecutive good ticks needed to become available."""
-    fall: int = Field(default=3, ge=1)
+    fall: int = Field(default=3, ge=1, le=100)
     """Consecutive bad ticks needed to become unavailable."""
-    hold_down: Duration = 30.0
+    hold_down: Annotated[Duration, AtMost(DAY, "a recovered bot would stay offline for days")] = (
+        30.0
+    )
     """Minimum time unavailable before coming back."""
     damping: DampingSettings = Field(default_factory=DampingSettings)
-    startup_grace: Duration = 60.0
+    startup_grace: Annotated[
+        Duration, AtMost(HOUR, "a bot whose consumer never answers would show nothing decided")
+    ] = 60.0
     """If neither `RISE` good nor `FALL` bad ticks come this long after start: unavailable."""
-    reassert_available: PositiveDuration = 20.0
+    reassert_available: Annotated[
+        PositiveDuration, AtMost(HOUR, "presence does not stick: gateways drop it within minutes")
+    ] = 20.0
     """Re-send `available` this often (gateways drop it after 10-25 s)."""
-    reassert_unavailable: PositiveDuration = 300.0
+    reassert_unavailable: Annotated[
+        PositiveDuration, AtMost(HOUR, "presence does not stick: reconnects mark the bot online")
+    ] = 300.0
     """Re-send `unavailable` this often."""
-    session_check: PositiveDuration = 60.0
+    session_check: Annotated[
+        PositiveDuration, AtMost(HOUR, "a lost session would go unnoticed that long")
+    ] = 60.0
     """Maximum age of the cached gateway session state before a set call."""
     provider: Literal["wawp", "waha", "evolution"] = "wawp"
     """Gateway provider: `wawp`, `waha` or `evolution` (docs/operations.md, "Gateways")."""
     wawp: WawpSettings = Field(default_factory=WawpSettings)
     waha: WahaSettings = Field(default_factory=WahaSettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
-    last_seen_refresh: Duration = 0.0
+    last_seen_refresh: Annotated[
+        Duration, AtMost(30 * DAY, "a bot last seen a month ago already looks abandoned")
+    ] = 0.0
     """Keep "last seen" fresh: when the bot has shown `unavailable` this long because of online
     hours or a force (never maintenance, never an unhealthy consumer), briefly show `available`
     then `unavailable` again. `0`: off. At least `1m` when set."""
@@ -444,9 +535,15 @@ class Settings(BaseSettings):
     """Maintenance windows from config, in the window grammar (docs/maintenance.md)."""
     online_hours: str | None = None
     """Windows in the window grammar; outside them the bot is unavailable. Unset: no limit."""
-    maintenance_lead: Duration = 0.0
-    """Scheduled maintenance windows take effect this long before they start (drain); at most
-    7 days."""
+    maintenance_lead: Annotated[
+        Duration,
+        AtMost(
+            7 * DAY,
+            "a drain of more than a week is a mistake (and far leads are date "
+            "arithmetic that could overflow)",
+        ),
+    ] = 0.0
+    """Scheduled maintenance windows take effect this long before they start (drain)."""
     listen: str = "0.0.0.0:8090"
     """Admin HTTP server address, `host:port` (`[::]:8090` for IPv6)."""
     on_shutdown: Literal["unavailable", "keep"] = "unavailable"
@@ -546,11 +643,25 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("maintenance_lead")
+    @field_validator("kube")
     @classmethod
-    def _sane_lead(cls, value: float) -> float:
-        if value > MAX_LEAD:
-            raise ValueError(f"at most 7d ({MAX_LEAD:g} s), got {value:g} s")
+    def _fleet_margin(cls, value: KubeSettings, info: ValidationInfo) -> KubeSettings:
+        """Fleet mode: a leader may start a gateway call only while it can end before another
+        replica may take over (LEASE_DURATION after the leader's last renewal); with a renewal
+        every RETRY_PERIOD, a call that lasts its timeout needs that much room, and one late
+        renewal more."""
+        provider = info.data.get("provider")
+        chosen = info.data.get(provider) if isinstance(provider, str) else None
+        if not value.enabled or not isinstance(chosen, _GatewaySettings):
+            return value
+        timeout: float = getattr(chosen, "timeout", 0.0)
+        limit = value.lease_duration - 2 * value.retry_period
+        if timeout > limit:
+            raise ValueError(
+                f"{ENV_PREFIX}{str(provider).upper()}{NESTED_DELIMITER}TIMEOUT ({timeout:g}s) must "
+                f"be at most LEASE_DURATION - 2 x RETRY_PERIOD ({limit:g}s) in fleet mode: a "
+                "leader's gateway call must end before another replica may take over"
+            )
         return value
 
     @field_validator("listen")
@@ -650,6 +761,10 @@ CROSS_FIELD_CHECKS = (
     ("evolution", "provider"),
     ("last_seen_pulse", "reassert_available"),
     ("last_seen_pulse", "last_seen_refresh"),
+    ("kube", "provider"),
+    ("kube", "wawp"),
+    ("kube", "waha"),
+    ("kube", "evolution"),
 )
 """(field, the field its validator reads): the second must be declared before the first."""
 
@@ -869,6 +984,9 @@ def reference_markdown() -> str:
                     value = int(value)
                 default = "unset" if value in (None, "") else f"`{value}`"
             meaning = " ".join((field.description or "").split())
+            bound = next((m for m in field.metadata if isinstance(m, AtMost)), None)
+            if bound is not None:
+                meaning += f" At most `{bound.shown}`: {bound.why}."
             rows.append(f"| `{var}` | {default} | {meaning} |")
 
     add(Settings, ENV_PREFIX)

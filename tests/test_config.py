@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from controller.config import (
     ConfigError,
@@ -354,3 +355,120 @@ def test_fleet_settings_are_checked_at_start(
     assert typo[0].startswith(
         "PRESENCE_KUBE__ENABLD: unknown setting (did you mean PRESENCE_KUBE__ENABLED?)"
     )
+
+
+def _number_settings(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every float or int setting, as a dotted config file key (`kube.lease_duration`)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += _number_settings(field.annotation, f"{prefix}{name}.")
+        elif field.annotation in (float, int):
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_the_number_settings_are_found_at_every_depth() -> None:
+    """The test below runs on what this finds: it must reach the nested models."""
+    found = set(_number_settings())
+    assert {"interval", "rise", "kube.lease_duration", "damping.suppress", "waha.timeout"} <= found
+    assert len(found) >= 25
+
+
+@pytest.mark.parametrize("key", _number_settings())
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e300"])
+def test_no_number_setting_takes_infinity_or_a_huge_value_from_a_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, key: str, value: str
+) -> None:
+    """TOML reads `inf`, `nan` and `1e300` as floats, which skip the duration grammar: each is
+    refused at start, named, whatever setting it is (an infinite INTERVAL ticked twice, then
+    never again, with /healthz still 200)."""
+    section, _, name = key.rpartition(".")
+    table = f"[{section}]\n" if section else ""
+    path = tmp_path / "c.toml"
+    path.write_text(f'health_url = "http://h/"\n{table}{name} = {value}\n')
+    errors = errors_of(
+        monkeypatch,
+        PRESENCE_CONFIG_FILE=str(path),
+        PRESENCE_WAWP__INSTANCE_ID="inst-1",
+        PRESENCE_WAWP__ACCESS_TOKEN=TOKEN,
+    )
+    # Some are bounded by another setting (RENEW_DEADLINE < LEASE_DURATION): named by section.
+    named = (f"{path}: {key}: ", f"{path}: {section}: ") if section else (f"{path}: {key}: ",)
+    assert any(e.startswith(named) for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PRESENCE_INTERVAL", "100d", "at most 5m, got 8.64e+06: the presence follows"),
+        ("PRESENCE_TIMEOUT", "1e300", "invalid duration"),
+        ("PRESENCE_WAHA__TIMEOUT", "30m", "at most 1m, got 1800: one call in flight"),
+        ("PRESENCE_KUBE__LEASE_DURATION", "100000d", "at most 5m, got 8.64e+09: a leader that"),
+        ("PRESENCE_KUBE__HEARTBEAT", "2m", "at most 1m, got 120: a member that died"),
+        ("PRESENCE_REASSERT_AVAILABLE", "1d", "at most 1h, got 86400"),
+        ("PRESENCE_DAMPING__MAX_SUPPRESS", "2d", "at most 1d, got 172800"),
+        ("PRESENCE_RISE", "1000000", "Input should be less than or equal to 100"),
+    ],
+)
+def test_durations_are_bounded_above_with_the_reason(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    errors = errors_of(monkeypatch, **{variable: value})
+    assert any(e.startswith(f"{variable}: ") and message in e for e in errors), errors
+
+
+def test_reference_states_each_bound() -> None:
+    text = reference_markdown()
+    assert "| `PRESENCE_INTERVAL` | `5` |" in text
+    assert "At most `5m`: the presence follows the consumer" in text
+    assert "At most `1m`: one call in flight at a time" in text
+
+
+def test_fleet_mode_refuses_a_gateway_call_longer_than_the_margin(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader's call must end before another replica may take over: WAHA's default 6 s fits
+    (LEASE_DURATION 15 s - 2 x RETRY_PERIOD 2 s = 11 s), 12 s does not; outside fleet mode it
+    does."""
+    monkeypatch.setenv("PRESENCE_PROVIDER", "waha")
+    monkeypatch.setenv("PRESENCE_WAHA__BASE_URL", "http://waha:3000")
+    monkeypatch.setenv("PRESENCE_WAHA__TIMEOUT", "12")
+    assert load_settings().waha.timeout == 12.0
+    monkeypatch.setenv("PRESENCE_KUBE__ENABLED", "true")
+    assert errors_of(monkeypatch) == [
+        "PRESENCE_KUBE: PRESENCE_WAHA__TIMEOUT (12s) must be at most LEASE_DURATION - 2 x "
+        "RETRY_PERIOD (11s) in fleet mode: a leader's gateway call must end before another "
+        "replica may take over"
+    ]
+    monkeypatch.delenv("PRESENCE_WAHA__TIMEOUT")
+    assert load_settings().waha.timeout == 6.0
+
+
+@pytest.mark.parametrize("variable", ["PRESENCE_WAHA__API_KEY", "PRESENCE_EVOLUTION__API_KEY"])
+def test_a_credential_loses_its_newline_and_is_refused_with_one_inside(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
+) -> None:
+    """`echo key > f; kubectl create secret --from-file` gives a trailing newline: dropped at
+    load, so that no HTTP library ever refuses (and quotes) the header. Whitespace or a control
+    character inside is refused, and never quoted."""
+    provider = variable.split("__")[0].removeprefix("PRESENCE_").lower()
+    monkeypatch.setenv("PRESENCE_PROVIDER", provider)
+    monkeypatch.setenv(f"PRESENCE_{provider.upper()}__BASE_URL", "http://gw:3000")
+    monkeypatch.setenv("PRESENCE_EVOLUTION__INSTANCE", "bot")
+    monkeypatch.setenv(variable, "k3y-with-newline\n")
+    settings = load_settings()
+    assert settings.secrets() == [TOKEN, "k3y-with-newline"]
+    for inside in ("k3y-with\nnewline", "k3y with space", "k3y-\x1b[31m-ansi", "k3y\u200bzero"):
+        monkeypatch.setenv(variable, inside)
+        errors = errors_of(monkeypatch)
+        assert errors == [
+            f"{variable}: holds whitespace or a control character inside: a credential is one "
+            "word (a stray newline or space in the Secret?)"
+        ]
+    key_file = tmp_path / "key"
+    key_file.write_text("k3y-in\tfile\n")
+    monkeypatch.delenv(variable)
+    errors = errors_of(monkeypatch, **{f"{variable}_FILE": str(key_file)})
+    assert len(errors) == 1 and "holds whitespace or a control character" in errors[0]
+    assert "k3y" not in errors[0].replace(str(key_file), "")
