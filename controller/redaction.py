@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 MASK = "[REDACTED]"
 SECRET_QUERY_KEYS = frozenset({"access_token", "token", "apikey", "api_key", "key"})
@@ -25,11 +27,39 @@ def redact_url(url: str) -> str:
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """`text` with every occurrence of each secret, in any letter case (a gateway that upper-cases
-    what it echoes), replaced by a mask: the last line of defence."""
-    for secret in secrets:
-        if secret:
-            text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
-    return text
+    what it echoes) and in any of the forms libraries quote it in (escaped by `repr` or JSON,
+    as bytes, percent-encoded), replaced by a mask: the last line of defence."""
+    pattern = _pattern(tuple(s for s in secrets if s))
+    return pattern.sub(MASK, text) if pattern is not None else text
+
+
+MIN_FORM = 4
+"""Shorter forms of a secret are not masked on their own: they would mask ordinary words."""
+
+
+def forms(secret: str) -> set[str]:
+    """How `secret` can appear in text: as is, without surrounding whitespace, escaped by
+    `repr` or JSON, as a bytes repr (an HTTP library quoting a refused header), percent-encoded
+    (a query string)."""
+    found = {
+        secret,
+        secret.strip(),
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        quote(secret, safe=""),
+    }
+    return {f for f in found if len(f) >= MIN_FORM}
+
+
+@functools.lru_cache(maxsize=16)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    every = {form for secret in secrets for form in forms(secret)}
+    if not every:
+        return None
+    # Longest first: a form that contains another is masked whole.
+    alternatives = "|".join(re.escape(f) for f in sorted(every, key=len, reverse=True))
+    return re.compile(alternatives, re.IGNORECASE)
 
 
 def scrub_document(value: Any, secrets: Iterable[str]) -> Any:

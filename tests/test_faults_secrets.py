@@ -119,3 +119,56 @@ async def test_an_unreadable_or_placeholder_rotation_keeps_the_last_good_token(
     (line,) = [e for e in run.log_events() if e.get("event") == "secret"]
     assert line["level"] == "error" and "keeping the last good token" in line["msg"]
     assert "placeholder" in line["msg"] and "REPLACE" not in line["msg"]
+
+
+@pytest.mark.parametrize("provider", ["waha", "evolution"])
+async def test_an_api_key_with_a_trailing_newline_works_and_leaks_nowhere(
+    provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `echo key > f; kubectl create secret --from-file` plus an env `secretKeyRef` gives:
+    the HTTP library used to refuse the header and quote it escaped (`b'key\\n'`), past the
+    scrubber, in logs, /status and spans. Loaded through the environment like in a pod."""
+    from conftest import simulation
+
+    from controller.config import load_settings
+
+    async with simulation(provider) as sim:
+        key = sim.gateway.access_token
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(f"PRESENCE_{provider.upper()}__API_KEY", key + "\n")
+        exporter = InMemorySpanExporter()
+        traces = TracerProvider()
+        traces.add_span_processor(SimpleSpanProcessor(exporter))
+        async with running(load_settings(), tracer=traces.get_tracer("test")) as run:
+            await until(lambda: sim.gateway.presence == "available")
+            status = (await run.admin.get("/status")).text
+        assert all(c.credential == key for c in sim.gateway.calls), "sent without the newline"
+        spans = " ".join(
+            f"{s.status.description} {s.attributes}" for s in exporter.get_finished_spans()
+        )
+        for text in (status, run.logs.getvalue(), spans):
+            assert key not in text and key.encode().hex() not in text
+
+
+def test_an_illegal_header_is_never_quoted_and_every_form_of_a_secret_is_scrubbed() -> None:
+    """Defence in depth: a transport error that quotes a refused header is not quoted, and the
+    scrubber masks the escaped, bytes, JSON and percent-encoded forms of each secret."""
+    import httpx
+
+    from controller.gateway.base import transport_error
+
+    secret = "k3y-secret\n"
+    refused = httpx.LocalProtocolError(f"Illegal header value {secret.encode()!r}")
+    assert transport_error("set presence", refused, 5.0).message == (
+        "set presence: request failed (LocalProtocolError)"
+    )
+    for text in (
+        f"Illegal header value {secret.encode()!r}",
+        f"value {secret!r}",
+        '{"key": "k3y-secret\\n"}',
+        "key=k3y-secret%0A&x=1",
+        "K3Y-SECRET",
+    ):
+        assert "k3y" not in scrub(text, [secret]).lower(), text
+    assert scrub("a short word: key", ["key"]) == "a short word: key", "too short to mask"
