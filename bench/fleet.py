@@ -60,12 +60,7 @@ async def fleet_bench(
     image: Callable[[dict[str, str]], dict[str, str]],
 ) -> FleetFigures:
     kube = SimKube(tokens={f"token-{pod}": pod for pod in PODS})
-    labels = {"app.kubernetes.io/name": "whatsapp-bot"}
-    kube.put(
-        "deployments",
-        {"metadata": {"name": "whatsapp-bot", "namespace": "shop"},
-         "spec": {"selector": {"matchLabels": labels}}},
-    )  # fmt: skip
+    kube.workload("shop", "whatsapp-bot", list(PODS))
     with tempfile.TemporaryDirectory(prefix="presence-fleet-bench-") as folder:
         async with simulation() as sim, LoopbackServer(kube.app()) as api:
             base = sim.env(PRESENCE_INTERVAL="5s", PRESENCE_TIMEOUT="2s", PRESENCE_RISE="3",

@@ -140,7 +140,8 @@ def test_a_maintenance_lead_past_a_week_is_refused(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.errors == [
-        "PRESENCE_MAINTENANCE_LEAD: at most 7d (604800 s), got 3.6e+14 s"
+        "PRESENCE_MAINTENANCE_LEAD: at most 7d, got 3.6e+14: a drain of more than a week is a "
+        "mistake (and far leads are date arithmetic that could overflow)"
     ]
 
 

@@ -161,7 +161,7 @@ def test_an_illegal_header_is_never_quoted_and_every_form_of_a_secret_is_scrubbe
     secret = "k3y-secret\n"
     refused = httpx.LocalProtocolError(f"Illegal header value {secret.encode()!r}")
     assert transport_error("set presence", refused, 5.0).message == (
-        "set presence: request failed (LocalProtocolError)"
+        "set presence: connection failed (LocalProtocolError)"
     )
     for text in (
         f"Illegal header value {secret.encode()!r}",

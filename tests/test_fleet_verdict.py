@@ -10,10 +10,12 @@ from test_policy import CFG, HEALTHY, observe
 from controller.core.fleet import (
     VERDICTS,
     FleetInputs,
+    Heartbeat,
     Member,
     last_one_out,
     needed,
     parse_min_available,
+    read_heartbeat,
     verdict,
 )
 from controller.core.hysteresis import HysteresisState
@@ -174,3 +176,106 @@ def test_members_still_starting_hold_the_last_fleet_decision() -> None:
     assert "not decided yet: keeping available" in got.reason
     _, first = decide(HysteresisState(), healthy(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
     assert first.presence is Presence.UNKNOWN, "nothing decided before: nothing to hold"
+
+
+# A leader that cannot see its fleet (the issue: "fleet: 1/1 members available" with 2 of 3
+# consumers down, when the member watch delivered nothing).
+
+
+def test_silence_means_gone_only_when_the_view_was_current_after_it() -> None:
+    """pod-1 silent for 20 s: gone if the view was confirmed after the 15 s window (view 2 s
+    old), unconfirmed and `unknown` if the view itself is 10 s old (it may be alive)."""
+    silent = [*fleet("available"), Member("pod-1", "available", "", 20.0)]
+    assert verdict(silent, "1", STALE, view_age=2.0).fresh == 1
+    unsure = verdict(silent, "100%", STALE, view_age=10.0)
+    assert (unsure.presence, unsure.fresh) == (Presence.UNKNOWN, 2)
+    assert unsure.reason == (
+        "fleet: 1/2 members available, 2 needed (MIN_AVAILABLE 100%), 1 not confirmed: this "
+        "replica's view of the fleet is 10s old"
+    )
+
+
+def test_a_blind_leader_never_concludes_available_from_a_percentage() -> None:
+    """Members it never saw may exist: with 50% they could raise the number needed; with an
+    integer already met, they cannot lower the number available."""
+    alone = fleet("available")
+    assert verdict(alone, "50%", STALE, view_age=0.0).presence is A, "a current view: 1/1"
+    blind = verdict(alone, "50%", STALE, view_age=16.0, unseen="members watch: stalled")
+    assert blind.presence is Presence.UNKNOWN
+    assert blind.reason == (
+        "fleet: 1/1 members available, 1 needed (MIN_AVAILABLE 50%): this replica's view of "
+        "the fleet is 16s old (members watch: stalled)"
+    )
+    assert verdict(alone, "1", STALE, view_age=16.0).presence is A
+    assert verdict(fleet("unavailable"), "50%", STALE, view_age=16.0).presence is U
+
+
+@given(members, rules, st.floats(STALE, 1000))
+def test_a_view_that_is_not_current_never_concludes_available_on_a_percentage(
+    ms: list[Member], rule: str, view_age: float
+) -> None:
+    got = verdict(ms, rule, STALE, view_age=view_age)
+    if rule.endswith("%"):
+        assert got.presence is not A, got.reason
+
+
+def test_an_undecided_fleet_is_held_for_three_heartbeats_then_unavailable() -> None:
+    """Held while members start or the view is stale, but never for ever: after 3 x HEARTBEAT
+    (STALE) without a verdict, unavailable until there is one."""
+    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, "health")
+    blind = FleetInputs("pod-0", (), "50%", STALE, view_age=20.0, unseen="members watch: x")
+    state, held = decide(HysteresisState(), healthy(), 100.0, CFG, previous, fleet=blind)
+    assert held.presence is A and held.reason.endswith("(members watch: x): keeping available")
+    state, still = decide(state, healthy(), 114.9, CFG, held, fleet=blind)
+    assert still.presence is A
+    state, off = decide(state, healthy(), 115.0, CFG, still, fleet=blind)
+    assert off.presence is U
+    assert off.reason.endswith(
+        "(members watch: x): no fleet verdict for 15s (3 x HEARTBEAT): unavailable until "
+        "there is one"
+    )
+    state, back = decide(state, healthy(), 116.0, CFG, off, fleet=inputs("available"))
+    assert back.presence is A and state.undecided_since is None
+
+
+@pytest.mark.parametrize(
+    ("name", "obj", "why"),
+    [
+        ("bot-pod-b", {"spec": {"holderIdentity": "pod-b"}}, None),
+        ("x", {"spec": {"holderIdentity": "pod-b"}}, "its name is not bot-<holder>"),
+        ("bot-pod-b", {"spec": {}}, "its holder (none) is not a pod name"),
+        ("bot-pod-b", {}, "its holder (none) is not a pod name"),
+        ("bot-Pod_B", {"spec": {"holderIdentity": "Pod_B"}}, "is not a pod name"),
+        ("bot-" + "a" * 300, {"spec": {"holderIdentity": "a" * 300}}, "300 characters"),
+        ("bot-" + "a" * 2**20, {"spec": {"holderIdentity": "a" * 2**20}}, "1048576 characters"),
+    ],
+)
+def test_a_heartbeat_counts_only_under_its_holders_name(
+    name: str, obj: dict[str, object], why: str | None
+) -> None:
+    read = read_heartbeat(name, obj, "bot")
+    if why is None:
+        assert read == Heartbeat("pod-b", "unknown", "")
+    else:
+        assert isinstance(read, str) and why in read
+        assert len(read) < 200, "a hostile holder is quoted as a short excerpt"
+
+
+def test_a_heartbeats_verdict_and_reason_are_bounded() -> None:
+    notes = {"presence-controller/verdict": "online!", "presence-controller/reason": "x" * 10**6}
+    obj = {"metadata": {"annotations": notes}, "spec": {"holderIdentity": "pod-b"}}
+    read = read_heartbeat("bot-pod-b", obj, "bot")
+    assert isinstance(read, Heartbeat) and read.verdict == "unknown"
+    assert len(read.reason) <= 260
+
+
+def test_at_start_an_undecided_fleet_writes_nothing_until_the_startup_grace() -> None:
+    """As one replica does: nothing is decided before the fleet has a verdict, for up to
+    STARTUP_GRACE; then unavailable."""
+    starting = FleetInputs("pod-0", (), "50%", STALE, view_age=STALE, unseen="starting: ...")
+    state, got = decide(HysteresisState(), healthy(), 0.0, CFG, fleet=starting)
+    for now in (1.0, STALE + 1, CFG.startup_grace - 0.1):
+        state, got = decide(state, healthy(), now, CFG, got, fleet=starting)
+        assert got.presence is Presence.UNKNOWN, now
+    state, got = decide(state, healthy(), CFG.startup_grace, CFG, got, fleet=starting)
+    assert got.presence is U and "(startup grace): unavailable until there is one" in got.reason

@@ -330,7 +330,7 @@ async def test_a_veto_cuts_a_long_pulse_short_at_once(sim: Sim) -> None:
 
 async def test_a_follower_never_pulses(sim: Sim) -> None:
     """Fleet mode: the gate (the leader only) holds every call, pulses included."""
-    act = actuator(sim, FAST, gate=lambda: False)
+    act = actuator(sim, FAST, gate=lambda within: False)
     task = asyncio.create_task(act.run())
     try:
         act.want(U, veto=None)
@@ -346,7 +346,7 @@ async def test_a_leader_that_loses_the_lease_mid_pulse_leaves_it_to_the_new_lead
     sim: Sim,
 ) -> None:
     leading = [True]
-    act = actuator(sim, replace(FAST, last_seen_pulse=3600.0), gate=lambda: leading[0])
+    act = actuator(sim, replace(FAST, last_seen_pulse=3600.0), gate=lambda within: leading[0])
     task = asyncio.create_task(act.run())
     try:
         act.want(U, veto=None)

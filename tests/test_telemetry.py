@@ -345,9 +345,7 @@ async def test_fleet_mode_is_traced_and_counted(
     from controller.sim.server import LoopbackServer
 
     fake = SimKube(tokens={"t": "pod-a"})
-    labels = {"app.kubernetes.io/name": "bot"}
-    fake.put("deployments", {"metadata": {"name": "bot", "namespace": "shop"},
-                             "spec": {"selector": {"matchLabels": labels}}})  # fmt: skip
+    fake.workload("shop", "bot", ["pod-a"])
     async with LoopbackServer(fake.app()) as api:
         config = write_kubeconfig(tmp_path / "kubeconfig", api.url, "t", "shop")
         monkeypatch.setenv("KUBECONFIG", str(config))

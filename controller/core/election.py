@@ -10,12 +10,23 @@ nodes are harmless and only clock rates matter.
   younger than `renew_deadline`; after that it steps down, at least `lease_duration -
   renew_deadline` seconds before any other replica can take over.
 - An empty holder (a released lease) can be taken at once.
+- Stricter than client-go, where a hostile or broken API server would make two leaders: a Lease
+  that cannot be read (no spec, no holder, a duration that is not a positive integer) is held by
+  someone unknown, never free; a Lease is never taken sooner than this replica's own
+  `lease_duration` after it last saw the record change, whatever duration the record states;
+  and a Lease that vanishes (`kubectl delete lease`) does not free what was held: nobody who
+  saw the holder takes it until that holder's lease would have run out, while the holder
+  itself stops the moment it reads the Lease gone (its own renewal is refused first: the real
+  API server checks the uid it carries). A replica that never read the Lease while it was held
+  cannot know; that is client-go's limit too.
 - Each write carries the resourceVersion read (the shell's job): a 409 means someone else won.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,41 @@ class LeaseRecord:
     acquire_time: str | None = None
     renew_time: str | None = None
     transitions: int = 0
+    problem: str = ""
+    """Why the Lease cannot be read ("" when it can): held by someone unknown, never free."""
+
+    @property
+    def held(self) -> bool:
+        """Someone holds it (or may: an unreadable record)."""
+        return bool(self.holder) or bool(self.problem)
+
+
+UNKNOWN_HOLDER = "(unreadable lease)"
+_HOLDER = re.compile(r"[\x21-\x7e]{1,253}")
+"""A holder identity: printable ASCII without spaces, as long as a pod name may be."""
+
+
+def read_record(spec: Any) -> LeaseRecord:
+    """A Lease's `spec` as read from the API server, strictly: what cannot be read is a record
+    with a `problem`, which `attempt` treats as held by someone unknown."""
+    if not isinstance(spec, dict):
+        return LeaseRecord("", 0, problem="no spec")
+    holder, duration = spec.get("holderIdentity"), spec.get("leaseDurationSeconds")
+    if not isinstance(holder, str):
+        return LeaseRecord("", 0, problem="no holderIdentity")
+    if holder and not _HOLDER.fullmatch(holder):
+        return LeaseRecord("", 0, problem="a holderIdentity that is not a name")
+    if holder and (not isinstance(duration, int) or isinstance(duration, bool) or duration < 1):
+        return LeaseRecord("", 0, problem="a leaseDurationSeconds that is not a positive integer")
+    acquired, renewed = (spec.get(key) for key in ("acquireTime", "renewTime"))
+    transitions = spec.get("leaseTransitions")
+    return LeaseRecord(
+        holder,
+        duration if isinstance(duration, int) else 1,
+        acquired if isinstance(acquired, str) else None,
+        renewed if isinstance(renewed, str) else None,
+        transitions if isinstance(transitions, int) and transitions >= 0 else 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +110,10 @@ class ElectionState:
     """Monotonic time this replica last saw the record change."""
     renewed_at: float | None = None
     """Monotonic time of this replica's last successful write as holder."""
+    vanished: LeaseRecord | None = None
+    """The Lease is absent: the held record last seen before it vanished (its holder may still
+    be acting), and when this replica saw that record change."""
+    vanished_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +132,7 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """Someone else holds a valid lease: nothing to write."""
+    """Someone else holds a valid lease (or may: one that vanished): nothing to write."""
 
     holder: str
     until: float
@@ -96,12 +146,16 @@ def observe(
     state: ElectionState, record: LeaseRecord | None, version: str | None, now: float
 ) -> ElectionState:
     """A read of the Lease (None: it does not exist), at resourceVersion `version`. Only a
-    *change* restarts the expiry timer."""
+    *change* restarts the expiry timer. A Lease that vanishes keeps what it promised: until
+    the last holder's lease would have run out, nobody else takes it (`attempt`)."""
     if record is None:
-        return replace(state, observed=None, version=None, observed_at=None)
+        last, at = state.vanished, state.vanished_at
+        if state.observed is not None and state.observed.held:
+            last, at = state.observed, state.observed_at
+        return ElectionState(vanished=last, vanished_at=at)
     changed = record != state.observed or version != state.version
     if changed or state.observed_at is None:
-        return replace(state, observed=record, version=version, observed_at=now)
+        return ElectionState(record, version, now, state.renewed_at)
     return state
 
 
@@ -110,18 +164,29 @@ def attempt(state: ElectionState, now: float, wall: str, cfg: ElectionConfig) ->
     mine = LeaseRecord(cfg.identity, _seconds(cfg.lease_duration), wall, wall, 0)
     old = state.observed
     if old is None:
+        last, at = state.vanished, state.vanished_at
+        if last is not None and at is not None and holder_of(last) != cfg.identity:
+            # Its holder may still be acting: wait out its lease, by my own clock.
+            until = _expiry(last, at, cfg)
+            if now < until:
+                return Held(holder_of(last), until)
         return Create(mine)
-    if old.holder and old.holder != cfg.identity and valid(state, now):
-        return Held(old.holder, expires(state))
-    if old.holder == cfg.identity:
+    if old.held and holder_of(old) != cfg.identity and valid(state, now, cfg):
+        return Held(holder_of(old), expires(state, cfg))
+    if old.holder == cfg.identity and not old.problem:
         return Update(replace(mine, acquire_time=old.acquire_time, transitions=old.transitions))
     return Update(replace(mine, transitions=old.transitions + 1))
+
+
+def holder_of(record: LeaseRecord) -> str:
+    """Who holds it, as a name for reports (an unreadable record: UNKNOWN_HOLDER)."""
+    return UNKNOWN_HOLDER if record.problem else record.holder
 
 
 def renewal(state: ElectionState, wall: str, cfg: ElectionConfig) -> LeaseRecord | None:
     """The fast path: a leader renews from its cached record without reading first."""
     old = state.observed
-    if old is None or old.holder != cfg.identity:
+    if old is None or old.holder != cfg.identity or old.problem:
         return None
     return replace(old, duration=_seconds(cfg.lease_duration), renew_time=wall)
 
@@ -143,33 +208,46 @@ def released(wall: str, old: LeaseRecord) -> LeaseRecord:
     return LeaseRecord("", 1, wall, wall, old.transitions)
 
 
-def valid(state: ElectionState, now: float) -> bool:
+def valid(state: ElectionState, now: float, cfg: ElectionConfig) -> bool:
     """Whether the observed lease is still valid by this replica's clock."""
     if state.observed is None or state.observed_at is None:
         return False
-    return now < expires(state)
+    return now < expires(state, cfg)
 
 
-def expires(state: ElectionState) -> float:
+def expires(state: ElectionState, cfg: ElectionConfig) -> float:
     """Monotonic time the observed lease expires unless its record changes (0: nothing seen)."""
     if state.observed is None or state.observed_at is None:
         return 0.0
-    return state.observed_at + state.observed.duration
+    return _expiry(state.observed, state.observed_at, cfg)
 
 
-def leading(state: ElectionState, now: float, cfg: ElectionConfig) -> bool:
-    """Whether this replica may act as leader now: it holds the lease and renewed it within the
-    renew deadline. Every leader-only action is gated on this at the moment it starts."""
+def _expiry(record: LeaseRecord, seen_at: float, cfg: ElectionConfig) -> float:
+    """A record seen changing at `seen_at` expires after the duration it states, and never
+    sooner than this replica's own lease duration (a record that states 1 s, or none that can
+    be read, must not free a lease that another replica may still be acting on)."""
+    return seen_at + max(record.duration, cfg.lease_duration)
+
+
+def leading(state: ElectionState, now: float, cfg: ElectionConfig, within: float = 0.0) -> bool:
+    """Whether this replica may act as leader now, for an action that lasts up to `within`
+    seconds: it holds the lease, renewed it within the renew deadline, and the action ends
+    before another replica may take over (the lease duration after that renewal, which the
+    others saw no earlier). Every leader-only action is gated on this as it starts."""
     if state.renewed_at is None or state.observed is None:
         return False
-    return state.observed.holder == cfg.identity and now - state.renewed_at < cfg.renew_deadline
+    if state.observed.holder != cfg.identity or state.observed.problem:
+        return False
+    since = now - state.renewed_at
+    return since < cfg.renew_deadline and since + within < cfg.lease_duration
 
 
-def leader(state: ElectionState, now: float) -> str | None:
-    """Who leads, as far as this replica can tell (None: nobody, or the lease expired)."""
-    if state.observed is None or not state.observed.holder or not valid(state, now):
+def leader(state: ElectionState, now: float, cfg: ElectionConfig) -> str | None:
+    """Who leads, as far as this replica can tell (None: nobody, unknown, or expired)."""
+    observed = state.observed
+    if observed is None or not observed.holder or observed.problem:
         return None
-    return state.observed.holder
+    return observed.holder if valid(state, now, cfg) else None
 
 
 def _seconds(value: float) -> int:

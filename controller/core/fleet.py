@@ -3,21 +3,39 @@
 Every replica reports its own health verdict in a heartbeat; the leader counts the members it
 has heard from recently (fresh: a change of their heartbeat seen within `stale_after` seconds by
 its own clock) and calls the bot available when at least `MIN_AVAILABLE` of them are. Members
-that are shutting down (`stopping`) count for nothing. Pure: the members come in, a verdict goes
-out; maintenance, force and online hours still apply on top of it (core.policy).
+that are shutting down (`stopping`) count for nothing.
+
+Silence means something only when the leader can see: a member is stale (gone) only if the
+leader's view of the heartbeats was confirmed complete and current after the member had been
+silent for the window; otherwise the member is *unconfirmed* and counts as `unknown` (it may be
+alive, and the leader blind). A leader that cannot see its fleet therefore never decides from
+itself alone: the verdict is unknown, and `core.policy` holds it only for a grace.
+
+Pure: heartbeats and members come in, a verdict goes out; maintenance, force and online hours
+still apply on top of it (core.policy).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
+from controller.core.excerpt import quote
 from controller.core.types import Presence
 
 STOPPING = "stopping"
 VERDICTS = ("available", "unavailable", "unknown", STOPPING)
 _MIN_AVAILABLE = re.compile(r"(\d+)(%?)")
+
+LEASE_LABEL = "presence-controller/lease"
+VERDICT_KEY = "presence-controller/verdict"
+REASON_KEY = "presence-controller/reason"
+REASON_CHARS = 256
+"""Characters of a member's reason kept (it reaches the leader's reason, logs and /status)."""
+_POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""A pod name: a DNS-1123 subdomain (at most 253 characters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +46,41 @@ class Member:
     reason: str
     age: float
     """Seconds since this replica last saw the member's heartbeat change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What one heartbeat Lease says: whose it is, its verdict and reason."""
+
+    pod: str
+    verdict: str
+    reason: str
+
+
+def read_heartbeat(name: str, obj: Any, lease: str) -> Heartbeat | str:
+    """A heartbeat Lease of the fleet `lease` as read from the API server, or why it does not
+    count: its holder must be a pod name and the Lease named `<lease>-<holder>` (so one
+    identity has one heartbeat); a verdict that is not one of VERDICTS is `unknown`."""
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    holder = spec.get("holderIdentity") if isinstance(spec, dict) else None
+    if not isinstance(holder, str) or len(holder) > 253 or not _POD_NAME.fullmatch(holder):
+        shown = quote(holder, 40) if isinstance(holder, str) else "none"
+        return f"its holder ({shown}) is not a pod name"
+    if name != f"{lease}-{holder}":
+        return f"its name is not {lease}-<holder> for holder {holder}"
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    notes = meta.get("annotations") if isinstance(meta, dict) else None
+    notes = notes if isinstance(notes, dict) else {}
+    verdict, why = notes.get(VERDICT_KEY), notes.get(REASON_KEY)
+    return Heartbeat(
+        holder,
+        verdict if verdict in VERDICTS else "unknown",
+        clip_reason(why if isinstance(why, str) else ""),
+    )
+
+
+def clip_reason(text: str) -> str:
+    return text if len(text) <= REASON_CHARS else f"{text[:REASON_CHARS]}..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +101,11 @@ class FleetInputs:
     others: tuple[Member, ...]
     min_available: str
     stale_after: float
+    view_age: float = 0.0
+    """Seconds since the leader last confirmed that its view of the heartbeats was complete
+    and current (0: it is now)."""
+    unseen: str = ""
+    """What keeps it from confirming, when something does (a watch error)."""
 
 
 def parse_min_available(value: str) -> tuple[int, bool]:
@@ -74,21 +132,53 @@ def fresh_members(members: list[Member], stale_after: float) -> list[Member]:
     return [m for m in members if m.age < stale_after and m.verdict != STOPPING]
 
 
-def verdict(members: list[Member], min_available: str, stale_after: float) -> FleetVerdict:
-    """Available when at least `needed` fresh, non-stopping members report `available`;
-    unknown while members without a verdict yet could still make up the number."""
-    fresh = fresh_members(members, stale_after)
+def unconfirmed(member: Member, stale_after: float, view_age: float) -> bool:
+    """Silent longer than the window, but not known to be gone: when the view was last
+    confirmed current, it had not yet been silent that long."""
+    return member.age >= stale_after and member.age - view_age < stale_after
+
+
+def counted_members(members: list[Member], stale_after: float, view_age: float) -> list[Member]:
+    """The members that count: fresh ones as they are, unconfirmed ones as `unknown`; stale and
+    stopping ones not at all."""
+    out = []
+    for m in members:
+        if m.verdict == STOPPING:
+            continue
+        if m.age < stale_after:
+            out.append(m)
+        elif unconfirmed(m, stale_after, view_age):
+            out.append(replace(m, verdict="unknown", reason="not confirmed"))
+    return out
+
+
+def verdict(
+    members: list[Member],
+    min_available: str,
+    stale_after: float,
+    view_age: float = 0.0,
+    unseen: str = "",
+) -> FleetVerdict:
+    """Available when at least `needed` counted members report `available`; unknown while
+    members without a verdict (starting, or unconfirmed) could still make up the number, and
+    while this replica's view is not current and the rule is a percentage (members it cannot
+    see could raise the number needed)."""
+    fresh = counted_members(members, stale_after, view_age)
+    unsure = sum(unconfirmed(m, stale_after, view_age) for m in members if m.verdict != STOPPING)
     available = sum(m.verdict == "available" for m in fresh)
     need = needed(min_available, len(fresh))
+    blind = view_age >= stale_after
     if not fresh:
         reason = "fleet: no member has reported within the heartbeat window"
         return FleetVerdict(Presence.UNAVAILABLE, reason, 0, 0, need)
     undecided = sum(m.verdict == "unknown" for m in fresh)
-    if available >= need:
+    certain = not (blind and parse_min_available(min_available)[1])
+    if available >= need and certain:
         presence = Presence.AVAILABLE
-    elif available + undecided >= need:
+    elif available + undecided >= need or available >= need:
         # Members still starting could make up the number: no verdict yet (as one replica
-        # decides nothing before its first RISE or FALL ticks, or its startup grace).
+        # decides nothing before its first RISE or FALL ticks, or its startup grace); or this
+        # replica cannot tell how many members there are.
         presence = Presence.UNKNOWN
     else:
         presence = Presence.UNAVAILABLE
@@ -97,7 +187,13 @@ def verdict(members: list[Member], min_available: str, stale_after: float) -> Fl
         f"(MIN_AVAILABLE {min_available})"
     )
     if presence is Presence.UNKNOWN:
-        reason += f", {undecided} not decided yet"
+        if undecided > unsure:
+            reason += f", {undecided - unsure} not decided yet"
+        if unsure:
+            reason += f", {unsure} not confirmed"
+        if blind or unsure:
+            why = f" ({unseen})" if unseen else ""
+            reason += f": this replica's view of the fleet is {view_age:.0f}s old{why}"
     elif presence is Presence.UNAVAILABLE:
         down = sorted(f"{m.pod} {m.verdict}" for m in fresh if m.verdict != "available")
         reason += f": {', '.join(down[:5])}" + (
@@ -106,8 +202,11 @@ def verdict(members: list[Member], min_available: str, stale_after: float) -> Fl
     return FleetVerdict(presence, reason, available, len(fresh), need)
 
 
-def last_one_out(members: list[Member], me: str, stale_after: float) -> bool:
-    """On shutdown: whether no other fresh member reports `available` (then the presence must
-    go `unavailable` with this replica; otherwise a successor keeps the bot online)."""
+def last_one_out(members: list[Member], me: str, stale_after: float, view_age: float = 0.0) -> bool:
+    """On shutdown: whether no other member is known to report `available` (then the presence
+    must go `unavailable` with this replica; otherwise a successor keeps the bot online). A
+    leader that cannot see its fleet (`view_age` past the window) turns the light off."""
+    if view_age >= stale_after:
+        return True
     others = [m for m in fresh_members(members, stale_after) if m.pod != me]
     return not any(m.verdict == "available" for m in others)

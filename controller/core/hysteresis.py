@@ -57,6 +57,8 @@ class HysteresisState:
     """When the verdict last became UNAVAILABLE; the hold-down counts from here."""
     damping: DampingState = field(default_factory=DampingState)
     """Flap damping of the health rule's outcome (advanced by policy.decide)."""
+    undecided_since: float | None = None
+    """Fleet mode, on the leader: since when the fleet has had no verdict (policy.decide)."""
 
 
 def _fmt(value: float) -> str:

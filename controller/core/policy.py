@@ -54,9 +54,9 @@ def decide(
     if left > 0 and new.good > 0:
         detail += f"; hold-down {left:.1f}s left"
 
-    presence, reason = _health(state, new, tick, why, previous, fleet)
+    presence, reason, undecided = _health(state, new, tick, why, previous, fleet, now, cfg)
     damping = damping_step(new.damping, presence, now, cfg.damping)
-    new = replace(new, damping=damping)
+    new = replace(new, damping=damping, undecided_since=undecided)
 
     policy = obs.policy
     if policy.maintenance is not None:
@@ -96,28 +96,46 @@ def _health(
     why: str,
     previous: Decision | None,
     fleet: FleetInputs | None,
-) -> tuple[Presence, str]:
+    now: float,
+    cfg: HysteresisConfig,
+) -> tuple[Presence, str, float | None]:
     """What the health rule decides, and why: the consumer's verdict, or in fleet mode (on the
-    leader) the fleet's."""
+    leader) the fleet's; and since when the fleet has had no verdict."""
     if fleet is not None:
         # Fleet mode, on the leader: the bot's health is the fleet's, this replica one member.
         me = Member(fleet.me, new.verdict.value, new.reason, 0.0)
-        judged = fleet_verdict([*fleet.others, me], fleet.min_available, fleet.stale_after)
+        judged = fleet_verdict(
+            [*fleet.others, me], fleet.min_available, fleet.stale_after, fleet.view_age,
+            fleet.unseen,
+        )  # fmt: skip
         presence, reason = judged.presence, judged.reason
-        held = previous is not None and previous.rule in ("health", "damping")
-        if presence is Presence.UNKNOWN and held:
-            assert previous is not None
-            # Members still starting (a rollout): hold what the fleet last decided.
-            presence = previous.presence
-            if presence is not Presence.UNKNOWN:
-                reason = f"{judged.reason}: keeping {presence}"
+        undecided = None
+        if presence is Presence.UNKNOWN:
+            # Members starting (a rollout), or a fleet this replica cannot see: hold what the
+            # fleet last decided, for at most 3 heartbeats, then unavailable until it can say;
+            # at start, with nothing decided yet, write nothing for up to STARTUP_GRACE (as one
+            # replica does).
+            undecided = state.undecided_since if state.undecided_since is not None else now
+            grace, what = fleet.stale_after, "3 x HEARTBEAT"
+            if previous is None or previous.presence is Presence.UNKNOWN:
+                grace, what = max(grace, cfg.startup_grace), "startup grace"
+            if now - undecided >= grace:
+                presence = Presence.UNAVAILABLE
+                reason = (
+                    f"{judged.reason}: no fleet verdict for {now - undecided:.0f}s "
+                    f"({what}): unavailable until there is one"
+                )
+            elif previous is not None and previous.rule in ("health", "damping"):
+                presence = previous.presence
+                if presence is not Presence.UNKNOWN:
+                    reason = f"{judged.reason}: keeping {presence}"
         if previous is not None and previous.rule != "health":
             reason = f"{_ENDED[previous.rule]}: {judged.reason}"
-        return presence, reason
+        return presence, reason, undecided
     reason = new.reason
     if previous is not None and new.verdict is state.verdict:
         if previous.rule != "health":
             reason = f"{_ENDED[previous.rule]}: consumer {new.verdict} ({tick} tick: {why})"
         else:
             reason = previous.reason
-    return new.verdict, reason
+    return new.verdict, reason, None

@@ -118,7 +118,7 @@ def transport_error(what: str, exc: Exception, timeout: float) -> TransientError
         return TransientError(f"{what}: timed out after {timeout:g}s")
     if isinstance(exc, httpx.ProtocolError | httpx.UnsupportedProtocol):
         # Their text quotes what was sent or received, a header (the API key) included.
-        return TransientError(f"{what}: request failed ({type(exc).__name__})")
+        return TransientError(f"{what}: connection failed ({type(exc).__name__})")
     cause = describe(exc, _URL.sub("[url]", str(exc)))
     return TransientError(f"{what}: connection failed ({cause})")
 

@@ -1,32 +1,72 @@
 """Kubernetes API access for fleet mode, on lightkube (imported only in fleet mode).
 
 Objects travel as plain dicts: lightkube's typed models re-encode MicroTime fields and drop a
-zero fraction (`...:00Z`), which a real API server refuses with a 400, so Leases use a generic
-resource whose spec stays as written. Every call has a timeout; every failure is a `KubeError`
-value (code, reason, message) the loop can report; no token ever appears in one.
+zero fraction (`...:00Z`), which a real API server refuses with a 400, so every kind is a
+generic resource whose fields stay as written. Every call has a timeout; every failure is a
+`KubeError` value (code, reason, a short message, the server's Retry-After) the loop can report;
+no token ever appears in one. Every request goes through `KubeTransport` (counted, bounded).
+
+Watches are read here, not by lightkube's watch iterator, which reconnects inside itself at once
+and for ever (a server that ends every stream drove one replica to ~1,000 requests a second),
+reads lines of any length, never asks for bookmarks and cannot decode a Deployment's bookmark:
+`watch_objects` makes exactly one request and reads one bounded stream; the caller decides when
+to reconnect (`watch.ObjectWatch`, with back-off).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controller.bounded_read import read_bounded
+from controller.core.actuation import parse_retry_after
 from controller.core.excerpt import clip
+from controller.kube.transport import (
+    MAX_BODY,
+    Counter,
+    CredentialError,
+    KubeTransport,
+    ReplyTooLarge,
+    TokenFile,
+)
 
 T = TypeVar("T")
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+LIST_PAGE = 100
+"""Items per page of a list (`limit`): a page is bounded like any reply."""
+_MESSAGE_CHARS = 300
+"""Characters of an API server's message kept in a KubeError (it reaches logs and /status)."""
+
+KINDS = (
+    ("coordination.k8s.io", "Lease", "leases", True),
+    ("events.k8s.io", "Event", "events", True),
+    ("apps", "Deployment", "deployments", True),
+    ("apps", "StatefulSet", "statefulsets", True),
+    ("apps", "ReplicaSet", "replicasets", True),
+    ("", "Pod", "pods", True),
+    ("", "Namespace", "namespaces", False),
+)
+"""(group, kind, plural, namespaced) of every kind fleet mode reads or writes."""
 
 
 class KubeError(Exception):
-    """A failed API call: `code` is the HTTP status (0 when nothing came back)."""
+    """A failed API call: `code` is the HTTP status (0 when nothing came back); `retry_after`
+    the seconds the server asked to wait (429, 503), if it said."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, retry_after: float | None = None
+    ) -> None:
+        reason, message = clip(reason, 60), clip(message, _MESSAGE_CHARS)
         super().__init__(f"{code or 'no answer'} {reason}: {message}" if reason else message)
         self.code, self.reason, self.message = code, reason, message
+        self.retry_after = retry_after
 
 
 def namespace_of(configured: str | None) -> str:
@@ -36,8 +76,8 @@ def namespace_of(configured: str | None) -> str:
     if os.environ.get("POD_NAMESPACE"):
         return os.environ["POD_NAMESPACE"]
     try:
-        return (SERVICE_ACCOUNT / "namespace").read_text().strip()
-    except OSError:
+        return read_bounded(SERVICE_ACCOUNT / "namespace", 256).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
         raise KubeError(
             0, "", "no namespace: set PRESENCE_KUBE__NAMESPACE or POD_NAMESPACE"
         ) from None
@@ -51,107 +91,123 @@ def identity_of(configured: str | None) -> str:
 
 
 class KubeClient:
-    """The few calls fleet mode makes, on one lightkube AsyncClient."""
+    """The few calls fleet mode makes: lightkube for the configuration, single objects and list
+    paging; one HTTP client on the same transport for watch streams."""
 
     def __init__(
         self,
         namespace: str,
         timeout: float,
         kubeconfig: Path | None = None,
-        on_request: Callable[[str, str, int], None] | None = None,
+        on_request: Counter | None = None,
     ) -> None:
         """`on_request(verb, resource, code)` is told of every request (metrics)."""
-        self._on_request = on_request
         import httpx2
         from lightkube import AsyncClient
-        from lightkube.config.kubeconfig import KubeConfig
+        from lightkube.config.client_adapter import user_auth, verify_cluster
 
-        # KUBECONFIG when set (tests, out-of-cluster), else the in-cluster service account,
-        # whose token lightkube re-reads after a 401 (the projected token rotates).
-        path = kubeconfig or os.environ.get("KUBECONFIG")
-        config = KubeConfig.from_file(path) if path else KubeConfig.from_service_account()
+        config, token = _configuration(kubeconfig or os.environ.get("KUBECONFIG"))
+        verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
+        self._transport = KubeTransport(
+            httpx2.AsyncHTTPTransport(verify=verify, trust_env=False),
+            token=TokenFile(token) if token is not None else None,
+            on_request=on_request,
+        )
         self.namespace = namespace
         self._timeout = timeout
         self._client = AsyncClient(
-            config, namespace=namespace, timeout=httpx2.Timeout(timeout), trust_env=False
+            config,
+            namespace=namespace,
+            timeout=httpx2.Timeout(timeout),
+            trust_env=False,
+            transport=self._transport,
+        )
+        self._http = httpx2.AsyncClient(
+            base_url=config.cluster.server,
+            auth=user_auth(config.user),
+            transport=self._transport,
+            timeout=httpx2.Timeout(timeout, read=None),
+            trust_env=False,
         )
         self._kinds = _generic_kinds()
         self._lease, self._event = self._kinds["leases"], self._kinds["events"]
 
     async def aclose(self) -> None:
+        await self._http.aclose()
         await self._client.close()
 
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        """A pod or a ReplicaSet of this namespace (owner discovery); None if it does not exist."""
+        """An object of this namespace (a pod, a ReplicaSet, a Lease); None if it does not
+        exist."""
         try:
-            return await self._call("get", plural, self._client.get(self._kinds[plural], name))
+            return _as_dict(await self._call(self._client.get(self._kinds[plural], name)))
         except KubeError as exc:
             if exc.code == 404:
                 return None
             raise
 
     async def get_lease(self, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._call("get", "leases", self._client.get(self._lease, name))
-        except KubeError as exc:
-            if exc.code == 404:
-                return None
-            raise
+        return await self.get("leases", name)
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("create", "leases", self._client.create(self._lease(**body)))
+        return _as_dict(await self._call(self._client.create(self._lease(**body))))
 
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            "update", "leases", self._client.replace(self._lease(**_writable(body)))
-        )
+        return _as_dict(await self._call(self._client.replace(self._lease(**_writable(body)))))
 
     async def patch_lease(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch: only the fields we own, no resourceVersion needed."""
         from lightkube.types import PatchType
 
-        return await self._call(
-            "patch", "leases",
-            self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE),
-        )  # fmt: skip
+        return _as_dict(
+            await self._call(
+                self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
+            )
+        )
 
     async def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("create", "events", self._client.create(self._event(**body)))
+        return _as_dict(await self._call(self._client.create(self._event(**body))))
 
     async def patch_event(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         from lightkube.types import PatchType
 
-        return await self._call(
-            "patch", "events",
-            self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE),
-        )  # fmt: skip
-
-    def _kind(self, plural: str) -> Any:
-        return self._kinds[plural]
+        return _as_dict(
+            await self._call(
+                self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE)
+            )
+        )
 
     def _scope(self, plural: str) -> dict[str, Any]:
         return {} if plural == "namespaces" else {"namespace": self.namespace}
 
     async def list_objects(
-        self, plural: str, *, labels: dict[str, str] | None = None, name: str | None = None
-    ) -> tuple[list[dict[str, Any]], str]:
-        """The objects (by labels, or the one named), and the list's resourceVersion."""
-        import asyncio
+        self,
+        plural: str,
+        *,
+        labels: dict[str, str] | None = None,
+        name: str | None = None,
+        most: int = 1000,
+    ) -> tuple[list[dict[str, Any]], str, bool]:
+        """The objects (by labels, or the one named), in pages of LIST_PAGE; the list's
+        resourceVersion; and whether there were more than `most` (the rest is not read)."""
 
-        async def collect() -> tuple[list[dict[str, Any]], str]:
+        async def collect() -> tuple[list[dict[str, Any]], str, bool]:
             listing = self._client.list(
-                self._kind(plural), labels=dict(labels) if labels else None,
-                fields={"metadata.name": name} if name else None, **self._scope(plural),
+                self._kinds[plural], labels=dict(labels) if labels else None,
+                fields={"metadata.name": name} if name else None, chunk_size=LIST_PAGE,
+                **self._scope(plural),
             )  # fmt: skip
-            items = [_as_dict(item) async for item in listing]
-            return items, str(listing.resourceVersion)
+            items: list[dict[str, Any]] = []
+            async for item in listing:  # the list's resourceVersion comes with its first page
+                if len(items) == most:
+                    return items, str(listing.resourceVersion), True
+                items.append(_as_dict(item))
+            return items, str(listing.resourceVersion), False
 
-        try:
-            async with asyncio.timeout(self._timeout + 1.0):
-                return await self._errors(collect(), "list", plural)
-        except TimeoutError:
-            self._count("list", plural, 0)
-            raise KubeError(0, "", "API server unreachable: TimeoutError") from None
+        found: tuple[list[dict[str, Any]], str, bool] = await self._call(
+            collect(), budget=2 * self._timeout + 1.0
+        )
+        return found
 
     async def watch_objects(
         self,
@@ -161,66 +217,175 @@ class KubeClient:
         *,
         labels: dict[str, str] | None = None,
         name: str | None = None,
+        stall: float | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Events after resourceVersion `version`; a 410 `Expired` comes out as KubeError(410)."""
-        stream = self._client.watch(
-            self._kind(plural), labels=dict(labels) if labels else None,
-            fields={"metadata.name": name} if name else None, resource_version=version,
-            server_timeout=server_timeout, **self._scope(plural),
-        )  # fmt: skip
-        iterator = aiter(stream)
-        verb = "watch"  # the request goes out with the first read; later reads are its events
-        while True:
-            try:
-                kind, obj = await self._errors(anext(iterator), verb, plural)
-            except StopAsyncIteration:
-                return
-            verb = ""
-            yield str(kind), _as_dict(obj)
+        """One watch request: `(type, object)` for each event after resourceVersion `version`,
+        BOOKMARKs included, until the server ends the stream. An ERROR event (410 `Expired`)
+        and any failure come out as KubeError, as does a stream with no line for `stall`
+        seconds (a stalled connection)."""
+        import httpx2
 
-    def _count(self, verb: str, plural: str, code: int) -> None:
-        if verb and self._on_request is not None:
-            self._on_request(verb, plural, code)
+        params = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": version,
+            "timeoutSeconds": str(server_timeout),
+        }
+        if labels:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if name:
+            params["fieldSelector"] = f"metadata.name={name}"
+        request = self._http.build_request("GET", _path(plural, self.namespace), params=params)
+        try:
+            async with asyncio.timeout(self._timeout + 1.0):
+                response = await self._http.send(request, stream=True)
+        except TimeoutError:
+            raise KubeError(0, "", "API server unreachable: TimeoutError") from None
+        except (httpx2.HTTPError, OSError) as exc:
+            raise _transport_failure(exc) from None
+        try:
+            if response.status_code != 200:
+                body = await self._errors(response.aread())
+                raise _status_error(response.status_code, body, response.headers)
+            lines = aiter(response.aiter_lines())
+            while True:
+                try:
+                    async with asyncio.timeout(stall):
+                        line = await self._errors(anext(lines))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise KubeError(
+                        0, "", f"no event or bookmark for {stall:g}s: the watch stalled"
+                    ) from None
+                if line.strip():
+                    yield _watch_event(line)
+        finally:
+            await response.aclose()
 
-    async def _errors(self, call: Awaitable[T], verb: str, plural: str) -> T:
-        """Await `call`, turning the client's exceptions into KubeError values; counts it under
-        `verb` (an empty verb: a watch event, not a request)."""
+    async def _errors(self, call: Awaitable[T]) -> T:
+        """Await `call`, turning the client's exceptions into KubeError values."""
         import httpx2
         from lightkube import ApiError
 
         try:
-            result = await call
+            return await call
         except ApiError as exc:
             status = exc.status
             code = int(status.code or exc.response.status_code)
-            self._count(verb, plural, code)
-            raise KubeError(code, str(status.reason or ""), str(status.message or "")) from None
+            raise KubeError(
+                code,
+                str(status.reason or ""),
+                str(status.message or ""),
+                _retry_after(exc.response.headers),
+            ) from None
         except httpx2.HTTPStatusError as exc:
-            self._count(verb, plural, exc.response.status_code)
-            message = "the API server answered without a Status"
-            raise KubeError(exc.response.status_code, "", message) from None
+            # Not `application/json` exactly (a proxy's page): a Status if there is one.
+            try:
+                body = exc.response.content
+            except httpx2.ResponseNotRead:
+                body = b""
+            raise _status_error(exc.response.status_code, body, exc.response.headers) from None
         except (httpx2.HTTPError, OSError) as exc:
-            self._count(verb, plural, 0)
-            raise KubeError(0, "", f"API server unreachable: {type(exc).__name__}") from None
+            raise _transport_failure(exc) from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # A reply the client cannot decode (msgspec.ValidationError is a ValueError): a
             # value to report, never an exception that ends the loop.
-            self._count(verb, plural, 200)
             message = f"unreadable reply from the API server: {type(exc).__name__}: {exc}"
-            raise KubeError(0, "", clip(message, 300)) from None
-        self._count(verb, plural, 201 if verb == "create" else 200)
-        return result
+            raise KubeError(0, "", message) from None
 
-    async def _call(self, verb: str, plural: str, call: Awaitable[Any]) -> dict[str, Any]:
-        import asyncio
-
+    async def _call(self, call: Awaitable[T], budget: float | None = None) -> T:
+        """`call` within the timeout (a list: `budget`, for its pages)."""
         try:
-            async with asyncio.timeout(self._timeout + 1.0):
-                result = await self._errors(call, verb, plural)
+            async with asyncio.timeout(budget or self._timeout + 1.0):
+                return await self._errors(call)
         except TimeoutError:
-            self._count(verb, plural, 0)
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
-        return _as_dict(result)
+
+
+def _configuration(path: str | Path | None) -> tuple[Any, Path | None]:
+    """The kubeconfig's (or the in-cluster) configuration, and its token file, which the
+    transport reads (lightkube would read it unbounded, blocking, inside the event loop)."""
+    import msgspec
+    from lightkube.config.kubeconfig import KubeConfig
+    from lightkube.config.models import Cluster, User
+
+    if path:
+        config = KubeConfig.from_file(path).get()
+        if config is None:
+            raise ValueError(f"{path}: no current context")
+        token = config.user.token_file if config.user is not None else None
+        if config.user is None or token is None:
+            return config, None
+        user = msgspec.structs.replace(config.user, token_file=None)
+        return config._replace(user=user), Path(config.abs_file(token))
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise ValueError("neither KUBECONFIG nor KUBERNETES_SERVICE_HOST/PORT is set")
+    host = f"[{host}]" if ":" in host else host
+    cluster = Cluster(
+        server=f"https://{host}:{port}", certificate_auth=str(SERVICE_ACCOUNT / "ca.crt")
+    )
+    return KubeConfig.from_one(cluster=cluster, user=User()).get(), SERVICE_ACCOUNT / "token"
+
+
+def _path(plural: str, namespace: str) -> str:
+    group, _, _, namespaced = next(k for k in KINDS if k[2] == plural)
+    base = f"/apis/{group}/v1" if group else "/api/v1"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespaced else f"{base}/{plural}"
+
+
+def _watch_event(line: str) -> tuple[str, dict[str, Any]]:
+    """One line of a watch stream: `(type, object)`; an ERROR event as KubeError."""
+    try:
+        event = json.loads(line)
+    except (ValueError, RecursionError):
+        raise KubeError(0, "", f"unreadable watch event ({len(line)} characters)") from None
+    kind = event.get("type") if isinstance(event, dict) else None
+    obj = event.get("object") if isinstance(event, dict) else None
+    if kind not in {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"} or not isinstance(
+        obj, dict
+    ):
+        raise KubeError(0, "", f"unreadable watch event ({len(line)} characters)")
+    if kind == "ERROR":
+        raise _status_error(0, obj, {})
+    return kind, obj
+
+
+def _status_error(code: int, body: bytes | dict[str, Any], headers: Any) -> KubeError:
+    """A failure answered with a `Status` object (or without one)."""
+    status = body if isinstance(body, dict) else _json_object(body)
+    if status is None or status.get("kind") != "Status":
+        return KubeError(code, "", "the API server answered without a Status")
+    found = status.get("code")
+    return KubeError(
+        found if isinstance(found, int) and 0 < found < 1000 else code,
+        str(status.get("reason") or ""),
+        str(status.get("message") or ""),
+        _retry_after(headers),
+    )
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        found = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _transport_failure(exc: Exception) -> KubeError:
+    if isinstance(exc, ReplyTooLarge):
+        return KubeError(0, "", f"refused {exc}")
+    if isinstance(exc, CredentialError):
+        return KubeError(0, "", str(exc))
+    return KubeError(0, "", f"API server unreachable: {type(exc).__name__}")
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers else None
+    return parse_retry_after(value, datetime.now(UTC)) if value else None
 
 
 @functools.cache
@@ -231,19 +396,14 @@ def _generic_kinds() -> dict[str, Any]:
     refuses a second class for a core-group kind (its cache looks them up as "/v1")."""
     from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
-    kinds: dict[str, Any] = {
-        plural: create_namespaced_resource(group, "v1", kind, plural, verbs=None)
-        for group, kind, plural in (
-            ("coordination.k8s.io", "Lease", "leases"),
-            ("events.k8s.io", "Event", "events"),
-            ("apps", "Deployment", "deployments"),
-            ("apps", "StatefulSet", "statefulsets"),
-            ("apps", "ReplicaSet", "replicasets"),
-            ("", "Pod", "pods"),
+    return {
+        plural: (
+            create_namespaced_resource(group, "v1", kind, plural, verbs=None)
+            if namespaced
+            else create_global_resource(group, "v1", kind, plural)
         )
+        for group, kind, plural, namespaced in KINDS
     }
-    kinds["namespaces"] = create_global_resource("", "v1", "Namespace", "namespaces")
-    return kinds
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -259,3 +419,6 @@ def _writable(body: dict[str, Any]) -> dict[str, Any]:
         if k not in {"creationTimestamp", "managedFields"}
     }
     return {"metadata": metadata, "spec": body.get("spec")}
+
+
+__all__ = ["MAX_BODY", "KubeClient", "KubeError", "identity_of", "namespace_of"]

@@ -19,7 +19,7 @@ from opentelemetry import trace
 from controller.core import election
 from controller.core.election import Create, ElectionConfig, ElectionState, Held, LeaseRecord
 from controller.kube.client import KubeClient, KubeError
-from controller.kube.wire import micro_time
+from controller.kube.wire import micro_time, version_of
 from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,6 @@ log = logging.getLogger(__name__)
 RELEASE_BUDGET = 3.0
 """At most this long to release the Lease on shutdown (client-go allows the renew deadline; a
 pod's shutdown must fit its termination grace period)."""
-
-
-def _record(spec: dict[str, Any]) -> LeaseRecord:
-    return LeaseRecord(
-        holder=str(spec.get("holderIdentity") or ""),
-        duration=int(spec.get("leaseDurationSeconds") or 1),
-        acquire_time=spec.get("acquireTime"),
-        renew_time=spec.get("renewTime"),
-        transitions=int(spec.get("leaseTransitions") or 0),
-    )
 
 
 def _spec(record: LeaseRecord) -> dict[str, Any]:
@@ -78,11 +68,12 @@ class LeaderElector:
         """The Lease object last read or written (its resourceVersion goes with every write)."""
         self._was_leading = False
 
-    def leading(self) -> bool:
-        return election.leading(self.state, self._clock(), self.cfg)
+    def leading(self, within: float = 0.0) -> bool:
+        """Whether this replica may start a leader-only action that lasts up to `within` s."""
+        return election.leading(self.state, self._clock(), self.cfg, within)
 
     def leader(self) -> str | None:
-        return election.leader(self.state, self._clock())
+        return election.leader(self.state, self._clock(), self.cfg)
 
     async def run(self) -> None:
         """Campaign and renew until cancelled: a leader every retry period, the others every
@@ -103,9 +94,18 @@ class LeaderElector:
         except KubeError as exc:
             self._failed(str(exc))
         else:
-            if self.error is not None:
-                event(log, logging.INFO, "lease_ok", f"lease {self.lease}: API reachable again")
-            self.error = None
+            observed = self.state.observed
+            if observed is not None and observed.problem:
+                # Held by someone unknown: never taken as free, taken once it expires.
+                self._failed(
+                    f"lease {self.lease} cannot be read ({observed.problem}): treated "
+                    "as held until it has not changed for the lease duration"
+                )
+            else:
+                if self.error is not None:
+                    message = f"lease {self.lease}: read and written again"
+                    event(log, logging.INFO, "lease_ok", message)
+                self.error = None
         self._notice()
 
     async def release(self) -> None:
@@ -120,11 +120,10 @@ class LeaderElector:
             async with asyncio.timeout(min(self.cfg.renew_deadline, RELEASE_BUDGET)):
                 for _ in range(3):  # a conflict means it changed under us: read and retry
                     current = await self.client.get_lease(self.lease)
-                    if current is None or _record(current.get("spec") or {}).holder != (
-                        self.cfg.identity
-                    ):
+                    record = election.read_record((current or {}).get("spec"))
+                    if current is None or record.problem or record.holder != self.cfg.identity:
                         return
-                    record = election.released(micro_time(), _record(current["spec"]))
+                    record = election.released(micro_time(), record)
                     try:
                         await self.client.replace_lease({**current, "spec": _spec(record)})
                     except KubeError as exc:
@@ -163,9 +162,8 @@ class LeaderElector:
             self._cached = None
         else:
             self._cached = current
-            version = str(current["metadata"].get("resourceVersion") or "")
-            record = _record(current.get("spec") or {})
-            self.state = election.observe(self.state, record, version, now)
+            record = election.read_record(current.get("spec"))
+            self.state = election.observe(self.state, record, version_of(current), now)
         action = election.attempt(self.state, now, micro_time(), self.cfg)
         if isinstance(action, Held):
             return
@@ -190,8 +188,7 @@ class LeaderElector:
 
     def _written(self, stored: dict[str, Any], record: LeaseRecord, sent: float) -> None:
         self._cached = stored
-        version = str(stored["metadata"].get("resourceVersion") or "")
-        self.state = election.written(self.state, record, version, sent, self.cfg)
+        self.state = election.written(self.state, record, version_of(stored), sent, self.cfg)
 
     def _failed(self, message: str) -> None:
         if message != self.error:

@@ -1,65 +1,83 @@
 """Fleet mode: this replica's membership, through the Kubernetes API (docs/fleet.md).
 
 Finds its workload (pod -> ReplicaSet -> Deployment, or a StatefulSet) when none is configured,
-then campaigns for the leader Lease. Until that works (API unreachable, RBAC missing) it keeps
-trying with back-off, reports why, and is not the leader: it never calls the gateway.
+then campaigns for the leader Lease, renews its heartbeat, watches the fleet's heartbeats and
+the workload's (and namespace's) annotations. Until set-up works (API unreachable, RBAC
+missing) it keeps trying with back-off, reports why, and is not the leader: it never calls the
+gateway.
+
+What the leader decides from is confirmed, not assumed: its view of the heartbeats counts as
+current at the moment a list was sent, or a heartbeat of its own was written that the watch has
+since delivered back. Members silent for longer than the window are gone only if the view was
+confirmed after that; otherwise they are unconfirmed (core.fleet), and a leader that cannot see
+its fleet never decides from itself alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
 
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
-from controller.core.fleet import STOPPING, VERDICTS, FleetInputs, Member, fresh_members
+from controller.core.excerpt import clip, describe, quote
+from controller.core.fleet import (
+    LEASE_LABEL,
+    STOPPING,
+    FleetInputs,
+    Member,
+    fresh_members,
+    read_heartbeat,
+    unconfirmed,
+)
 from controller.core.fleet import last_one_out as fleet_last_one_out
 from controller.kube.client import KubeClient, KubeError, identity_of, namespace_of
 from controller.kube.elector import LeaderElector
 from controller.kube.events import EventRecorder
-from controller.kube.heartbeat import LEASE_LABEL, REASON_KEY, VERDICT_KEY, Heartbeat
-from controller.kube.watch import ObjectWatch, version_of
+from controller.kube.heartbeat import Heartbeat
+from controller.kube.members import PodCheck, workload_of
+from controller.kube.watch import MAX_OBJECTS, ObjectWatch
+from controller.kube.wire import version_of
 from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 _SETUP_BACKOFF = (1.0, 30.0)
-"""Back-off between set-up attempts (first, cap), doubled each time."""
-
-
-async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a fleet loop forever: a bug in one (not an API failure: those are values) is logged
-    and the loop restarted after a pause, never allowed to end the controller."""
-    while True:
-        try:
-            await run()
-        except Exception:
-            log.exception("fleet %s failed; restarting it in %gs", name, _SETUP_BACKOFF[0])
-        await asyncio.sleep(_SETUP_BACKOFF[0])
+"""Back-off between set-up attempts, and between restarts of a loop that failed (first, cap),
+doubled each time."""
+KEEP_GONE = 300.0
+"""A watched workload or namespace that disappears keeps its last maintenance annotations this
+long (fail closed: deleting a Deployment under maintenance must not end the maintenance while
+its pods are still running)."""
+IGNORED_SHOWN = 10
+"""Ignored heartbeats listed in /status (all are counted)."""
 
 
 class FleetMember:
-    """One replica of the fleet: set-up, leader election, and what `/status.fleet` shows."""
+    """One replica of the fleet: set-up, leader election, the member view, what `/status.fleet`
+    shows."""
 
     def __init__(
         self,
         settings: KubeSettings,
         on_change: Callable[[bool], None],
         *,
+        prefix: str = "presence-controller/",
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self._prefix = prefix
         self._metrics = metrics
         self._tracer = tracer or trace.get_tracer(__name__)
         self.identity: str | None = None
@@ -68,6 +86,7 @@ class FleetMember:
         self.elector: LeaderElector | None = None
         self.heartbeat: Heartbeat | None = None
         self.watch: ObjectWatch | None = None
+        self.pods: PodCheck | None = None
         self.error: str | None = None
         self.recorder: EventRecorder | None = None
         self.sources: list[ObjectWatch] = []
@@ -81,9 +100,17 @@ class FleetMember:
         self._rng = rng or random.Random()
         self._client: KubeClient | None = None
         self._verdict = ("unknown", "starting")
+        self._started = clock()
+        self._confirmed: float | None = None
+        """When the view of the heartbeats was last known complete and current."""
+        self.ignored: dict[str, str] = {}
+        """Heartbeat Leases that do not count, and why."""
+        self._crashed: dict[str, str] = {}
+        """Loops that failed with a bug (not an API failure), and the error: restarting."""
 
-    def leading(self) -> bool:
-        return self.elector is not None and self.elector.leading()
+    def leading(self, within: float = 0.0) -> bool:
+        """Whether this replica leads and may start an action lasting up to `within` s."""
+        return self.elector is not None and self.elector.leading(within)
 
     async def run(self) -> None:
         """Set up (retrying with back-off), then campaign and renew until cancelled."""
@@ -95,19 +122,53 @@ class FleetMember:
                 if str(exc) != self.error:
                     event(log, logging.ERROR, "fleet_setup", f"fleet mode not ready: {exc}")
                 self.error = str(exc)
-                await asyncio.sleep(delay * (1 + self._rng.random() * 0.2))
+                await asyncio.sleep(
+                    max(delay, exc.retry_after or 0.0) * (1 + self._rng.random() * 0.2)
+                )
                 delay = min(delay * 2, _SETUP_BACKOFF[1])
         self.error = None
         assert self.heartbeat is not None  # set up with the elector
         assert self.watch is not None
+        assert self.pods is not None
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "elector": self.elector.run,
+            "heartbeat": self.heartbeat.run,
+            "members watch": self.watch.run,
+            "member check": self.pods.run,
+            **{f"watch of {source.what}": source.run for source in self.sources},
+        }
+        if self.recorder is not None:
+            loops["events"] = self.recorder.run
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_supervised("elector", self.elector.run))
-            tasks.create_task(_supervised("heartbeat", self.heartbeat.run))
-            tasks.create_task(_supervised("members watch", self.watch.run))
-            for source in self.sources:
-                tasks.create_task(_supervised(f"watch of {source.what}", source.run))
-            if self.recorder is not None:
-                tasks.create_task(_supervised("events", self.recorder.run))
+            tasks.create_task(self._first_window())
+            for name, loop in loops.items():
+                tasks.create_task(self._supervised(name, loop))
+
+    async def _first_window(self) -> None:
+        """The view counts as complete from one heartbeat window after set-up: renew the
+        heartbeat then, so that its echo confirms the view at once, not a period later."""
+        await asyncio.sleep(max(0.0, self._started + self.stale_after - self._clock()))
+        if self.heartbeat is not None:
+            self.heartbeat.renew()
+
+    async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a fleet loop forever: a bug in one (API failures are values, not exceptions) is
+        reported in /status.fleet.error, logged with its traceback once per distinct error, and
+        the loop restarted after a back-off; it never ends the controller."""
+        delay = _SETUP_BACKOFF[0]
+        while True:
+            started = self._clock()
+            try:
+                await run()
+            except Exception as exc:
+                message = f"{name} failed ({describe(exc)}); restarting"
+                if self._crashed.get(name) != message:
+                    log.exception("fleet %s", message)
+                self._crashed[name] = message
+            if self._clock() - started > 2 * _SETUP_BACKOFF[1]:
+                delay = _SETUP_BACKOFF[0]  # it ran a good while: a new failure starts over
+            await asyncio.sleep(delay * (1 + self._rng.random()))
+            delay = min(delay * 2, _SETUP_BACKOFF[1])
 
     def report(self, verdict: str, reason: str) -> None:
         """This replica's own health verdict, for its heartbeat."""
@@ -116,54 +177,119 @@ class FleetMember:
             self.heartbeat.report(verdict, reason)
 
     def members(self) -> list[Member]:
-        """Every member as last seen (this replica as it is now)."""
+        """Every member that counts, as last seen (this replica as it is now): heartbeats of
+        pods of this workload, one per pod; the rest is ignored (`ignored`, reported)."""
         now = self._clock()
-        out = []
-        watch = self.watch
-        for name, obj in (watch.items if watch is not None else {}).items():
-            pod = str((obj.get("spec") or {}).get("holderIdentity") or name)
-            if pod == self.identity:
-                continue
-            notes = (obj.get("metadata") or {}).get("annotations") or {}
-            verdict = str(notes.get(VERDICT_KEY, "unknown"))
-            reason = str(notes.get(REASON_KEY, ""))
-            age = now - watch.seen.get(name, now) if watch is not None else 0.0
-            out.append(Member(pod, verdict if verdict in VERDICTS else "unknown", reason, age))
+        out: list[Member] = []
+        ignored: dict[str, str] = {}
+        watch, pods = self.watch, self.pods
+        if watch is not None and pods is not None and self.lease is not None:
+            holders = set()
+            for name, obj in watch.items.items():
+                read = read_heartbeat(name, obj, self.lease)
+                if isinstance(read, str):
+                    ignored[name] = read
+                    continue
+                if read.pod == self.identity:
+                    continue
+                holders.add(read.pod)
+                belongs, why = pods.status(read.pod)
+                if belongs is False:
+                    ignored[name] = why
+                    continue
+                age = now - watch.seen.get(name, now)
+                if belongs is None:
+                    # Not checked yet: it may be one of ours, so it counts, undecided.
+                    out.append(Member(read.pod, "unknown", f"member {why}", age))
+                else:
+                    out.append(Member(read.pod, read.verdict, read.reason, age))
+            pods.keep(holders)
         if self.identity is not None:
             out.append(Member(self.identity, *self._verdict, 0.0))
+        self._ignore(ignored)
         return sorted(out, key=lambda m: m.pod)
+
+    def _ignore(self, ignored: dict[str, str]) -> None:
+        new = sorted(set(ignored) - set(self.ignored))
+        if new:
+            examples = "; ".join(f"{quote(n, 60)}: {ignored[n]}" for n in new[:3])
+            more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+            message = f"{len(new)} heartbeat Lease(s) ignored: {examples}{more}"
+            event(log, logging.WARNING, "heartbeat_ignored", message, count=len(ignored))
+        self.ignored = ignored
+        if self._metrics is not None:
+            self._metrics.fleet_ignored.set(len(ignored))
+
+    def view_age(self) -> float:
+        """Seconds since this replica's view of the heartbeats was last confirmed complete and
+        current: a list sent then, or a heartbeat of its own written then and delivered back
+        by the watch since. A confirmation counts only once a whole heartbeat window has passed
+        since this replica started watching (every live member has reported by then): before
+        that the view is at least a window old, whatever was read."""
+        watch, heartbeat = self.watch, self.heartbeat
+        if watch is not None and heartbeat is not None and not watch.overflow:
+            own = heartbeat.sent_at(version_of(watch.items.get(heartbeat.name)))
+            for at in (watch.listed_at, own):
+                if at is not None and (self._confirmed is None or at > self._confirmed):
+                    self._confirmed = at
+        now, complete = self._clock(), self._started + self.stale_after
+        if self._confirmed is None or self._confirmed < complete:
+            return max(now - (self._confirmed or self._started), self.stale_after)
+        return now - self._confirmed
+
+    def unseen(self) -> str:
+        """What keeps this replica from seeing its fleet, if anything is known to."""
+        watch = self.watch
+        if watch is None:
+            return self.error or "fleet mode not set up"
+        if watch.error:
+            return f"members watch: {watch.error}"
+        if watch.overflow:
+            return f"more than {MAX_OBJECTS} heartbeat Leases: the rest are not read"
+        if self.heartbeat is not None and self.heartbeat.error:
+            return f"heartbeat: {self.heartbeat.error}"
+        if self._confirmed is None or self._confirmed < self._started + self.stale_after:
+            return "starting: every member reports within 3 x HEARTBEAT"
+        return ""
 
     def inputs(self, members: list[Member]) -> FleetInputs | None:
         """What the leader decides from, given `members()` (None before set-up)."""
         if self.identity is None:
             return None
         others = tuple(m for m in members if m.pod != self.identity)
-        return FleetInputs(self.identity, others, self.settings.min_available, self.stale_after)
+        return FleetInputs(
+            self.identity, others, self.settings.min_available, self.stale_after,
+            self.view_age(), self.unseen(),
+        )  # fmt: skip
 
     async def last_one_out(self, seen: list[Member], settle: float, budget: float) -> bool:
         """On shutdown, for the leader: whether no other member will keep the bot available.
         `seen` is the fleet as the member watch last saw it (taken before shutting down: the
         watch has stopped). Replicas often stop together (scale to zero, a deleted Deployment):
         wait `settle` seconds for their `stopping` heartbeats, then read the heartbeats again;
-        if that read fails, judge from `seen`."""
+        if that read fails, judge from `seen` (a leader that could not see its fleet then turns
+        the light off)."""
         if self.identity is None or self._client is None or self.lease is None:
             return True  # never set up: never led
         me, client, lease = self.identity, self._client, self.lease
+        view_age = self.view_age()
         await asyncio.sleep(settle)
         try:
             async with asyncio.timeout(budget):
-                items, _ = await client.list_objects("leases", labels={LEASE_LABEL: lease})
+                items, _, _ = await client.list_objects(
+                    "leases", labels={LEASE_LABEL: lease}, most=MAX_OBJECTS
+                )
         except (KubeError, TimeoutError):
-            return fleet_last_one_out(seen, me, self.stale_after)
+            return fleet_last_one_out(seen, me, self.stale_after, view_age)
         known = self.watch.items if self.watch is not None else {}
         now: dict[str, tuple[str, bool]] = {}
         for obj in items:
-            meta = obj.get("metadata") or {}
-            pod = str((obj.get("spec") or {}).get("holderIdentity") or "")
-            verdict = str((meta.get("annotations") or {}).get(VERDICT_KEY, "unknown"))
+            name = str((obj.get("metadata") or {}).get("name"))
+            read = read_heartbeat(name, obj, lease)
+            if isinstance(read, str):
+                continue
             # Renewed since the watch last saw it: alive now, whatever the watch's age says.
-            moved = version_of(known.get(str(meta.get("name")))) != version_of(obj)
-            now[pod] = (verdict, moved)
+            now[read.pod] = (read.verdict, version_of(known.get(name)) != version_of(obj))
         members = [
             Member(
                 m.pod,
@@ -172,6 +298,7 @@ class FleetMember:
                 0.0 if now.get(m.pod, ("", False))[1] else m.age,
             )
             for m in seen
+            if m.pod in now or m.pod == me
         ]
         return fleet_last_one_out(members, me, self.stale_after)
 
@@ -180,9 +307,11 @@ class FleetMember:
         if self.heartbeat is None:
             return
         self.report(STOPPING, "shutting down")
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(budget):
                 await self.heartbeat.write()
+        except TimeoutError:
+            pass
 
     async def _set_up(self) -> None:
         s = self.settings
@@ -198,7 +327,7 @@ class FleetMember:
                     0, "", f"no Kubernetes configuration: {type(exc).__name__}"
                 ) from None
         if self.workload is None:
-            self.workload = await self._discover_workload(self._client, self.identity)
+            self.workload = await workload_of(self._client, self.identity) or "none"
         if self.lease is None:
             if self.workload == "none":
                 raise KubeError(0, "", "no workload: set PRESENCE_KUBE__LEASE_NAME")
@@ -215,13 +344,16 @@ class FleetMember:
                 self._client, self.identity, self.regarding, self._clock, tracer=self._tracer
             )
         self.heartbeat = Heartbeat(
-            self._client, self.lease, self.identity, s.heartbeat, leading=self.leading
-        )
+            self._client, self.lease, self.identity, s.heartbeat, leading=self.leading,
+            clock=self._clock,
+        )  # fmt: skip
         self.heartbeat.report(*self._verdict)
+        self.pods = PodCheck(self._client, self.workload, self._clock)
         self.watch = ObjectWatch(
             self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease},
-            on_restart=self._restarted,
+            stall=self.stale_after, rng=self._rng, on_restart=self._restarted,
         )  # fmt: skip
+        self._started = self._clock()
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
             on_change=self._on_change, tracer=self._tracer,
@@ -244,8 +376,8 @@ class FleetMember:
     def _source(self, plural: str, name: str) -> ObjectWatch:
         assert self._client is not None
         return ObjectWatch(
-            self._client, plural, self._clock, name=name, on_change=self._annotations_changed,
-            on_restart=self._restarted, tracer=self._tracer,
+            self._client, plural, self._clock, name=name, rng=self._rng,
+            on_change=self._annotations_changed, on_restart=self._restarted, tracer=self._tracer,
         )  # fmt: skip
 
     def _annotations_changed(self) -> None:
@@ -277,27 +409,29 @@ class FleetMember:
 
     def annotation_sources(self) -> tuple[tuple[str, dict[str, str]], ...]:
         """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source:
-        the last good ones while a watch cannot read (reported in `/status.fleet.error`)."""
+        the last good ones while a watch cannot read (reported in `/status.fleet.error`); for a
+        source that disappeared, its last maintenance annotations for KEEP_GONE."""
         out = []
         for source in self.sources:
             obj = source.items.get(source.name or "")
+            if obj is None and self._keeping(source):
+                obj = source.gone
+                keys = (f"{self._prefix}maintenance", f"{self._prefix}maintenance-reason")
+            else:
+                keys = None
             notes = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-            out.append((source.what, {str(k): str(v) for k, v in notes.items()}))
+            kept = {str(k): str(v) for k, v in notes.items() if keys is None or k in keys}
+            out.append((source.what, kept))
         return tuple(out)
 
-    @property
-    def sources_version(self) -> tuple[int, ...]:
-        return tuple(source.version for source in self.sources)
+    def _keeping(self, source: ObjectWatch) -> bool:
+        """A source that disappeared, whose maintenance is still kept."""
+        since = source.gone_since
+        return since is not None and self._clock() - since < KEEP_GONE
 
-    @staticmethod
-    async def _discover_workload(client: KubeClient, pod: str) -> str:
-        """deployment/NAME or statefulset/NAME from the pod's controller owner, else none."""
-        owner = _controller_owner(await client.get("pods", pod))
-        if owner is not None and owner.get("kind") == "ReplicaSet":
-            owner = _controller_owner(await client.get("replicasets", str(owner.get("name"))))
-        if owner is not None and owner.get("kind") in {"Deployment", "StatefulSet"}:
-            return f"{str(owner['kind']).lower()}/{owner.get('name')}"
-        return "none"
+    @property
+    def sources_version(self) -> tuple[tuple[int, bool], ...]:
+        return tuple((source.version, self._keeping(source)) for source in self.sources)
 
     async def shutdown(self) -> None:
         if self.elector is not None:
@@ -305,20 +439,37 @@ class FleetMember:
         if self._client is not None:
             await self._client.aclose()
 
+    def errors(self) -> list[str]:
+        """Everything that keeps fleet mode from working as it should, now."""
+        elector, heartbeat, watch, pods = self.elector, self.heartbeat, self.watch, self.pods
+        found = [
+            self.error,
+            elector.error if elector else None,
+            f"heartbeat: {heartbeat.error}" if heartbeat and heartbeat.error else None,
+            f"members watch: {watch.error}" if watch and watch.error else None,
+            self.unseen() if watch and watch.overflow else None,
+            f"member check: {pods.error}" if pods and pods.error else None,
+            *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
+            *(self._gone_note(w) for w in self.sources if self._keeping(w)),
+            f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
+            *self._crashed.values(),
+        ]
+        return [e for e in found if e]
+
+    def _gone_note(self, source: ObjectWatch) -> str:
+        since = source.gone_since or 0.0
+        wall = datetime.now(UTC) + timedelta(seconds=since + KEEP_GONE - self._clock())
+        return (
+            f"{source.what} not found ({self._clock() - since:.0f}s): its maintenance "
+            f"annotations are kept until {wall:%H:%M:%S} UTC"
+        )
+
     def status(self) -> dict[str, Any]:
         elector = self.elector
         members = self.members()
+        view_age = self.view_age()
         fresh = {m.pod for m in fresh_members(members, self.stale_after)}
-        errors = [
-            self.error,
-            elector.error if elector else None,
-            f"heartbeat: {self.heartbeat.error}"
-            if self.heartbeat and self.heartbeat.error
-            else None,
-            f"members watch: {self.watch.error}" if self.watch and self.watch.error else None,
-            *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
-            f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
-        ]
+        ignored = sorted(self.ignored.items())[:IGNORED_SHOWN]
         return {
             "enabled": True,
             "identity": self.identity,
@@ -334,16 +485,17 @@ class FleetMember:
                     "reason": m.reason,
                     "age_seconds": round(m.age, 3),
                     "fresh": m.pod in fresh,
+                    "confirmed": not unconfirmed(m, self.stale_after, view_age),
                 }
                 for m in members
             ],
             "available_members": sum(m.verdict == "available" and m.pod in fresh for m in members),
-            "error": "; ".join(e for e in errors if e) or None,
+            "view": {
+                "age_seconds": round(view_age, 3),
+                "current": view_age < self.stale_after,
+                "unseen": self.unseen() or None,
+            },
+            "ignored": [{"lease": clip(name, 80), "why": why} for name, why in ignored],
+            "ignored_count": len(self.ignored),
+            "error": "; ".join(self.errors()) or None,
         }
-
-
-def _controller_owner(obj: dict[str, Any] | None) -> dict[str, Any] | None:
-    if obj is None:
-        return None
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return next((o for o in owners if isinstance(o, dict) and o.get("controller")), None)

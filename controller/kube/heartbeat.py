@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from controller.core.excerpt import clip
+from controller.core.fleet import LEASE_LABEL, REASON_KEY, VERDICT_KEY, clip_reason
 from controller.kube.client import KubeClient, KubeError
-from controller.kube.wire import micro_time
+from controller.kube.wire import micro_time, version_of
 from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
-LEASE_LABEL = "presence-controller/lease"
-VERDICT_KEY = "presence-controller/verdict"
-REASON_KEY = "presence-controller/reason"
-_REASON_CHARS = 256
+RETRY_AFTER_CAP = 60.0
+"""The longest pause a server's Retry-After may impose on the heartbeat."""
 
 
 class Heartbeat:
@@ -32,13 +32,21 @@ class Heartbeat:
         pod: str,
         period: float,
         leading: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client, self.name, self.pod, self.period = client, f"{lease}-{pod}", pod, period
-        self._leading = leading
+        self._leading, self._clock = leading, clock
+        self._written: deque[tuple[str, float]] = deque(maxlen=16)
+        """(resourceVersion, when the write was sent) of the last writes."""
+        self._pause = 0.0
         self.labels = {LEASE_LABEL: lease}
         self.verdict, self.reason = "unknown", "starting"
         self.error: str | None = None
         self._changed = asyncio.Event()
+
+    def renew(self) -> None:
+        """Renew now (once), whatever the period."""
+        self._changed.set()
 
     def report(self, verdict: str, reason: str) -> None:
         if verdict != self.verdict:
@@ -52,6 +60,7 @@ class Heartbeat:
             # The leader renews the leader Lease every retry period already: its heartbeat at
             # half the rate still stays fresh (3 periods) and keeps its API requests in budget.
             period = 2 * self.period if self._leading() else self.period
+            period = max(period, self._pause)  # the server asked us to wait (Retry-After)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._changed.wait()
@@ -63,7 +72,7 @@ class Heartbeat:
                 "labels": self.labels,
                 "annotations": {
                     VERDICT_KEY: self.verdict,
-                    REASON_KEY: clip(self.reason, _REASON_CHARS),
+                    REASON_KEY: clip_reason(self.reason),
                 },
             },
             "spec": {
@@ -72,18 +81,26 @@ class Heartbeat:
                 "renewTime": micro_time(),
             },
         }
+        sent = self._clock()
         try:
             try:
-                await self.client.patch_lease(self.name, body)
+                stored = await self.client.patch_lease(self.name, body)
             except KubeError as exc:
                 if exc.code != 404:
                     raise
                 body["metadata"]["name"] = self.name
                 body["spec"]["acquireTime"] = body["spec"]["renewTime"]
-                await self.client.create_lease(body)
+                stored = await self.client.create_lease(body)
         except KubeError as exc:
             if str(exc) != self.error:
                 event(log, logging.WARNING, "heartbeat_error", f"heartbeat {self.name}: {exc}")
             self.error = str(exc)
+            self._pause = min(exc.retry_after or 0.0, RETRY_AFTER_CAP)
             return
-        self.error = None
+        self.error, self._pause = None, 0.0
+        self._written.append((version_of(stored), sent))
+
+    def sent_at(self, version: str) -> float | None:
+        """When the write that produced resourceVersion `version` was sent (None: not one of
+        the last writes): a watch that delivers it was current at least up to then."""
+        return next((at for v, at in self._written if v and v == version), None)

@@ -1,34 +1,74 @@
-"""List + watch of one kind of object, kept as plain dicts."""
+"""List + watch of one kind of object, kept as plain dicts, bounded and never in a storm.
+
+The pattern of client-go's reflector: list, then watch from the list's resourceVersion; a stream
+the server ends normally is resumed from the last resourceVersion at once; any failure (an error,
+an `ERROR` 410 event, a stream that stalls, a stream that ends within a second having delivered
+nothing, too many requests a minute) relists after a back-off of 0.8 s doubling to 30 s with up
+to 100% jitter, reset after 2 minutes without a failure. Every `PERIOD` the watch relists anyway,
+so that a stream that drops events cannot hide a change for longer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
 from controller.kube.client import KubeClient, KubeError
+from controller.kube.wire import name_of, version_of
 from controller.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
-BACKOFF = (1.0, 30.0)
-"""Back-off after a failure (first, cap), doubled each time."""
-_WATCH_PERIOD = 60.0
-"""Each watch is restarted (from its resourceVersion) after this long, so a connection that
-stalls silently cannot hide changes for longer; one request per period."""
+PERIOD = 60.0
+"""A watch relists after this long (one list and one watch request a minute)."""
+MAX_OBJECTS = 256
+"""Objects one watch keeps; more are not read, and the watch reports it (a fleet is a few
+replicas; thousands of labelled Leases are a flood, not a fleet)."""
+MAX_REQUESTS = 6
+"""More list and watch requests than this in a minute is an error (the normal is 2)."""
+SHORT = 1.0
+"""A stream that ends this soon having delivered nothing is a failure (client-go's "very short
+watch")."""
+
+
+@dataclass
+class Backoff:
+    """client-go's reflector back-off: `first` doubling to `cap`, each delay stretched by up to
+    `jitter` x itself, reset after `reset` seconds without a failure."""
+
+    rng: random.Random
+    first: float = 0.8
+    cap: float = 30.0
+    jitter: float = 1.0
+    reset: float = 120.0
+    _step: float = 0.0
+    _last: float | None = None
+
+    def delay(self, now: float, at_least: float | None = None) -> float:
+        """The pause before the next attempt, after a failure at `now` (the server's
+        Retry-After, capped, when it asked for longer)."""
+        if self._last is None or now - self._last > self.reset:
+            self._step = self.first
+        else:
+            self._step = min(self._step * 2, self.cap)
+        self._last = now
+        pause = self._step * (1 + self.rng.random() * self.jitter)
+        return max(pause, min(at_least or 0.0, 2 * self.cap))
 
 
 class ObjectWatch:
-    """Objects of one kind by list + watch (the fleet's heartbeat Leases by label, the workload
-    or the Namespace by name): resumes from the last resourceVersion, relists on 410 Expired,
-    backs off on errors (1 s doubling to 30 s), and restarts every `_WATCH_PERIOD` s. `seen`
-    holds, per object, when this replica last saw it change (its own monotonic clock: freshness
-    never compares clocks across nodes). A watch that cannot read keeps the last good objects
-    and reports the error."""
+    """Objects of one kind by list + watch: the fleet's heartbeat Leases by label, the workload
+    or the Namespace by name. `seen` holds, per object, when this replica last saw it change
+    (its own monotonic clock: freshness never compares clocks across nodes). A watch that
+    cannot read keeps the last good objects and reports why in `error`."""
 
     def __init__(
         self,
@@ -38,24 +78,45 @@ class ObjectWatch:
         *,
         labels: dict[str, str] | None = None,
         name: str | None = None,
+        stall: float | None = None,
+        rng: random.Random | None = None,
         on_change: Callable[[], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        """`tracer`: a `presence.kube.watch` span for each change and relist (the workload and
-        namespace sources; the heartbeats change every few seconds and go untraced)."""
+        """`stall`: a stream with no line for this long, or only bookmarks for twice as long,
+        is a failure (the heartbeats, which change every few seconds, this replica's own too;
+        a false alarm costs one relist); None for quiet
+        objects (the workload), whose watch is relisted every PERIOD anyway. `tracer`: a
+        `presence.kube.watch` span for each change and relist (the heartbeats change every few
+        seconds and go untraced)."""
         self.client, self.plural, self._clock = client, plural, clock
-        self._on_restart, self._tracer = on_restart, tracer
-        self.labels, self.name = labels, name
+        self.labels, self.name, self.stall = labels, name, stall
+        self._on_change, self._on_restart, self._tracer = on_change, on_restart, tracer
+        self._backoff = Backoff(rng or random.Random())
         self.items: dict[str, dict[str, Any]] = {}
         self.seen: dict[str, float] = {}
         self.error: str | None = None
+        self._logged: str | None = None
+        """The error last logged: each distinct one once, and recovery once."""
+        self._phase = ""
+        """What is being done: "list" or "watch"."""
+        self._failed_in = ""
+        """What the last failure happened in (its recovery is that part working again)."""
         self.restarts = 0
+        """Failures: each is followed by a back-off and a relist."""
         self.version = 0
         """Bumped whenever an object is added, changed or deleted."""
         self.listed = False
         """Whether a list ever succeeded (before that, `items` knows nothing)."""
-        self._on_change = on_change
+        self.listed_at: float | None = None
+        """When the last successful list was sent: `items` was complete and current then."""
+        self.overflow = 0
+        """Objects not kept beyond MAX_OBJECTS (0: `items` holds them all)."""
+        self.gone: dict[str, Any] | None = None
+        """A named watch: the object as last seen before it vanished (None while present)."""
+        self.gone_since: float | None = None
+        self._requests: deque[float] = deque()
 
     @property
     def what(self) -> str:
@@ -63,49 +124,94 @@ class ObjectWatch:
 
     async def run(self) -> None:
         version: str | None = None
-        delay = BACKOFF[0]
         while True:
+            started = self._clock()
             try:
                 if version is None:
-                    items, version = await self.client.list_objects(
-                        self.plural, labels=self.labels, name=self.name
-                    )
-                    self._relisted(items)
-                    self._recovered()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_WATCH_PERIOD):
-                        stream = self.client.watch_objects(
-                            self.plural, version, int(_WATCH_PERIOD) + 30,
-                            labels=self.labels, name=self.name,
-                        )  # fmt: skip
-                        async for kind, obj in stream:
-                            version = self._apply(kind, obj) or version
-                            self._recovered()
-                self._recovered()
-                delay = BACKOFF[0]
+                    version = await self._list()
+                version = await self._watch(version, started)
             except KubeError as exc:
-                self.restarts += 1
-                if self._on_restart is not None:
-                    self._on_restart(self.plural)
-                if exc.code == 410:
-                    version = None  # history gone: list again, then watch from there
-                    continue
-                if str(exc) != self.error:
-                    event(log, logging.WARNING, "watch_error", f"watch of {self.what}: {exc}")
-                self.error = str(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF[1])
+                version = None  # relist after any failure, as client-go's reflector does
+                await self._failed(exc)
+
+    async def _list(self) -> str:
+        self._phase = "list"
+        self._request()
+        sent = self._clock()
+        items, version, more = await self.client.list_objects(
+            self.plural, labels=self.labels, name=self.name, most=MAX_OBJECTS
+        )
+        self._relisted(items, sent, more)
+        return version
+
+    async def _watch(self, version: str, started: float) -> str | None:
+        """One watch stream; the version to resume from (None: relist)."""
+        self._phase = "watch"
+        self._request()
+        events = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PERIOD - (self._clock() - started)):
+                stream = self.client.watch_objects(
+                    self.plural, version, int(PERIOD) + 30,
+                    labels=self.labels, name=self.name, stall=self.stall,
+                )  # fmt: skip
+                changed = self._clock()
+                async for kind, obj in stream:
+                    events += 1
+                    version = self._apply(kind, obj) or version
+                    if kind != "BOOKMARK":
+                        changed = self._clock()
+                    elif self.stall is not None and self._clock() - changed > 2 * self.stall:
+                        # Bookmarks keep a stream alive, not current: what this watch follows
+                        # changes more often than `stall` (this replica's own heartbeat).
+                        raise KubeError(
+                            0, "", f"no change for {2 * self.stall:g}s, only bookmarks: the "
+                            "watch delivers nothing",
+                        )  # fmt: skip
+                    if kind != "BOOKMARK" and self._failed_in == "watch":
+                        self._recovered()  # what failed (the stream) delivers again
+                # The server ended the stream: resume at once, unless that is a storm.
+                if events == 0 and self._clock() - started < SHORT:
+                    raise KubeError(0, "", "the watch ended at once, having delivered nothing")
+                if len(self._requests) > MAX_REQUESTS:
+                    raise KubeError(
+                        0, "", f"{len(self._requests)} list and watch requests in the last "
+                        "minute: the API server ends every watch",
+                    )  # fmt: skip
+                return version
+        self._recovered()  # a whole period read without a failure
+        return None
+
+    def _request(self) -> None:
+        now = self._clock()
+        self._requests.append(now)
+        while self._requests and self._requests[0] <= now - 60.0:
+            self._requests.popleft()
+
+    async def _failed(self, exc: KubeError) -> None:
+        self._failed_in = self._phase
+        self.restarts += 1
+        if self._on_restart is not None:
+            self._on_restart(self.plural)
+        self.error = str(exc)
+        if self.error != self._logged:
+            event(log, logging.WARNING, "watch_error", f"watch of {self.what}: {exc}")
+            self._logged = self.error
+        await asyncio.sleep(self._backoff.delay(self._clock(), exc.retry_after))
 
     def _recovered(self) -> None:
-        if self.error is not None:
+        self.error, self._failed_in = None, ""
+        if self._logged is not None:
             event(log, logging.INFO, "watch_ok", f"watch of {self.what}: reading again")
-        self.error = None
+            self._logged = None
 
-    def _relisted(self, items: list[dict[str, Any]]) -> None:
+    def _relisted(self, items: list[dict[str, Any]], sent: float, more: bool) -> None:
         now = self._clock()
         fresh = {}
         for obj in items:
-            name = str(obj["metadata"]["name"])
+            name = name_of(obj)
+            if not name:
+                continue
             old = self.items.get(name)
             if old is None or version_of(old) != version_of(obj):
                 self.seen[name] = now
@@ -115,10 +221,22 @@ class ObjectWatch:
             or set(fresh) != set(self.items)
             or any(version_of(self.items.get(n)) != version_of(o) for n, o in fresh.items())
         )
-        self.items, self.listed = fresh, True
+        if self.name is not None:
+            self._presence(fresh.get(self.name), now)
+        self.items, self.listed, self.listed_at = fresh, True, sent
+        self.overflow = 1 if more else 0  # at least one more than MAX_OBJECTS
         self.seen = {name: at for name, at in self.seen.items() if name in fresh}
+        if self._failed_in == "list":
+            self._recovered()  # what failed (the list) works again
         if changed:
             self._changed("LIST", None)
+
+    def _presence(self, obj: dict[str, Any] | None, now: float) -> None:
+        """A named watch: remember the object as last seen while it is absent."""
+        if obj is not None:
+            self.gone, self.gone_since = None, None
+        elif self.gone is None and self.items.get(self.name or "") is not None:
+            self.gone, self.gone_since = self.items[self.name or ""], now
 
     def _changed(self, kind: str, obj: dict[str, Any] | None) -> None:
         self.version += 1
@@ -135,18 +253,20 @@ class ObjectWatch:
             self._on_change()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
-        name = str((obj.get("metadata") or {}).get("name") or "")
+        name = name_of(obj)
         if kind in {"ADDED", "MODIFIED"} and name:
-            if version_of(self.items.get(name)) != version_of(obj):
+            if name not in self.items and len(self.items) >= MAX_OBJECTS:
+                self.overflow += 1
+            elif version_of(self.items.get(name)) != version_of(obj):
+                if self.name is not None:
+                    self._presence(obj, self._clock())
                 self.seen[name] = self._clock()
                 self.items[name] = obj
                 self._changed(kind, obj)
         elif kind == "DELETED" and name in self.items:
+            if self.name is not None:
+                self._presence(None, self._clock())
             self.items.pop(name, None)
             self.seen.pop(name, None)
             self._changed(kind, obj)
         return version_of(obj) or None
-
-
-def version_of(obj: dict[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")

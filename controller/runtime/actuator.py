@@ -67,13 +67,17 @@ class Actuator:
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
         reread_credentials: Callable[[], bool] | None = None,
-        gate: Callable[[], bool] | None = None,
+        gate: Callable[[float], bool] | None = None,
+        call_timeout: float = 0.0,
     ) -> None:
         """`reread_credentials` re-reads the secret after an auth failure; True if it changed.
-        `gate` (fleet mode) says whether this replica may call the gateway now: asked before
-        every call, so a leader that lost its lease never starts another one."""
+        `gate(seconds)` (fleet mode) says whether this replica may start a gateway call that
+        lasts up to `seconds` (`call_timeout`, the gateway's): asked before every call, so a
+        leader that lost its lease, or would lose it before the call could end, never starts
+        one."""
         self.gateway = gateway
         self._gate = gate
+        self.call_timeout = call_timeout
         self._reread = reread_credentials
         self.cfg = cfg
         self.metrics = metrics
@@ -152,7 +156,7 @@ class Actuator:
     async def _step(self) -> None:
         """Plan once and carry the action out."""
         self._wake.clear()
-        if self._gate is not None and not self._gate():
+        if self._gate is not None and not self._gate(self.call_timeout):
             self.next_action = "wait: not the leader (the leader replica calls the gateway)"
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_FOLLOWER_RECHECK):

@@ -29,7 +29,7 @@ from controller.core.actuation import reassert_period, refresh_veto
 from controller.core.annotations import Directives, read_directives
 from controller.core.damping import holds, penalty
 from controller.core.excerpt import clip, describe
-from controller.core.fleet import VERDICTS, Member
+from controller.core.fleet import VERDICTS, Member, unconfirmed
 from controller.core.hysteresis import HysteresisState, tick_delay
 from controller.core.overrides import (
     Evaluation,
@@ -176,6 +176,7 @@ class Controller:
             tracer=self._tracer,
             reread_credentials=self._reread_token,
             gate=self._may_act if settings.kube.enabled else None,
+            call_timeout=float(getattr(settings.gateway_settings(), "timeout", 0.0)),
         )
         self._poke = asyncio.Event()
         """Set to tick at once (an annotation source changed)."""
@@ -184,6 +185,7 @@ class Controller:
             self.fleet = FleetMember(
                 settings.kube,
                 self._leadership_changed,
+                prefix=settings.annotation_prefix,
                 clock=clock,
                 rng=self._rng,
                 metrics=self.metrics,
@@ -212,7 +214,7 @@ class Controller:
         self._maintenance_windows = settings.maintenance_schedule()
         self._online_hours = settings.online_hours_schedule()
         self._snapshot = AnnotationSnapshot()
-        self._fleet_version: tuple[int, ...] = ()
+        self._fleet_version: tuple[tuple[int, bool], ...] = ()
         self._others: tuple[tuple[str, Directives], ...] = ()
         """Fleet mode: the workload's and namespace's directives (overrides.evaluate)."""
 
@@ -271,16 +273,23 @@ class Controller:
                 task.cancel()
 
     def _count_members(self, fleet: FleetMember, members: list[Member]) -> None:
+        """Members heard from within the window by their verdict; unconfirmed ones (this
+        replica's view is not current) as `unknown`."""
+        view_age = fleet.view_age()
         counts = dict.fromkeys(VERDICTS, 0)
         for member in members:
             if member.age < fleet.stale_after:
                 counts[member.verdict] += 1
+            elif unconfirmed(member, fleet.stale_after, view_age):
+                counts["unknown"] += 1
         for verdict, count in counts.items():
             self.metrics.fleet_members.labels(verdict=verdict).set(count)
+        self.metrics.fleet_view_age.set(view_age)
 
-    def _may_act(self) -> bool:
-        """Fleet mode: only the leader calls the gateway."""
-        return self.fleet is not None and self.fleet.leading()
+    def _may_act(self, within: float = 0.0) -> bool:
+        """Fleet mode: only the leader calls the gateway, and only a call that can end (within
+        `within` seconds) before another replica may take over."""
+        return self.fleet is not None and self.fleet.leading(within)
 
     def _leadership_changed(self, leading: bool) -> None:
         self.actuator.leadership_changed(leading)
@@ -664,8 +673,9 @@ class Controller:
             self._signal_unlogged = 0
 
     async def _shutdown(self) -> None:
+        budget = _SHUTDOWN_WRITE_BUDGET
         try:
-            if self.actuator.pulsing() and (self.fleet is None or self._may_act()):
+            if self.actuator.pulsing() and (self.fleet is None or self._may_act(budget)):
                 # A last-seen pulse shows available although the decision is unavailable: end
                 # it whatever on_shutdown says and whoever leads next.
                 if await self.actuator.shutdown_write(_SHUTDOWN_WRITE_BUDGET):
@@ -690,13 +700,17 @@ class Controller:
             if self.settings.on_shutdown == "keep":
                 event(log, logging.INFO, "shutdown", "on_shutdown=keep: presence left as is")
                 return
+            if self.fleet is not None:
+                budget -= 2 * _HEARTBEAT_BUDGET + _SETTLE
+                if not self._may_act(min(budget, self.actuator.call_timeout)):
+                    # Leadership lapsed meanwhile, or too little of it is left for the call.
+                    message = "no longer leading: the shutdown write is left to the next leader"
+                    event(log, logging.WARNING, "shutdown", message)
+                    return
             if self.settings.dry_run:
                 message = "dry run: would write unavailable on shutdown (no gateway call made)"
                 event(log, logging.INFO, "shutdown", message)
-            elif await self.actuator.shutdown_write(
-                _SHUTDOWN_WRITE_BUDGET
-                - (2 * _HEARTBEAT_BUDGET + _SETTLE if self.fleet is not None else 0.0)
-            ):
+            elif await self.actuator.shutdown_write(budget):
                 event(log, logging.INFO, "shutdown", "wrote unavailable on shutdown")
             else:
                 error = self.actuator.state.last_error or (

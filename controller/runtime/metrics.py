@@ -128,6 +128,18 @@ class Metrics:
             ["verdict"],
             registry=r,
         )
+        self.fleet_ignored = Gauge(
+            "presence_fleet_ignored_heartbeats",
+            "Fleet mode: heartbeat Leases that do not count (not named after their holder, or "
+            "not from a pod of this workload)",
+            registry=r,
+        )
+        self.fleet_view_age = Gauge(
+            "presence_fleet_view_age_seconds",
+            "Fleet mode: seconds since this replica last confirmed its view of the heartbeats "
+            "complete and current (past 3 x HEARTBEAT, silent members are unconfirmed)",
+            registry=r,
+        )
         self.annotation_invalid = Gauge(
             "presence_annotation_invalid",
             "Presence annotations that are invalid right now (an invalid maintenance value "

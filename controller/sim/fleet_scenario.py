@@ -100,14 +100,7 @@ def _kubeconfig(server: str) -> Any:
 async def _world(speed: float, timeline: Timeline) -> AsyncIterator[Fleet]:
     kube = SimKube(tokens={TOKEN: "presence-controller"})
     kube.put("namespaces", {"metadata": {"name": NAMESPACE}})
-    labels = {"app.kubernetes.io/name": WORKLOAD}
-    kube.put(
-        "deployments",
-        {
-            "metadata": {"name": WORKLOAD, "namespace": NAMESPACE},
-            "spec": {"replicas": 3, "selector": {"matchLabels": labels}},
-        },
-    )
+    kube.workload(NAMESPACE, WORKLOAD, list(PODS))
     fleet = Fleet(kube, SimGateway(), {pod: SimConsumer() for pod in PODS})
     fleet.gateway.on_call = timeline.gateway_call
     async with AsyncExitStack() as stack:

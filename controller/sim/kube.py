@@ -11,7 +11,9 @@ It implements no lease semantics of its own, as the real one.
 
 Faults per client (clients are told apart by their bearer token): `partitioned` (requests hang
 until the client gives up, open watches stop delivering), `latency`, `denied` verbs (403 with the
-real message), and `compact()` to force the 410 path.
+real message), `throttled` (429 with a Retry-After), and `compact()` to force the 410 path. The
+hostile variant, `watch_faults` per client, makes every watch of that client misbehave the way
+broken proxies and API servers do (WATCH_FAULTS).
 """
 
 from __future__ import annotations
@@ -31,7 +33,19 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.kube.wire import route
+
 JSON = "application/json"
+WATCH_FAULTS = {
+    "stall": "the stream opens and never sends a line",
+    "bookmarks": "only BOOKMARKs, never an event",
+    "garbage": "lines that are not JSON",
+    "eof": "the stream ends at once",
+    "expired": "every watch answered with an ERROR 410 Expired event",
+    "huge": "one line of HUGE_LINE bytes, no newline",
+    "endless": "a new ADDED Lease every few milliseconds, for ever",
+}
+HUGE_LINE = 100 * 1024 * 1024
 _MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
 _MICRO_FIELDS = {
     "leases": (("spec", "acquireTime"), ("spec", "renewTime")),
@@ -110,6 +124,10 @@ class SimKube:
     latency: dict[str, float] = field(default_factory=dict)
     denied: set[tuple[str, str]] = field(default_factory=set)
     """(verb, plural) answered 403, e.g. ("update", "leases")."""
+    throttled: dict[str, float] = field(default_factory=dict)
+    """Client -> every request answered 429 with `Retry-After` this many seconds."""
+    watch_faults: dict[str, str] = field(default_factory=dict)
+    """Client -> how every watch of that client misbehaves (a key of WATCH_FAULTS)."""
     garbled: set[str] = field(default_factory=set)
     """Plurals whose get/list/watch replies are not JSON (a broken proxy)."""
     rules: list[dict[str, Any]] | None = None
@@ -121,6 +139,8 @@ class SimKube:
     version: int = 1000
     history: deque[tuple[int, str, str, dict[str, Any]]] = field(default_factory=deque)
     """(resourceVersion, event type, plural, object) of recent writes, for watches."""
+    generation: int = 0
+    """Bumped by `drop_watches()`: every stream opened before it ends."""
     _changed: asyncio.Condition | None = None
 
     # Steering.
@@ -133,6 +153,31 @@ class SimKube:
         old = self.objects.get(key)
         return self._store(kind, key, obj, "MODIFIED" if old else "ADDED", old)
 
+    def workload(
+        self, namespace: str, name: str, pods: list[str], **annotations: str
+    ) -> dict[str, Any]:
+        """What a cluster holds for a Deployment: the Deployment, its ReplicaSet and `pods`,
+        each owned by the one before (controller ownerReferences with real uids); the
+        Deployment as stored."""
+        labels = {"app.kubernetes.io/name": name}
+        deployment = self.put("deployments", {
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "spec": {"replicas": len(pods), "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                         {"name": "bot", "image": "bot:1"}]}}},
+        })  # fmt: skip
+        replicaset = self.put("replicasets", {"metadata": {
+            "name": f"{name}-7d4b9", "namespace": namespace,
+            "ownerReferences": [_owner("Deployment", deployment)],
+        }})  # fmt: skip
+        for pod in pods:
+            self.put("pods", {
+                "metadata": {"name": pod, "namespace": namespace, "labels": labels,
+                             "ownerReferences": [_owner("ReplicaSet", replicaset)]},
+                "spec": {"containers": [{"name": "bot", "image": "bot:1"}]},
+            })  # fmt: skip
+        return deployment
+
     def annotate(self, plural: str, namespace: str, name: str, **annotations: str | None) -> None:
         obj = copy.deepcopy(self.objects[(plural, namespace, name)])
         notes = obj["metadata"].setdefault("annotations", {})
@@ -143,8 +188,19 @@ class SimKube:
                 notes[key] = value
         self.put(plural, obj)
 
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        """Delete an object directly (`kubectl delete`), notifying watches."""
+        obj = self.objects.pop((plural, namespace, name))
+        self.version += 1
+        self._record("DELETED", plural, {**obj, "metadata": {
+            **obj["metadata"], "resourceVersion": str(self.version)}})  # fmt: skip
+
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((plural, namespace, name))
+
+    def drop_watches(self) -> None:
+        """End every open watch stream (an API server or a proxy restarting)."""
+        self.generation += 1
 
     def compact(self) -> None:
         """Forget the watch history: every resume from an older resourceVersion gets 410."""
@@ -174,6 +230,16 @@ class SimKube:
             plural = kind.plural
             verb = self._verb(request, name)
             await self._fault(client)
+            if client in self.throttled:
+                wait = self.throttled[client]
+                failure = _Failure(
+                    429, "TooManyRequests", "Too many requests, please try again later."
+                )
+                self.calls.append(KubeCall(time.monotonic(), client, verb, plural, name, 429))
+                return web.Response(
+                    status=429, body=json.dumps(_status(failure)),
+                    headers={"Content-Type": JSON, "Retry-After": f"{wait:g}"},
+                )  # fmt: skip
             if (verb, plural) in self.denied or not self._authorized(kind, verb, name, request):
                 raise _Failure(403, "Forbidden", _forbidden(kind, verb, namespace, name, client))
             if plural in self.garbled and verb in {"get", "list", "watch"}:
@@ -224,21 +290,13 @@ class SimKube:
             await asyncio.sleep(delay)
 
     def _route(self, path: str) -> tuple[Kind, str, str | None]:
-        parts = [p for p in path.split("/") if p]
-        if parts[:2] == ["api", "v1"]:
-            rest = parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) >= 3:
-            rest = parts[3:]
-        else:
+        plural, namespace, name = route(path)
+        kind = KINDS.get(plural)
+        if kind is None or len([p for p in path.split("/") if p]) > _depth(kind, namespace):
             raise _Failure(404, "NotFound", "the server could not find the requested resource")
-        if rest[:1] == ["namespaces"] and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        else:
-            namespace = ""
-        kind = KINDS.get(rest[0]) if rest else None
-        if kind is None or len(rest) > 2 or (kind.namespaced and not namespace and len(rest) > 1):
+        if kind.namespaced and not namespace and name is not None:
             raise _Failure(404, "NotFound", "the server could not find the requested resource")
-        return kind, namespace, rest[1] if len(rest) == 2 else None
+        return kind, namespace, name
 
     @staticmethod
     def _verb(request: web.Request, name: str | None) -> str:
@@ -286,6 +344,9 @@ class SimKube:
             if old is None:
                 if not kind.create_on_update:
                     raise self._not_found(kind, name)
+                # The uid the body carries is a precondition (defaultUpdatedObjectInfo): a PUT of
+                # an object read before it was deleted does not create it again.
+                _uid_precondition(kind, name, obj, None)
                 return 201, self._store(kind, key, obj, "ADDED", None)
             wanted = obj["metadata"].get("resourceVersion")
             if not wanted and not kind.unconditional_update:
@@ -296,6 +357,7 @@ class SimKube:
                     name=name, group=kind.group, kind=kind.kind,
                 )  # fmt: skip
             self._precondition(kind, name, wanted, old)
+            _uid_precondition(kind, name, obj, old)
             return 200, self._store(kind, key, obj, "MODIFIED", old)
         # PATCH: JSON merge patch (RFC 7386); strategic merge behaves the same on the maps used.
         if old is None:
@@ -437,6 +499,10 @@ class SimKube:
         async def send(event: str, obj: dict[str, Any]) -> None:
             await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
 
+        fault = self.watch_faults.get(client)
+        if fault is not None:
+            await self._misbehave(fault, response, kind, namespace, time.monotonic() + timeout)
+            return response
         if since in {"", "0"}:
             for obj in self._select(kind, namespace, request.query)[0]:
                 await send("ADDED", obj)
@@ -451,7 +517,8 @@ class SimKube:
                 return response
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+        generation = self.generation
+        while time.monotonic() < deadline and generation == self.generation:
             if client not in self.partitioned:
                 for version, event, plural, obj in list(self.history):
                     if version <= last or plural != kind.plural:
@@ -473,6 +540,70 @@ class SimKube:
                     pass
         await response.write_eof()
         return response
+
+    async def _misbehave(
+        self, fault: str, response: web.StreamResponse, kind: Kind, namespace: str,
+        deadline: float,
+    ) -> None:  # fmt: skip
+        """A hostile watch stream (WATCH_FAULTS) until `deadline` (monotonic)."""
+        version = str(self.version)
+        if fault == "expired":
+            failure = _Failure(410, "Expired", f"too old resource version: 1 ({version})")
+            error = {"type": "ERROR", "object": _status(failure)}
+            await response.write(json.dumps(error).encode() + b"\n")
+        elif fault == "huge":
+            chunk = b"x" * (1024 * 1024)
+            for _ in range(HUGE_LINE // len(chunk)):
+                await response.write(chunk)
+        elif fault in {"bookmarks", "garbage", "endless"}:
+            count = 0
+            while time.monotonic() < deadline:
+                count += 1
+                if fault == "bookmarks":
+                    marker = {"kind": kind.kind, "apiVersion": kind.api_version,
+                              "metadata": {"resourceVersion": version}}  # fmt: skip
+                    line = json.dumps({"type": "BOOKMARK", "object": marker}).encode()
+                elif fault == "garbage":
+                    line = b'{"type": "MODIFIED", "object": <html>502 Bad Gateway'
+                else:
+                    obj = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {
+                        "name": f"flood-{count}", "namespace": namespace,
+                        "resourceVersion": str(self.version + count),
+                        "labels": {"presence-controller/lease": "x"}}}  # fmt: skip
+                    line = json.dumps({"type": "ADDED", "object": obj}).encode()
+                await response.write(line + b"\n")
+                await asyncio.sleep(0.002 if fault == "endless" else 0.05)
+        elif fault == "stall":
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        await response.write_eof()
+
+
+def _owner(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {"apiVersion": "apps/v1", "kind": kind, "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+
+
+def _depth(kind: Kind, namespace: str) -> int:
+    """Path segments of the deepest path of `kind`: /apis/g/v[/namespaces/ns]/plural/name."""
+    prefix = 3 if kind.group else 2
+    return prefix + (2 if namespace else 0) + 2
+
+
+def _uid_precondition(kind: Kind, name: str | None, obj: dict[str, Any], old: Any) -> None:
+    """A uid in an update's body must be the stored object's (409 otherwise, as etcd3's
+    checkPreconditions answers it)."""
+    uid = obj.get("metadata", {}).get("uid")
+    stored = old["metadata"]["uid"] if old is not None else ""
+    if uid and uid != stored:
+        raise _Failure(
+            409, "Conflict",
+            f'Operation cannot be fulfilled on {kind.qualified} "{name}": StorageError: invalid '
+            f"object, Code: 4, Key: /registry/{kind.plural}/{name}, ResourceVersion: 0, "
+            f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in "
+            f"object meta: {stored}",
+            name=name, group=kind.group, kind=kind.plural,
+        )  # fmt: skip
 
 
 def write_kubeconfig(path: Path, server: str, token: str, namespace: str) -> Path:
