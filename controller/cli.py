@@ -373,9 +373,10 @@ def _replay(args: argparse.Namespace) -> int:
     """`presence-controller replay`: 0 done, 1 the source failed, 2 bad arguments or settings."""
     from controller import replay as r
 
+    plot = None
     try:
         if args.plot:
-            r.check_plot()
+            plot = r.check_plot(args.plot)
         effective = r.decision_settings(os.environ)
         settings = [("effective", effective)]
         settings += [(c, r.decision_settings(os.environ, c)) for c in args.compare]
@@ -393,10 +394,14 @@ def _replay(args: argparse.Namespace) -> int:
         print(json.dumps(r.as_json(samples, found, scores), indent=2))
     else:
         r.table(samples, found, scores, effective.lag_high, args.incident_min, sys.stdout)
-    if args.plot:
-        r.plot(samples, found, scores, effective.lag_high, effective.lag_low, Path(args.plot))
+    if plot is not None:
+        try:
+            r.plot(samples, found, scores, effective.lag_high, effective.lag_low, plot)
+        except r.ReplayError as exc:
+            print(f"presence-controller replay: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         sys.stdout.flush()
-        print(f"plot written to {args.plot}", file=sys.stderr)
+        print(f"plot written to {plot}", file=sys.stderr)
     return EXIT_OK
 
 

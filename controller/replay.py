@@ -18,7 +18,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,12 +125,20 @@ def read_csv(path: Path) -> list[Sample]:
     """`time,lag[,healthy]` with a header row; time RFC 3339 or Unix seconds, increasing; lag
     empty or NaN when missing; healthy 1/0/true/false (empty: true)."""
     try:
-        text = read_bounded(path, MAX_CSV_BYTES).decode("utf-8")
+        text = read_bounded(path, MAX_CSV_BYTES).decode("utf-8-sig")  # a BOM (Excel) is fine
     except OSError as exc:
         raise ReplayError(f"--csv {str(path)!r}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ReplayError(f"--csv {str(path)!r}: not UTF-8 text") from None
     rows = csv.reader(io.StringIO(text))
+    try:
+        return _csv_samples(path, rows)
+    except csv.Error as exc:  # e.g. a field over the csv module's limit (128 KiB)
+        where = f"--csv {str(path)!r} line {rows.line_num}"
+        raise ReplayError(f"{where}: {clip(str(exc), 80)}") from None
+
+
+def _csv_samples(path: Path, rows: Iterator[list[str]]) -> list[Sample]:
     header = [h.strip().lower() for h in next(rows, [])]
     if header[:2] != ["time", "lag"] or header[2:] not in ([], ["healthy"]):
         raise ReplayError(
@@ -259,7 +267,8 @@ async def fetch_prometheus(
                     "step": f"{span.step:g}",
                 }
                 status, body = await _get(client, params, request_timeout)
-                into.update(_matrix(body, status, what, progress))
+                grid = Range(start, end, span.step)
+                into.update(_matrix(body, status, what, progress, grid))
             if len(chunks) > 1:
                 progress(
                     f"replay: fetched {number}/{len(chunks)} ({start:%Y-%m-%d %H:%M} .. "
@@ -302,9 +311,11 @@ async def _get(
 
 
 def _matrix(
-    body: bytes, status: int, what: str, progress: Callable[[str], None]
+    body: bytes, status: int, what: str, progress: Callable[[str], None], grid: Range
 ) -> dict[float, float | None]:
-    """The values of a range query reply by timestamp; several series: the max per step."""
+    """The values of a range query reply by timestamp; several series: the max per step.
+    Only samples on the `grid` asked for are kept (a server that answers off it cannot make
+    the replay grow past its ticks); how many were off it is said."""
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -327,6 +338,7 @@ def _matrix(
             "(aggregate in the query, e.g. max(...), to choose)"
         )
     values: dict[float, float | None] = {}
+    start, end, off_grid = grid.start.timestamp(), grid.end.timestamp(), 0
     for each in series:
         points = each.get("values") if isinstance(each, dict) else None
         if not isinstance(points, list):
@@ -340,8 +352,14 @@ def _matrix(
                 raise ReplayError(
                     f"prometheus {what}: malformed sample {clip(str(point), 60)}"
                 ) from None
+            steps = (key - start) / grid.step
+            if not start - 0.001 <= key <= end + 0.001 or abs(steps - round(steps)) > 1e-6:
+                off_grid += 1
+                continue
             old = values.get(key)
             values[key] = value if old is None or (value is not None and value > old) else old
+    if off_grid:
+        progress(f"replay: {what}: {off_grid} samples off the {grid.step:g}s step grid ignored")
     return values
 
 
@@ -415,16 +433,28 @@ def as_json(
     }
 
 
-def check_plot() -> None:
-    """Refuse `--plot` up front (before a long fetch) when matplotlib is missing."""
+def check_plot(target: str) -> Path:
+    """The file `--plot` will write (`.png` added when it has no suffix), refused up front
+    (before a long fetch) when matplotlib is missing, the format unknown or the folder absent."""
     try:
-        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise ReplayError(
             "--plot needs matplotlib: pip install 'presence-controller[plot]' "
             "(make installs it in the development venv)",
             usage=True,
         ) from None
+    path = Path(target)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        known = ", ".join(f".{f}" for f in sorted(formats))
+        raise ReplayError(f"--plot {target!r}: unknown format (one of {known})", usage=True)
+    if not path.parent.is_dir():
+        raise ReplayError(f"--plot {target!r}: no such folder {str(path.parent)!r}", usage=True)
+    return path
 
 
 _LEVEL = {"available": 1.0, "unknown": 0.5, "unavailable": 0.0}
@@ -477,8 +507,12 @@ def plot(
         labels.append((base + 0.5, f"{score.name} ({score.changes} changes)"))
     ax_p.set_yticks([y for y, _ in labels], [text for _, text in labels], fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise ReplayError(f"--plot {str(path)!r}: {exc.strerror or exc}", usage=True) from None
+    finally:
+        plt.close(fig)
 
 
 def parse_since(text: str) -> float:

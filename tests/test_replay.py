@@ -479,3 +479,66 @@ async def test_replay_against_a_real_prometheus(real_prometheus: tuple[str, date
     assert effective[0] == "effective" and effective[4] == "6/6" and effective[1] == "12"
     assert fall5[0] == "fall=5" and fall5[4] == "6/6"
     assert float(fall5[5]) > float(effective[5]), "fall 5 takes longer to detect"
+
+
+async def test_samples_off_the_step_grid_are_ignored_not_kept() -> None:
+    """A server answering off the grid it was asked for: 1.15 GB for 4 days, before. Now only
+    the ticks asked for are kept, and it says how many were not."""
+    off = [[T0.timestamp() + 2.5 + k * 5, "1"] for k in range(20_000)]
+    on = [[T0.timestamp() + k * 5, "3"] for k in range(25)]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": off + on}]}}  # fmt: skip
+    fake = FakePrometheus()
+    fake.reply = web.json_response(body)
+    async with LoopbackServer(fake.app()) as server:
+        lines: list[str] = []
+        span = Range(T0, T0 + timedelta(minutes=2), 5.0)
+        samples = await fetch_prometheus(server.url, "lag", None, span, progress=lines.append)
+    assert len(samples) == 25 and all(s.lag == 3.0 for s in samples)
+    assert "20000 samples off the 5s step grid ignored" in lines[0]
+
+
+def test_a_csv_with_a_bom_or_an_oversized_field(tmp_path: Path) -> None:
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbftime,lag\n1,2\n")
+    assert [s.lag for s in read_csv(bom)] == [2.0]
+    big = tmp_path / "big.csv"
+    big.write_text("time,lag\n1," + "9" * 200_000 + "\n")
+    with pytest.raises(ReplayError, match=r"line 2: field larger than field limit"):
+        read_csv(big)
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("no/such/folder/plot.png", "no such folder 'no/such/folder'"),
+        ("plot.xyz", "plot.xyz': unknown format (one of "),
+    ],
+)
+async def test_a_bad_plot_target_is_refused_before_the_work(
+    trace: tuple[Path, Any], tmp_path: Path, target: str, error: str
+) -> None:
+    path, _ = trace
+    code, out, err = await cli(
+        "replay", "--csv", str(path), "--plot", str(tmp_path / target) if "/" not in target
+        else target, env=env_without_presence(),
+    )  # fmt: skip
+    assert code == 2 and out == "" and error in err and "Traceback" not in err, err
+
+
+async def test_the_plot_names_the_file_it_wrote(trace: tuple[Path, Any], tmp_path: Path) -> None:
+    """`--plot out` writes out.png (matplotlib adds the suffix): it said "plot written to out"."""
+    path, _ = trace
+    code, _, err = await cli(
+        "replay", "--csv", str(path), "--plot", str(tmp_path / "out"), env=env_without_presence()
+    )
+    assert code == 0 and f"plot written to {tmp_path / 'out.png'}" in err
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere
+        code, _, err = await cli(
+            "replay", "--csv", str(path), "--plot", str(locked / "p.png"),
+            env=env_without_presence(),
+        )  # fmt: skip
+        assert code == 2 and "Permission denied" in err and "Traceback" not in err
