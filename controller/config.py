@@ -45,6 +45,7 @@ from controller.bounded_read import read_bounded
 from controller.core.actuation import ActuationConfig
 from controller.core.damping import DampingConfig
 from controller.core.election import ElectionConfig
+from controller.core.excerpt import clip
 from controller.core.fleet import parse_min_available
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
@@ -947,14 +948,20 @@ def _check_config_file(path: Path) -> dict[str, Any] | None:
 
     try:
         document = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot parse {str(path)!r}: {exc}"]) from None
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        reason = clip(" ".join(str(exc).split()), 300)  # one line: YAML's spans several
+        raise ConfigError([f"{CONFIG_FILE_VAR}: cannot parse {str(path)!r}: {reason}"]) from None
     if document is not None and not isinstance(document, dict):
         raise ConfigError(
             [
                 f"{CONFIG_FILE_VAR}: {str(path)!r} must hold a mapping of settings, "
                 f"not a {type(document).__name__}"
             ]
+        )
+    odd = [key for key in (document or {}) if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(
+            [f"{CONFIG_FILE_VAR}: {str(path)!r}: a setting is a name, got {clip(repr(odd[0]), 40)}"]
         )
     return document
 

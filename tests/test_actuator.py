@@ -230,3 +230,28 @@ async def test_a_cancel_that_meets_a_wake_up_is_never_lost(sim: Sim) -> None:
         await gateway.aclose()
         assert done, "the cancel was lost: the actuator kept running"
         assert task.cancelled()
+
+
+async def test_a_fleet_leader_starts_a_call_only_if_it_can_end_before_a_takeover(sim: Sim) -> None:
+    """The gate is asked with the gateway call's timeout: a leader whose lease would lapse
+    before the call could end does not start it (WAHA's 6 s used to exceed the 5 s margin)."""
+    asked: list[float] = []
+    room = [0.0]
+
+    def gate(within: float) -> bool:
+        asked.append(within)
+        return within < room[0]
+
+    gateway = wawp(sim)
+    act = Actuator(gateway, FAST, Metrics(), rng=random.Random(5), gate=gate, call_timeout=6.0)
+    act.want(Presence.AVAILABLE)
+    task = asyncio.create_task(act.run())
+    try:
+        await until(lambda: len(asked) >= 2)
+        assert set(asked) == {6.0} and sim.gateway.calls == [], "no room for a 6 s call"
+        room[0] = 10.0
+        await until(lambda: sim.gateway.presence == "available")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gateway.aclose()

@@ -472,3 +472,19 @@ def test_a_credential_loses_its_newline_and_is_refused_with_one_inside(
     errors = errors_of(monkeypatch, **{f"{variable}_FILE": str(key_file)})
     assert len(errors) == 1 and "holds whitespace or a control character" in errors[0]
     assert "k3y" not in errors[0].replace(str(key_file), "")
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("1: 2\n", "a setting is a name, got 1"),
+        ("? [a, b]\n: c\n", "cannot parse"),
+    ],
+)
+def test_a_config_file_that_parses_oddly_is_refused_without_a_traceback(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str, error: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    (line,) = errors_of(monkeypatch, PRESENCE_CONFIG_FILE=str(path))
+    assert line.startswith("PRESENCE_CONFIG_FILE: ") and error in line and "\n" not in line
