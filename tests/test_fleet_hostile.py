@@ -483,3 +483,21 @@ async def test_deleting_the_deployment_under_maintenance_keeps_the_maintenance_f
         assert "its maintenance annotations are kept until" in status["fleet"]["error"]
         await until(lambda: sim.gateway.presence == "available", within=15)
         assert (await run.status())["fleet"]["error"] is None
+
+
+async def test_a_watch_in_back_off_retries_at_once_when_the_api_answers_again(
+    kube: tuple[SimKube, str], tmp_path: Path
+) -> None:
+    """After an outage the back-off may have reached 30-60 s: a leader would stay blind that
+    long after the API server came back. The elector's first good renewal wakes the watches."""
+    fake, url = kube
+    fake.denied.add(("list", "leases"))
+    client, watch, task = await watching(fake, url, tmp_path)
+    watch._backoff.first = 60.0  # a back-off that outlasts the test's deadline
+    try:
+        await until(lambda: watch.restarts == 1)
+        fake.denied.clear()
+        watch.retry_now()
+        await until(lambda: watch.error is None and watch.listed)
+    finally:
+        await stopped(client, task)

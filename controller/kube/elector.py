@@ -53,9 +53,13 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_change: Callable[[bool], None] | None = None,
+        on_reachable: Callable[[], None] | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
+        """`on_reachable` is called when the Lease can be read and written again after a
+        failure (the other loops need not wait out their back-off)."""
         self.client, self.lease, self.cfg = client, lease, cfg
+        self._on_reachable = on_reachable
         self._tracer = tracer or trace.get_tracer(__name__)
         self.state = ElectionState()
         self.error: str | None = None
@@ -105,6 +109,8 @@ class LeaderElector:
                 if self.error is not None:
                     message = f"lease {self.lease}: read and written again"
                     event(log, logging.INFO, "lease_ok", message)
+                    if self._on_reachable is not None:
+                        self._on_reachable()
                 self.error = None
         self._notice()
 

@@ -356,7 +356,7 @@ class FleetMember:
         self._started = self._clock()
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
-            on_change=self._on_change, tracer=self._tracer,
+            on_change=self._on_change, on_reachable=self._reachable, tracer=self._tracer,
         )  # fmt: skip
         event(
             log,
@@ -364,6 +364,12 @@ class FleetMember:
             "fleet",
             f"fleet mode: {self.identity} campaigns for lease {self.lease} ({self.workload})",
         )
+
+    def _reachable(self) -> None:
+        """The API server answers the elector again: the watches stop waiting out back-off."""
+        for watch in (self.watch, *self.sources):
+            if watch is not None:
+                watch.retry_now()
 
     def _request(self, verb: str, resource: str, code: int) -> None:
         if self._metrics is not None:

@@ -63,6 +63,10 @@ class Backoff:
         pause = self._step * (1 + self.rng.random() * self.jitter)
         return max(pause, min(at_least or 0.0, 2 * self.cap))
 
+    def forget(self) -> None:
+        """Start over from `first`."""
+        self._last = None
+
 
 class ObjectWatch:
     """Objects of one kind by list + watch: the fleet's heartbeat Leases by label, the workload
@@ -117,6 +121,7 @@ class ObjectWatch:
         """A named watch: the object as last seen before it vanished (None while present)."""
         self.gone_since: float | None = None
         self._requests: deque[float] = deque()
+        self._retry = asyncio.Event()
 
     @property
     def what(self) -> str:
@@ -197,7 +202,17 @@ class ObjectWatch:
         if self.error != self._logged:
             event(log, logging.WARNING, "watch_error", f"watch of {self.what}: {exc}")
             self._logged = self.error
-        await asyncio.sleep(self._backoff.delay(self._clock(), exc.retry_after))
+        self._retry.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._backoff.delay(self._clock(), exc.retry_after)):
+                await self._retry.wait()
+
+    def retry_now(self) -> None:
+        """The API server answers again (another request just succeeded): a watch waiting out
+        its back-off tries at once, and its back-off starts over."""
+        if self.error is not None:
+            self._backoff.forget()
+            self._retry.set()
 
     def _recovered(self) -> None:
         self.error, self._failed_in = None, ""
