@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -237,29 +239,32 @@ async def test_a_deleted_lease_makes_no_second_leader(
 # 6. Reconnect storms, 7. unbounded input: through one ObjectWatch against the hostile fake.
 
 
+@asynccontextmanager
 async def watching(
     fake: SimKube,
     url: str,
     tmp_path: Path,
     counted: dict[str, int] | None = None,
     token: str = "token-pod-a",
-    **options: Any,
-) -> tuple[KubeClient, ObjectWatch, asyncio.Task[None]]:
+) -> AsyncIterator[ObjectWatch]:
+    """The heartbeats' watch, running against the fake through the real client (`counted`:
+    requests by verb, as the transport counts them)."""
+
     def count(verb: str, resource: str, code: int) -> None:
         if counted is not None:
             counted[verb] = counted.get(verb, 0) + 1
 
     client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, token), on_request=count)
     watch = ObjectWatch(
-        client, "leases", time.monotonic, labels={"presence-controller/lease": LEASE}, **options
+        client, "leases", time.monotonic, labels={"presence-controller/lease": LEASE}
     )
-    return client, watch, asyncio.create_task(watch.run())
-
-
-async def stopped(client: KubeClient, task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await client.aclose()
+    task = asyncio.create_task(watch.run())
+    try:
+        yield watch
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
 
 
 async def test_a_server_that_ends_every_watch_gets_a_few_requests_not_a_storm(
@@ -272,22 +277,21 @@ async def test_a_server_that_ends_every_watch_gets_a_few_requests_not_a_storm(
     faults = {"pod-a": "eof", "pod-b": "expired", "pod-c": "garbage"}
     fake.watch_faults.update(faults)
     counted: dict[str, dict[str, int]] = {pod: {} for pod in faults}
-    running = {
-        pod: await watching(fake, url, tmp_path, counted[pod], token=f"token-{pod}")
-        for pod in faults
-    }
-    try:
+    async with AsyncExitStack() as stack:
+        watches = {
+            pod: await stack.enter_async_context(
+                watching(fake, url, tmp_path, counted[pod], token=f"token-{pod}")
+            )
+            for pod in faults
+        }
         await asyncio.sleep(3.0)
-        for pod, (_, watch, _) in running.items():
+        for pod, watch in watches.items():
             served = [c for c in fake.requests(pod) if c.plural == "leases"]
             assert len(served) <= 12, f"{faults[pod]}: {len(served)} requests in 3 s"
             assert counted[pod].get("watch", 0) == sum(c.verb == "watch" for c in served) > 0
             assert counted[pod].get("list", 0) == sum(c.verb == "list" for c in served) > 0
             assert watch.error is not None and watch.restarts >= 2, faults[pod]
-        assert (running["pod-b"][1].error or "").startswith("410 Expired: too old resource")
-    finally:
-        for client, _, task in running.values():
-            await stopped(client, task)
+        assert (watches["pod-b"].error or "").startswith("410 Expired: too old resource")
 
 
 async def test_a_watch_that_ends_cleanly_too_often_is_an_error(
@@ -298,11 +302,8 @@ async def test_a_watch_that_ends_cleanly_too_often_is_an_error(
     monkeypatch.setattr(watch_module, "SHORT", 0.0)
     fake, url = kube
     fake.watch_faults["pod-a"] = "eof"
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: "requests in the last minute" in (watch.error or ""), within=20)
-    finally:
-        await stopped(client, task)
 
 
 async def test_a_huge_watch_line_is_refused_while_streaming(
@@ -312,12 +313,9 @@ async def test_a_huge_watch_line_is_refused_while_streaming(
     past 2 MiB, before it is buffered."""
     fake, url = kube
     fake.watch_faults["pod-a"] = "huge"
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.error is not None, within=20)
         assert watch.error == "refused a watch event of more than 2 MiB"
-    finally:
-        await stopped(client, task)
 
 
 async def test_an_endless_stream_of_new_leases_is_capped_and_reported(
@@ -325,12 +323,9 @@ async def test_an_endless_stream_of_new_leases_is_capped_and_reported(
 ) -> None:
     fake, url = kube
     fake.watch_faults["pod-a"] = "endless"
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.overflow > 10, within=20)
         assert len(watch.items) == MAX_OBJECTS
-    finally:
-        await stopped(client, task)
 
 
 async def test_a_flood_of_leases_is_listed_in_pages_and_capped(
@@ -341,14 +336,11 @@ async def test_a_flood_of_leases_is_listed_in_pages_and_capped(
     fake, url = kube
     for i in range(MAX_OBJECTS + 50):
         fake.put("leases", heartbeat(f"{LEASE}-flood-{i:04}", f"flood-{i:04}"))
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.listed, within=20)
         assert len(watch.items) == MAX_OBJECTS and watch.overflow
         limits = [c for c in fake.requests("pod-a", "list") if c.plural == "leases"]
         assert limits, "listed"
-    finally:
-        await stopped(client, task)
 
 
 async def test_the_api_servers_retry_after_is_honoured(
@@ -356,14 +348,11 @@ async def test_the_api_servers_retry_after_is_honoured(
 ) -> None:
     fake, url = kube
     fake.throttled["pod-a"] = 3.0
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.error is not None)
         assert watch.error.startswith("429 TooManyRequests")
         await asyncio.sleep(2.5)
         assert len(fake.requests("pod-a")) == 1, "it waited as it was asked"
-    finally:
-        await stopped(client, task)
 
 
 async def test_a_forbidden_watch_names_the_verb_and_resource(
@@ -372,12 +361,9 @@ async def test_a_forbidden_watch_names_the_verb_and_resource(
     """It was "the API server answered without a Status"."""
     fake, url = kube
     fake.denied.add(("watch", "leases"))
-    client, watch, task = await watching(fake, url, tmp_path)
-    try:
+    async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.error is not None)
         assert 'cannot watch resource "leases"' in (watch.error or ""), watch.error
-    finally:
-        await stopped(client, task)
 
 
 # 8. A persistently malformed Lease, a vanished token file: values, not tracebacks.
@@ -492,12 +478,9 @@ async def test_a_watch_in_back_off_retries_at_once_when_the_api_answers_again(
     long after the API server came back. The elector's first good renewal wakes the watches."""
     fake, url = kube
     fake.denied.add(("list", "leases"))
-    client, watch, task = await watching(fake, url, tmp_path)
-    watch._backoff.first = 60.0  # a back-off that outlasts the test's deadline
-    try:
+    async with watching(fake, url, tmp_path) as watch:
+        watch._backoff.first = 60.0  # a back-off that outlasts the test's deadline
         await until(lambda: watch.restarts == 1)
         fake.denied.clear()
         watch.retry_now()
         await until(lambda: watch.error is None and watch.listed)
-    finally:
-        await stopped(client, task)

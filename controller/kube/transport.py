@@ -133,9 +133,8 @@ class KubeTransport(httpx2.AsyncBaseTransport):
             raise ReplyTooLarge(f"a reply of {int(declared)} bytes ({_more(self._max_body)})")
         stream = response.stream
         assert isinstance(stream, httpx2.AsyncByteStream)
-        bounded = (
-            _Lines(stream, self._max_line) if is_watch(request) else _Body(stream, self._max_body)
-        )
+        check = _lines_at_most(self._max_line) if is_watch(request) else _at_most(self._max_body)
+        bounded = _Bounded(stream, check)
         return httpx2.Response(
             response.status_code,
             headers=response.headers,
@@ -162,40 +161,45 @@ def _more(limit: int) -> str:
     return f"more than {limit // (1024 * 1024)} MiB"
 
 
-class _Body(httpx2.AsyncByteStream):
-    """A reply refused as soon as it passes `limit` bytes."""
+class _Bounded(httpx2.AsyncByteStream):
+    """A reply refused while streaming, as soon as `check` (told of each chunk) refuses it."""
 
-    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
-        self._inner, self._limit = inner, limit
+    def __init__(self, inner: httpx2.AsyncByteStream, check: Callable[[bytes], None]) -> None:
+        self._inner, self._check = inner, check
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
         async for chunk in self._inner:
-            size += len(chunk)
-            if size > self._limit:
-                raise ReplyTooLarge(f"a reply of {_more(self._limit)}")
+            self._check(chunk)
             yield chunk
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-class _Lines(httpx2.AsyncByteStream):
-    """A watch stream refused as soon as one line (one event) passes `limit` bytes."""
+def _at_most(limit: int) -> Callable[[bytes], None]:
+    """A check that refuses a reply past `limit` bytes."""
+    size = 0
 
-    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
-        self._inner, self._limit = inner, limit
+    def check(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+        if size > limit:
+            raise ReplyTooLarge(f"a reply of {_more(limit)}")
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        pending = 0
-        async for chunk in self._inner:
-            # The length of each line this chunk ends, and of the one it leaves open.
-            parts = chunk.split(b"\n")
-            lengths = [pending + len(parts[0]), *(len(part) for part in parts[1:])]
-            pending = lengths[-1]
-            if max(lengths) > self._limit:
-                raise ReplyTooLarge(f"a watch event of {_more(self._limit)}")
-            yield chunk
+    return check
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+
+def _lines_at_most(limit: int) -> Callable[[bytes], None]:
+    """A check that refuses a watch stream as soon as one line (one event) passes `limit`."""
+    pending = 0
+
+    def check(chunk: bytes) -> None:
+        nonlocal pending
+        # The length of each line this chunk ends, and of the one it leaves open.
+        parts = chunk.split(b"\n")
+        lengths = [pending + len(parts[0]), *(len(part) for part in parts[1:])]
+        pending = lengths[-1]
+        if max(lengths) > limit:
+            raise ReplyTooLarge(f"a watch event of {_more(limit)}")
+
+    return check
