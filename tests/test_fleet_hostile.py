@@ -445,9 +445,9 @@ async def test_deleting_the_deployment_under_maintenance_keeps_the_maintenance_f
 ) -> None:
     """It ended silently and the bot went available while the pods were still running. Now
     its maintenance is kept for KEEP_GONE (fail closed), reported, then it ends."""
-    import controller.kube.fleet as fleet_module
+    import controller.kube.sources as sources_module
 
-    monkeypatch.setattr(fleet_module, "KEEP_GONE", 2.0)
+    monkeypatch.setattr(sources_module, "KEEP_GONE", 2.0)
     fake, url = kube
     fake.annotate(
         "deployments", "shop", "whatsapp-bot",

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.bounded_read import read_bounded
-from controller.core.actuation import parse_retry_after
-from controller.core.excerpt import clip
 from controller.kube.transport import (
     MAX_BODY,
     Counter,
@@ -35,14 +31,13 @@ from controller.kube.transport import (
     ReplyTooLarge,
     TokenFile,
 )
+from controller.kube.wire import KubeError, retry_after_of, status_error, watch_event
 
 T = TypeVar("T")
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LIST_PAGE = 100
 """Items per page of a list (`limit`): a page is bounded like any reply."""
-_MESSAGE_CHARS = 300
-"""Characters of an API server's message kept in a KubeError (it reaches logs and /status)."""
 
 KINDS = (
     ("coordination.k8s.io", "Lease", "leases", True),
@@ -54,19 +49,6 @@ KINDS = (
     ("", "Namespace", "namespaces", False),
 )
 """(group, kind, plural, namespaced) of every kind fleet mode reads or writes."""
-
-
-class KubeError(Exception):
-    """A failed API call: `code` is the HTTP status (0 when nothing came back); `retry_after`
-    the seconds the server asked to wait (429, 503), if it said."""
-
-    def __init__(
-        self, code: int, reason: str, message: str, retry_after: float | None = None
-    ) -> None:
-        reason, message = clip(reason, 60), clip(message, _MESSAGE_CHARS)
-        super().__init__(f"{code or 'no answer'} {reason}: {message}" if reason else message)
-        self.code, self.reason, self.message = code, reason, message
-        self.retry_after = retry_after
 
 
 def namespace_of(configured: str | None) -> str:
@@ -108,8 +90,11 @@ class KubeClient:
 
         config, token = _configuration(kubeconfig or os.environ.get("KUBECONFIG"))
         verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
+        # A few long watches and a few short requests at a time: a bounded pool (httpx's
+        # default allows 100 connections).
+        pool = httpx2.Limits(max_connections=10, max_keepalive_connections=5)
         self._transport = KubeTransport(
-            httpx2.AsyncHTTPTransport(verify=verify, trust_env=False),
+            httpx2.AsyncHTTPTransport(verify=verify, trust_env=False, limits=pool),
             token=TokenFile(token) if token is not None else None,
             on_request=on_request,
         )
@@ -246,7 +231,7 @@ class KubeClient:
         try:
             if response.status_code != 200:
                 body = await self._errors(response.aread())
-                raise _status_error(response.status_code, body, response.headers)
+                raise status_error(response.status_code, body, response.headers)
             lines = aiter(response.aiter_lines())
             while True:
                 try:
@@ -259,7 +244,7 @@ class KubeClient:
                         0, "", f"no event or bookmark for {stall:g}s: the watch stalled"
                     ) from None
                 if line.strip():
-                    yield _watch_event(line)
+                    yield watch_event(line)
         finally:
             await response.aclose()
 
@@ -277,7 +262,7 @@ class KubeClient:
                 code,
                 str(status.reason or ""),
                 str(status.message or ""),
-                _retry_after(exc.response.headers),
+                retry_after_of(exc.response.headers),
             ) from None
         except httpx2.HTTPStatusError as exc:
             # Not `application/json` exactly (a proxy's page): a Status if there is one.
@@ -285,7 +270,7 @@ class KubeClient:
                 body = exc.response.content
             except httpx2.ResponseNotRead:
                 body = b""
-            raise _status_error(exc.response.status_code, body, exc.response.headers) from None
+            raise status_error(exc.response.status_code, body, exc.response.headers) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise _transport_failure(exc) from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -336,56 +321,12 @@ def _path(plural: str, namespace: str) -> str:
     return f"{base}/namespaces/{namespace}/{plural}" if namespaced else f"{base}/{plural}"
 
 
-def _watch_event(line: str) -> tuple[str, dict[str, Any]]:
-    """One line of a watch stream: `(type, object)`; an ERROR event as KubeError."""
-    try:
-        event = json.loads(line)
-    except (ValueError, RecursionError):
-        raise KubeError(0, "", f"unreadable watch event ({len(line)} characters)") from None
-    kind = event.get("type") if isinstance(event, dict) else None
-    obj = event.get("object") if isinstance(event, dict) else None
-    if kind not in {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"} or not isinstance(
-        obj, dict
-    ):
-        raise KubeError(0, "", f"unreadable watch event ({len(line)} characters)")
-    if kind == "ERROR":
-        raise _status_error(0, obj, {})
-    return kind, obj
-
-
-def _status_error(code: int, body: bytes | dict[str, Any], headers: Any) -> KubeError:
-    """A failure answered with a `Status` object (or without one)."""
-    status = body if isinstance(body, dict) else _json_object(body)
-    if status is None or status.get("kind") != "Status":
-        return KubeError(code, "", "the API server answered without a Status")
-    found = status.get("code")
-    return KubeError(
-        found if isinstance(found, int) and 0 < found < 1000 else code,
-        str(status.get("reason") or ""),
-        str(status.get("message") or ""),
-        _retry_after(headers),
-    )
-
-
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        found = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def _transport_failure(exc: Exception) -> KubeError:
     if isinstance(exc, ReplyTooLarge):
         return KubeError(0, "", f"refused {exc}")
     if isinstance(exc, CredentialError):
         return KubeError(0, "", str(exc))
     return KubeError(0, "", f"API server unreachable: {type(exc).__name__}")
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers else None
-    return parse_retry_after(value, datetime.now(UTC)) if value else None
 
 
 @functools.cache

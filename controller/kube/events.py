@@ -33,6 +33,9 @@ FLUSH = 30.0
 it)."""
 QUEUE = 100
 """Events waiting to be sent; past this the oldest is dropped (and counted)."""
+SERIES_KEPT = 256
+"""Series remembered at most (the least recently seen is forgotten first), whatever the window
+holds: notes carry reasons, and reasons vary."""
 _NOTE_CHARS = 1024
 
 
@@ -104,7 +107,11 @@ class EventRecorder:
             return  # no workload known (yet): nothing to attach the event to
         key = (item.type, item.reason, item.note, str(regarding.get("uid", "")))
         now = self._clock()
-        self._series = {k: s for k, s in self._series.items() if now - s.last < SERIES_WINDOW}
+        recent = sorted(
+            ((k, s) for k, s in self._series.items() if now - s.last < SERIES_WINDOW),
+            key=lambda item: item[1].last,
+        )
+        self._series = dict(recent[-SERIES_KEPT:])
         series = self._series.get(key)
         if series is not None:
             series.count += 1

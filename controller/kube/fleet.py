@@ -20,31 +20,29 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
 
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
-from controller.core.excerpt import clip, describe, quote
+from controller.core.excerpt import clip, describe
 from controller.core.fleet import (
     LEASE_LABEL,
     STOPPING,
     FleetInputs,
     Member,
     fresh_members,
-    read_heartbeat,
     unconfirmed,
 )
-from controller.core.fleet import last_one_out as fleet_last_one_out
+from controller.kube import sources
 from controller.kube.client import KubeClient, KubeError, identity_of, namespace_of
 from controller.kube.elector import LeaderElector
 from controller.kube.events import EventRecorder
 from controller.kube.heartbeat import Heartbeat
 from controller.kube.members import PodCheck, workload_of
-from controller.kube.watch import MAX_OBJECTS, ObjectWatch
-from controller.kube.wire import version_of
+from controller.kube.view import FleetView
+from controller.kube.watch import ObjectWatch
 from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
 
@@ -53,10 +51,6 @@ log = logging.getLogger(__name__)
 _SETUP_BACKOFF = (1.0, 30.0)
 """Back-off between set-up attempts, and between restarts of a loop that failed (first, cap),
 doubled each time."""
-KEEP_GONE = 300.0
-"""A watched workload or namespace that disappears keeps its last maintenance annotations this
-long (fail closed: deleting a Deployment under maintenance must not end the maintenance while
-its pods are still running)."""
 IGNORED_SHOWN = 10
 """Ignored heartbeats listed in /status (all are counted)."""
 
@@ -87,6 +81,7 @@ class FleetMember:
         self.heartbeat: Heartbeat | None = None
         self.watch: ObjectWatch | None = None
         self.pods: PodCheck | None = None
+        self.view: FleetView | None = None
         self.error: str | None = None
         self.recorder: EventRecorder | None = None
         self.sources: list[ObjectWatch] = []
@@ -101,10 +96,6 @@ class FleetMember:
         self._client: KubeClient | None = None
         self._verdict = ("unknown", "starting")
         self._started = clock()
-        self._confirmed: float | None = None
-        """When the view of the heartbeats was last known complete and current."""
-        self.ignored: dict[str, str] = {}
-        """Heartbeat Leases that do not count, and why."""
         self._crashed: dict[str, str] = {}
         """Loops that failed with a bug (not an API failure), and the error: restarting."""
 
@@ -147,7 +138,8 @@ class FleetMember:
     async def _first_window(self) -> None:
         """The view counts as complete from one heartbeat window after set-up: renew the
         heartbeat then, so that its echo confirms the view at once, not a period later."""
-        await asyncio.sleep(max(0.0, self._started + self.stale_after - self._clock()))
+        started = self.view.started if self.view is not None else self._clock()
+        await asyncio.sleep(max(0.0, started + self.stale_after - self._clock()))
         if self.heartbeat is not None:
             self.heartbeat.renew()
 
@@ -177,80 +169,19 @@ class FleetMember:
             self.heartbeat.report(verdict, reason)
 
     def members(self) -> list[Member]:
-        """Every member that counts, as last seen (this replica as it is now): heartbeats of
-        pods of this workload, one per pod; the rest is ignored (`ignored`, reported)."""
-        now = self._clock()
-        out: list[Member] = []
-        ignored: dict[str, str] = {}
-        watch, pods = self.watch, self.pods
-        if watch is not None and pods is not None and self.lease is not None:
-            holders = set()
-            for name, obj in watch.items.items():
-                read = read_heartbeat(name, obj, self.lease)
-                if isinstance(read, str):
-                    ignored[name] = read
-                    continue
-                if read.pod == self.identity:
-                    continue
-                holders.add(read.pod)
-                belongs, why = pods.status(read.pod)
-                if belongs is False:
-                    ignored[name] = why
-                    continue
-                age = now - watch.seen.get(name, now)
-                if belongs is None:
-                    # Not checked yet: it may be one of ours, so it counts, undecided.
-                    out.append(Member(read.pod, "unknown", f"member {why}", age))
-                else:
-                    out.append(Member(read.pod, read.verdict, read.reason, age))
-            pods.keep(holders)
-        if self.identity is not None:
-            out.append(Member(self.identity, *self._verdict, 0.0))
-        self._ignore(ignored)
-        return sorted(out, key=lambda m: m.pod)
-
-    def _ignore(self, ignored: dict[str, str]) -> None:
-        new = sorted(set(ignored) - set(self.ignored))
-        if new:
-            examples = "; ".join(f"{quote(n, 60)}: {ignored[n]}" for n in new[:3])
-            more = f" and {len(new) - 3} more" if len(new) > 3 else ""
-            message = f"{len(new)} heartbeat Lease(s) ignored: {examples}{more}"
-            event(log, logging.WARNING, "heartbeat_ignored", message, count=len(ignored))
-        self.ignored = ignored
-        if self._metrics is not None:
-            self._metrics.fleet_ignored.set(len(ignored))
+        """Every member that counts, as last seen (this replica as it is now)."""
+        me = [Member(self.identity, *self._verdict, 0.0)] if self.identity is not None else []
+        return self.view.members(me) if self.view is not None else me
 
     def view_age(self) -> float:
-        """Seconds since this replica's view of the heartbeats was last confirmed complete and
-        current: a list sent then, or a heartbeat of its own written then and delivered back
-        by the watch since. A confirmation counts only once a whole heartbeat window has passed
-        since this replica started watching (every live member has reported by then): before
-        that the view is at least a window old, whatever was read."""
-        watch, heartbeat = self.watch, self.heartbeat
-        if watch is not None and heartbeat is not None and not watch.overflow:
-            own = heartbeat.sent_at(version_of(watch.items.get(heartbeat.name)))
-            for at in (watch.listed_at, own):
-                if at is not None and (self._confirmed is None or at > self._confirmed):
-                    self._confirmed = at
-        now, complete = self._clock(), self._started + self.stale_after
-        if self._confirmed is None or self._confirmed < complete:
-            return max(now - (self._confirmed or self._started), self.stale_after)
-        return now - self._confirmed
+        """Seconds since this replica's view of the heartbeats was confirmed (view.FleetView)."""
+        return self.view.age() if self.view is not None else self._clock() - self._started
 
     def unseen(self) -> str:
         """What keeps this replica from seeing its fleet, if anything is known to."""
-        watch = self.watch
-        if watch is None:
+        if self.view is None:
             return self.error or "fleet mode not set up"
-        if watch.error:
-            return f"members watch: {watch.error}"
-        if watch.overflow:
-            return f"more than {MAX_OBJECTS} heartbeat Leases: the rest are not read"
-        if self.heartbeat is not None and self.heartbeat.error:
-            return f"heartbeat: {self.heartbeat.error}"
-        if self._confirmed is None or self._confirmed < self._started + self.stale_after:
-            return "starting: every member reports within 3 x HEARTBEAT"
-        return ""
+        return self.view.unseen()
 
     def inputs(self, members: list[Member]) -> FleetInputs | None:
         """What the leader decides from, given `members()` (None before set-up)."""
@@ -263,44 +194,11 @@ class FleetMember:
         )  # fmt: skip
 
     async def last_one_out(self, seen: list[Member], settle: float, budget: float) -> bool:
-        """On shutdown, for the leader: whether no other member will keep the bot available.
-        `seen` is the fleet as the member watch last saw it (taken before shutting down: the
-        watch has stopped). Replicas often stop together (scale to zero, a deleted Deployment):
-        wait `settle` seconds for their `stopping` heartbeats, then read the heartbeats again;
-        if that read fails, judge from `seen` (a leader that could not see its fleet then turns
-        the light off)."""
-        if self.identity is None or self._client is None or self.lease is None:
+        """On shutdown, for the leader: whether no other member will keep the bot available
+        (view.FleetView.last_one_out)."""
+        if self.view is None or self._client is None:
             return True  # never set up: never led
-        me, client, lease = self.identity, self._client, self.lease
-        view_age = self.view_age()
-        await asyncio.sleep(settle)
-        try:
-            async with asyncio.timeout(budget):
-                items, _, _ = await client.list_objects(
-                    "leases", labels={LEASE_LABEL: lease}, most=MAX_OBJECTS
-                )
-        except (KubeError, TimeoutError):
-            return fleet_last_one_out(seen, me, self.stale_after, view_age)
-        known = self.watch.items if self.watch is not None else {}
-        now: dict[str, tuple[str, bool]] = {}
-        for obj in items:
-            name = str((obj.get("metadata") or {}).get("name"))
-            read = read_heartbeat(name, obj, lease)
-            if isinstance(read, str):
-                continue
-            # Renewed since the watch last saw it: alive now, whatever the watch's age says.
-            now[read.pod] = (read.verdict, version_of(known.get(name)) != version_of(obj))
-        members = [
-            Member(
-                m.pod,
-                now.get(m.pod, (m.verdict, False))[0],
-                m.reason,
-                0.0 if now.get(m.pod, ("", False))[1] else m.age,
-            )
-            for m in seen
-            if m.pod in now or m.pod == me
-        ]
-        return fleet_last_one_out(members, me, self.stale_after)
+        return await self.view.last_one_out(self._client, seen, settle, budget)
 
     async def stopping(self, budget: float) -> None:
         """Shutting down: say so in the heartbeat at once, so the leader stops counting us."""
@@ -353,7 +251,10 @@ class FleetMember:
             self._client, "leases", self._clock, labels={LEASE_LABEL: self.lease},
             stall=self.stale_after, rng=self._rng, on_restart=self._restarted,
         )  # fmt: skip
-        self._started = self._clock()
+        self.view = FleetView(
+            self.identity, self.lease, self.watch, self.heartbeat, self.pods, self.stale_after,
+            self._clock, self._metrics,
+        )  # fmt: skip
         self.elector = LeaderElector(
             self._client, self.lease, cfg, labels=labels, clock=self._clock, rng=self._rng,
             on_change=self._on_change, on_reachable=self._reachable, tracer=self._tracer,
@@ -414,30 +315,19 @@ class FleetMember:
             self.recorder.record(type_, reason, note, action)
 
     def annotation_sources(self) -> tuple[tuple[str, dict[str, str]], ...]:
-        """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source:
-        the last good ones while a watch cannot read (reported in `/status.fleet.error`); for a
-        source that disappeared, its last maintenance annotations for KEEP_GONE."""
-        out = []
-        for source in self.sources:
-            obj = source.items.get(source.name or "")
-            if obj is None and self._keeping(source):
-                obj = source.gone
-                keys = (f"{self._prefix}maintenance", f"{self._prefix}maintenance-reason")
-            else:
-                keys = None
-            notes = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-            kept = {str(k): str(v) for k, v in notes.items() if keys is None or k in keys}
-            out.append((source.what, kept))
-        return tuple(out)
-
-    def _keeping(self, source: ObjectWatch) -> bool:
-        """A source that disappeared, whose maintenance is still kept."""
-        since = source.gone_since
-        return since is not None and self._clock() - since < KEEP_GONE
+        """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source
+        (kube.sources: the last good ones while a watch cannot read; for a source that
+        disappeared, its last maintenance annotations for a while)."""
+        now = self._clock()
+        return tuple(
+            (source.what, sources.annotations_of(source, now, self._prefix))
+            for source in self.sources
+        )
 
     @property
     def sources_version(self) -> tuple[tuple[int, bool], ...]:
-        return tuple((source.version, self._keeping(source)) for source in self.sources)
+        now = self._clock()
+        return tuple((source.version, sources.keeping(source, now)) for source in self.sources)
 
     async def shutdown(self) -> None:
         if self.elector is not None:
@@ -456,26 +346,19 @@ class FleetMember:
             self.unseen() if watch and watch.overflow else None,
             f"member check: {pods.error}" if pods and pods.error else None,
             *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
-            *(self._gone_note(w) for w in self.sources if self._keeping(w)),
+            *(sources.gone_note(w, self._clock()) for w in self.sources),
             f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
             *self._crashed.values(),
         ]
         return [e for e in found if e]
-
-    def _gone_note(self, source: ObjectWatch) -> str:
-        since = source.gone_since or 0.0
-        wall = datetime.now(UTC) + timedelta(seconds=since + KEEP_GONE - self._clock())
-        return (
-            f"{source.what} not found ({self._clock() - since:.0f}s): its maintenance "
-            f"annotations are kept until {wall:%H:%M:%S} UTC"
-        )
 
     def status(self) -> dict[str, Any]:
         elector = self.elector
         members = self.members()
         view_age = self.view_age()
         fresh = {m.pod for m in fresh_members(members, self.stale_after)}
-        ignored = sorted(self.ignored.items())[:IGNORED_SHOWN]
+        every = self.view.ignored if self.view is not None else {}
+        ignored = sorted(every.items())[:IGNORED_SHOWN]
         return {
             "enabled": True,
             "identity": self.identity,
@@ -502,6 +385,6 @@ class FleetMember:
                 "unseen": self.unseen() or None,
             },
             "ignored": [{"lease": clip(name, 80), "why": why} for name, why in ignored],
-            "ignored_count": len(self.ignored),
+            "ignored_count": len(every),
             "error": "; ".join(self.errors()) or None,
         }
