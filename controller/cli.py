@@ -12,8 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from controller import __version__
@@ -21,6 +20,8 @@ from controller.config import ConfigError, Settings, load_settings, reference_ma
 from controller.core.types import Presence
 from controller.gateway.base import Gateway, GatewayError
 from controller.redaction import redact_url, scrub
+from controller.replay.command import add_parser
+from controller.replay.command import main as replay_main
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -68,43 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     windows.add_argument(
         "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
     )
-    replay = sub.add_parser(
-        "replay",
-        help="run the decision settings (and --compare sets) over recorded lag history",
-        description="Replay recorded lag (and health) through the decision core with the "
-        "PRESENCE_* decision settings of the environment and each --compare set; one row per "
-        "setting. Incidents: lag >= LAG_HIGH for at least --incident-min.",
-    )
-    source = replay.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL (range API)")
-    source.add_argument("--csv", metavar="FILE", help="CSV with the header time,lag[,healthy]")
-    replay.add_argument("--query", metavar="PROMQL", help="the lag series (with --prometheus)")
-    replay.add_argument(
-        "--health-query", metavar="PROMQL", help="health series: > 0 healthy (optional)"
-    )
-    replay.add_argument("--since", metavar="DURATION", help="range ending now: 7d, 36h, 90m")
-    replay.add_argument("--start", metavar="T", help="RFC 3339 start (with --end)")
-    replay.add_argument("--end", metavar="T", help="RFC 3339 end (with --start)")
-    replay.add_argument("--bearer-token-file", metavar="FILE", help="Prometheus bearer token")
-    replay.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="per request, seconds (default 30)"
-    )
-    replay.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE[,KEY=VALUE]",
-        help="another setting to score, e.g. rise=2,fall=2 or damping.enabled=false (repeatable)",
-    )
-    replay.add_argument(
-        "--incident-min",
-        type=_seconds,
-        default=60.0,
-        metavar="DURATION",
-        help="shortest incident (default 1m)",
-    )
-    replay.add_argument("--json", action="store_true", help="machine-readable output")
-    replay.add_argument("--plot", metavar="FILE.png", help="draw lag, incidents and presence")
+    add_parser(sub, _seconds)
     gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
     action = gateway.add_mutually_exclusive_group()
     action.add_argument(
@@ -193,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
     if args.command == "replay":
-        return _replay(args)
+        return replay_main(args)
     if args.command == "check-config" and args.reference:
         print(reference_markdown(), end="")
         return EXIT_OK
@@ -367,72 +332,3 @@ async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> in
     for line in verdict.lines:
         print(f"{settings.provider}: {line}")
     return EXIT_OK if verdict.definite else EXIT_FAILED
-
-
-def _replay(args: argparse.Namespace) -> int:
-    """`presence-controller replay`: 0 done, 1 the source failed, 2 bad arguments or settings."""
-    from controller import replay as r
-
-    plot = None
-    try:
-        if args.plot:
-            plot = r.check_plot(args.plot)
-        effective = r.decision_settings(os.environ)
-        settings = [("effective", effective)]
-        settings += [(c, r.decision_settings(os.environ, c)) for c in args.compare]
-        if args.csv is not None:
-            if args.query or args.health_query or args.since or args.start or args.end:
-                raise r.ReplayError("--query, --since, --start, --end go with --prometheus", True)
-            samples = r.read_csv(Path(args.csv))
-        else:
-            samples = asyncio.run(_fetch(args, effective.interval))
-        found, scores = r.run(samples, settings, args.incident_min)
-    except r.ReplayError as exc:
-        print(f"presence-controller replay: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if exc.usage else EXIT_FAILED
-    if args.json:
-        print(json.dumps(r.as_json(samples, found, scores), indent=2))
-    else:
-        r.table(samples, found, scores, effective.lag_high, args.incident_min, sys.stdout)
-    if plot is not None:
-        try:
-            r.plot(samples, found, scores, effective.lag_high, effective.lag_low, plot)
-        except r.ReplayError as exc:
-            print(f"presence-controller replay: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        sys.stdout.flush()
-        print(f"plot written to {plot}", file=sys.stderr)
-    return EXIT_OK
-
-
-async def _fetch(args: argparse.Namespace, step: float) -> list[Any]:
-    from controller import replay as r
-    from controller.core.schedule import ScheduleError, parse_timestamp
-
-    if not args.query:
-        raise r.ReplayError("--prometheus needs --query PROMQL (the lag series)", usage=True)
-    if args.since and (args.start or args.end):
-        raise r.ReplayError("give --since, or --start and --end, not both", usage=True)
-    if args.since:
-        end = datetime.now(UTC).replace(microsecond=0)
-        start = end - timedelta(seconds=r.parse_since(args.since))
-    elif args.start and args.end:
-        try:
-            start, end = parse_timestamp(args.start), parse_timestamp(args.end)
-        except ScheduleError as exc:
-            raise r.ReplayError(f"--start/--end: {exc}", usage=True) from None
-        if not start < end:
-            raise r.ReplayError("--start must be before --end", usage=True)
-    else:
-        raise r.ReplayError("--prometheus needs --since, or --start and --end", usage=True)
-    span = r.Range(start.astimezone(UTC), end.astimezone(UTC), step)
-    samples = await r.fetch_prometheus(
-        args.prometheus,
-        args.query,
-        args.health_query,
-        span,
-        token=r.token_from(args.bearer_token_file),
-        request_timeout=args.timeout,
-        progress=r.stderr_line,
-    )
-    return samples

@@ -1,14 +1,7 @@
-"""`presence-controller replay`: what would these settings have done on my real history?
-
-Reads the consumer's lag (and optionally its health) from a Prometheus server's range API or from
-a CSV file, runs the effective decision settings and each `--compare` set through the decision
-core (core/replay.py), and prints one row per setting: presence changes, minutes unavailable,
-incidents caught, ticks to detect, minutes unavailable outside incidents. `--json` for machines,
-`--plot FILE.png` for people (matplotlib, an optional extra).
-
-Everything read is bounded: a CSV file of at most MAX_CSV_BYTES, Prometheus replies of at most
-MAX_REPLY_BYTES each within `--timeout`, at most MAX_POINTS ticks in all.
-"""
+"""Replay's history sources: a CSV file, or a Prometheus server's range API in chunks under its
+points-per-series limit. Everything read is bounded: a CSV file of at most MAX_CSV_BYTES,
+Prometheus replies of at most MAX_REPLY_BYTES each within `--timeout`, at most MAX_POINTS ticks
+in all; samples off the step grid are ignored."""
 
 from __future__ import annotations
 
@@ -17,19 +10,16 @@ import csv
 import io
 import json
 import math
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from controller.bounded_read import read_bounded
-from controller.config import ENV_PREFIX, NESTED_DELIMITER, Settings, parse_duration
+from controller.config import parse_duration
 from controller.core.excerpt import clip
-from controller.core.replay import Sample, Score, incidents, replay
+from controller.core.replay import Sample
 from controller.core.schedule import ScheduleError, parse_timestamp
 
 if TYPE_CHECKING:
@@ -41,18 +31,6 @@ MAX_POINTS = 2_000_000
 """Ticks in one replay: 115 days at 5 s."""
 POINTS_PER_QUERY = 10_000
 """Prometheus refuses more than 11,000 points per series in one range query."""
-DECISION_FIELDS = (
-    "interval",
-    "rise",
-    "fall",
-    "hold_down",
-    "startup_grace",
-    "lag_high",
-    "lag_low",
-    "missing_lag",
-    "damping",
-)
-"""The settings that shape a decision (everything else is about probing and acting)."""
 
 
 class ReplayError(Exception):
@@ -61,64 +39,6 @@ class ReplayError(Exception):
     def __init__(self, message: str, usage: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
-
-
-# Settings.
-
-
-def decision_settings(environ: Mapping[str, str], compare: str | None = None) -> Settings:
-    """The effective decision settings from the environment (`PRESENCE_RISE`, ...,
-    `PRESENCE_DAMPING__ENABLED`), with `compare` (`rise=2,fall=2`, `damping.enabled=false`)
-    on top; validated like the controller's own."""
-    values: dict[str, Any] = {}
-    for field in DECISION_FIELDS:
-        if field == "damping":
-            prefix = f"{ENV_PREFIX}DAMPING{NESTED_DELIMITER}"
-            nested = {
-                k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)
-            }
-            if nested:
-                values["damping"] = nested
-        elif (value := environ.get(f"{ENV_PREFIX}{field.upper()}")) is not None:
-            values[field] = value
-    for item in filter(None, (part.strip() for part in (compare or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ReplayError(f"--compare {compare!r}: expected KEY=VALUE[,KEY=VALUE]", usage=True)
-        path = _field_path(key)
-        if path[0] not in DECISION_FIELDS:
-            known = ", ".join(f for f in DECISION_FIELDS if f != "damping")
-            raise ReplayError(
-                f"--compare: {key!r} is not a decision setting ({known}, damping.*)", usage=True
-            )
-        if len(path) == 2:
-            values.setdefault("damping", {})[path[1]] = value.strip()
-        else:
-            values[path[0]] = value.strip()
-    try:
-        return Settings.from_values(
-            health_url="http://replay.invalid/healthz",
-            provider="waha",
-            waha={"base_url": "http://replay.invalid"},
-            **values,
-        )
-    except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors(include_url=False)
-        )
-        where = f"--compare {compare}" if compare else "the PRESENCE_* environment"
-        raise ReplayError(f"{where}: {errors}", usage=True) from None
-
-
-def _field_path(key: str) -> tuple[str, ...]:
-    """`RISE`, `PRESENCE_RISE`, `rise` -> ("rise",); `damping.enabled`, `DAMPING__ENABLED`
-    -> ("damping", "enabled")."""
-    name = key.strip().upper().removeprefix(ENV_PREFIX).lower()
-    return tuple(name.replace(NESTED_DELIMITER, ".").split("."))
-
-
-# Sources.
 
 
 def read_csv(path: Path) -> list[Sample]:
@@ -363,158 +283,6 @@ def _matrix(
     return values
 
 
-# Output.
-
-
-def run(
-    samples: Sequence[Sample], settings: list[tuple[str, Settings]], incident_min: float
-) -> tuple[list[tuple[int, int]], list[Score]]:
-    """The incidents (by the first setting's LAG_HIGH, so every row is scored on the same
-    ones) and each setting's score."""
-    found = incidents(samples, settings[0][1].lag_high, incident_min)
-    return found, [replay(name, samples, s.hysteresis(), found) for name, s in settings]
-
-
-def table(
-    samples: Sequence[Sample],
-    found: list[tuple[int, int]],
-    scores: list[Score],
-    lag_high: float,
-    incident_min: float,
-    out: TextIO,
-) -> None:
-    first, last = samples[0].at, samples[-1].at
-    print(
-        f"replay: {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M} UTC, {len(samples)} ticks, "
-        f"{len(found)} incidents (lag >= {lag_high:g} for >= {incident_min:g}s)",
-        file=out,
-    )
-    width = max(len("setting"), *(len(s.name) for s in scores))
-    head = (
-        f"{'setting':<{width}}  {'changes':>7}  {'unavailable':>11}  {'caught':>7}  "
-        f"{'detect median':>13}  {'worst':>5}  {'unavailable outside':>19}"
-    )
-    print(head, file=out)
-    for s in scores:
-        median = "-" if s.detect_median is None else f"{s.detect_median:g} ticks"
-        if s.detect_median == 1:
-            median = "1 tick"
-        worst = "-" if s.detect_worst is None else str(s.detect_worst)
-        print(
-            f"{s.name:<{width}}  {s.changes:>7}  {s.minutes_unavailable:>9.1f} m  "
-            f"{f'{s.caught}/{len(found)}':>7}  {median:>13}  {worst:>5}  "
-            f"{s.minutes_unavailable_outside:>17.1f} m",
-            file=out,
-        )
-
-
-def as_json(
-    samples: Sequence[Sample], found: list[tuple[int, int]], scores: list[Score]
-) -> dict[str, Any]:
-    return {
-        "from": samples[0].at.isoformat(),
-        "to": samples[-1].at.isoformat(),
-        "ticks": len(samples),
-        "incidents": [{"start": samples[a].at.isoformat(), "ticks": b - a} for a, b in found],
-        "settings": [
-            {
-                "name": s.name,
-                "changes": s.changes,
-                "minutes_unavailable": round(s.minutes_unavailable, 2),
-                "caught": s.caught,
-                "incidents": len(found),
-                "detect_ticks": list(s.detect),
-                "detect_median_ticks": s.detect_median,
-                "detect_worst_ticks": s.detect_worst,
-                "minutes_unavailable_outside": round(s.minutes_unavailable_outside, 2),
-            }
-            for s in scores
-        ],
-    }
-
-
-def check_plot(target: str) -> Path:
-    """The file `--plot` will write (`.png` added when it has no suffix), refused up front
-    (before a long fetch) when matplotlib is missing, the format unknown or the folder absent."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ReplayError(
-            "--plot needs matplotlib: pip install 'presence-controller[plot]' "
-            "(make installs it in the development venv)",
-            usage=True,
-        ) from None
-    path = Path(target)
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
-    if path.suffix[1:].lower() not in formats:
-        known = ", ".join(f".{f}" for f in sorted(formats))
-        raise ReplayError(f"--plot {target!r}: unknown format (one of {known})", usage=True)
-    if not path.parent.is_dir():
-        raise ReplayError(f"--plot {target!r}: no such folder {str(path.parent)!r}", usage=True)
-    return path
-
-
-_LEVEL = {"available": 1.0, "unknown": 0.5, "unavailable": 0.0}
-
-
-def plot(
-    samples: Sequence[Sample],
-    found: list[tuple[int, int]],
-    scores: list[Score],
-    lag_high: float,
-    lag_low: float,
-    path: Path,
-) -> None:
-    """The lag with the watermarks and the incidents shaded, and each setting's presence."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    times = [s.at for s in samples]
-    fig, (ax_lag, ax_p) = plt.subplots(
-        2,
-        1,
-        figsize=(12, 4 + 0.5 * len(scores)),
-        sharex=True,
-        gridspec_kw={"height_ratios": [3, 0.6 + 0.5 * len(scores)]},
-    )
-    lag = [s.lag if s.lag is not None else math.nan for s in samples]
-    ax_lag.plot(times, lag, lw=0.7, color="#555", label="queue lag (s)")
-    ax_lag.axhline(lag_high, color="red", ls="--", lw=1, label=f"lag_high {lag_high:g}")
-    ax_lag.axhline(lag_low, color="green", ls="--", lw=1, label=f"lag_low {lag_low:g}")
-    for a, b in found:
-        ax_lag.axvspan(times[a], times[min(b, len(times) - 1)], color="orange", alpha=0.25)
-    finite = [v for v in lag if math.isfinite(v)]
-    ax_lag.set_ylim(0, max(lag_high * 2.5, min(max(finite, default=0) * 1.05, lag_high * 6)))
-    ax_lag.set_ylabel("lag (s)")
-    ax_lag.legend(loc="upper right", fontsize=8)
-    ax_lag.set_title(
-        f"replay: {len(found)} incidents shaded; presence per setting below (high = available)"
-    )
-    labels = []
-    for row, score in enumerate(reversed(scores)):
-        base = row * 1.5
-        ax_p.step(
-            times,
-            [base + _LEVEL[p.value] for p in score.track],
-            where="post",
-            lw=1,
-        )
-        labels.append((base + 0.5, f"{score.name} ({score.changes} changes)"))
-    ax_p.set_yticks([y for y, _ in labels], [text for _, text in labels], fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ReplayError(f"--plot {str(path)!r}: {exc.strerror or exc}", usage=True) from None
-    finally:
-        plt.close(fig)
-
-
 def parse_since(text: str) -> float:
     """`7d`, `36h`, `90m`: the length of the range ending now."""
     value = parse_duration(text)
@@ -534,7 +302,3 @@ def token_from(path: str | None) -> str | None:
     if not token:
         raise ReplayError(f"--bearer-token-file {path!r}: empty", usage=True)
     return token
-
-
-def stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
