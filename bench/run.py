@@ -47,7 +47,7 @@ from controller.core.schedule import parse as parse_schedule
 from controller.core.types import (
     Presence,
 )
-from controller.replay import decision_settings
+from controller.replay.command import decision_settings
 from controller.runtime.controller import Controller
 from controller.runtime.logs import configure_logging
 from controller.sim.collector import SimCollector
@@ -529,7 +529,7 @@ def fleet_lines(f: FleetFigures) -> list[str]:
         f"Requests counted over {f.steady_seconds:.0f} s of steady state: the leader renews its "
         "Lease every 2 s and its heartbeat every 10 s; followers read the Lease every 2-4.4 s "
         "and renew their heartbeat every 5 s; every replica keeps two watches (heartbeats, the "
-        "Deployment), each restarted every 60 s.",
+        "Deployment), each restarted every 60 s and listed again every 5 minutes.",
         "",
     ]
 

@@ -20,8 +20,7 @@ from controller.config import ConfigError, Settings, load_settings, reference_ma
 from controller.core.types import Presence
 from controller.gateway.base import Gateway, GatewayError
 from controller.redaction import redact_url, scrub
-from controller.replay.command import add_parser
-from controller.replay.command import main as replay_main
+from controller.replay.arguments import add_parser
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -158,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
     if args.command == "replay":
-        return replay_main(args)
+        from controller.replay.command import main as replay
+
+        return replay(args)
     if args.command == "check-config" and args.reference:
         print(reference_markdown(), end="")
         return EXIT_OK

@@ -646,10 +646,11 @@ async def test_a_watch_that_delivers_nothing_is_relisted_without_missing_a_chang
     kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The watch goes quiet (a partition drops its events), the change lands and the server's
-    history is compacted: the watch relists every PERIOD, and the list sees the change."""
+    history is compacted: the watch relists every RELIST, and the list sees the change."""
     import controller.kube.watch as watch_module
 
     monkeypatch.setattr(watch_module, "PERIOD", 0.5)
+    monkeypatch.setattr(watch_module, "RELIST", 0.5)
     fake, url = kube
     client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, "token-pod-a"))
     watch = watch_module.ObjectWatch(client, "deployments", time.monotonic, name="whatsapp-bot")

@@ -25,11 +25,11 @@ from test_cli import cli
 
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.replay import Sample, incidents, replay
-from controller.replay import (
+from controller.replay.command import decision_settings
+from controller.replay.sources import (
     POINTS_PER_QUERY,
     Range,
     ReplayError,
-    decision_settings,
     fetch_prometheus,
     read_csv,
 )

@@ -4,8 +4,9 @@ The pattern of client-go's reflector: list, then watch from the list's resourceV
 the server ends normally is resumed from the last resourceVersion at once; any failure (an error,
 an `ERROR` 410 event, a stream that stalls, a stream that ends within a second having delivered
 nothing, too many requests a minute) relists after a back-off of 0.8 s doubling to 30 s with up
-to 100% jitter, reset after 2 minutes without a failure. Every `PERIOD` the watch relists anyway,
-so that a stream that drops events cannot hide a change for longer.
+to 100% jitter, reset after 2 minutes without a failure. Every `PERIOD` the stream is restarted
+(from its resourceVersion: a connection that stalls silently is replaced), and every `RELIST`
+the watch lists again, so that a stream that drops events cannot hide a change for longer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from controller.runtime.logs import event
 log = logging.getLogger(__name__)
 
 PERIOD = 60.0
-"""A watch relists after this long (one list and one watch request a minute)."""
+"""A watch stream is restarted after this long (one watch request a minute)."""
+RELIST = 300.0
+"""A watch lists again at least this often (one list request every 5 minutes)."""
 MAX_OBJECTS = 256
 """Objects one watch keeps; more are not read, and the watch reports it (a fleet is a few
 replicas; thousands of labelled Leases are a flood, not a fleet)."""
@@ -185,7 +188,8 @@ class ObjectWatch:
                     )  # fmt: skip
                 return version
         self._recovered()  # a whole period read without a failure
-        return None
+        listed = self.listed_at
+        return None if listed is None or self._clock() - listed >= RELIST else version
 
     def _request(self) -> None:
         now = self._clock()
