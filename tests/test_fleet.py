@@ -698,3 +698,24 @@ async def test_a_missing_permission_is_named_and_nothing_is_written(
         assert error.startswith("403 Forbidden: leases.coordination.k8s.io is forbidden: User ")
         fake.denied.clear()  # RBAC fixed: it leads and writes, without a restart
         await until(lambda: sim.gateway.presence == "available")
+
+
+def test_fleet_modes_client_is_imported_only_in_fleet_mode() -> None:
+    """One replica pays nothing for fleet mode: neither the Kubernetes shell nor lightkube and
+    httpx2 (~4 MiB) are imported (they were, through the transport, for a while)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from controller.config import Settings\n"
+        "from controller.runtime.controller import Controller\n"
+        "Controller(Settings.from_values(health_url='http://h/', wawp={'instance_id': 'i',"
+        " 'access_token': 's3cr3t-t0ken-value'}))\n"
+        "print(sorted({m.split('.')[0] if not m.startswith('controller.') else 'controller.kube'"
+        " for m in sys.modules if m.startswith(('httpx2', 'lightkube', 'controller.kube'))}))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]", found.stdout

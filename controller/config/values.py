@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,7 +159,7 @@ def _real_name(value: str | None, what: str) -> str | None:
 
 def check_token(token: str, where: str = "") -> None:
     """Refuse a token that cannot be real (ValueError); the message never quotes it."""
-    if any(char.isspace() or unicodedata.category(char)[0] == "C" for char in token):
+    if any(char.isspace() or not char.isprintable() for char in token):
         raise ValueError(
             f"{where}holds whitespace or a control character inside: a credential is one word "
             "(a stray newline or space in the Secret?)"

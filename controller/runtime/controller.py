@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from opentelemetry import trace
@@ -47,7 +47,6 @@ from controller.core.types import (
 )
 from controller.gateway.base import Gateway
 from controller.gateway.wawp import WawpGateway
-from controller.kube.fleet import FleetMember
 from controller.runtime.actuator import Actuator
 from controller.runtime.http_tracing import traced_transport
 from controller.runtime.logs import add_secret, event
@@ -58,6 +57,9 @@ from controller.secret_file import SecretFile
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
+
+if TYPE_CHECKING:
+    from controller.kube.fleet import FleetMember
 
 log = logging.getLogger("presence.controller")
 
@@ -182,6 +184,9 @@ class Controller:
         """Set to tick at once (an annotation source changed)."""
         self.fleet: FleetMember | None = None
         if settings.kube.enabled:
+            # Fleet mode only: its client library (and httpx2) cost ~4 MiB to import.
+            from controller.kube.fleet import FleetMember
+
             self.fleet = FleetMember(
                 settings.kube,
                 self._leadership_changed,
