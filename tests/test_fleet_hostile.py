@@ -5,7 +5,6 @@ never makes two writers, never grows without bound, and says why in /status."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -370,21 +369,23 @@ async def test_a_forbidden_watch_names_the_verb_and_resource(
 
 
 async def test_a_malformed_leader_lease_is_a_value_not_a_traceback_a_second(
-    sim: Sim,
-    kube: tuple[SimKube, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """It raised inside the elector, which logged a full traceback every second (28-50 in
+    30 s) and never reached /status.fleet.error. Now a value: named once, no traceback."""
     fake, url = kube
     spec = {"holderIdentity": {"no": "string"}, "leaseTransitions": "x"}
     fake.put("leases", {"metadata": {"name": LEASE, "namespace": "shop"}, "spec": spec})
-    caplog.set_level(logging.WARNING)
     async with three_replicas(sim, url, tmp_path, monkeypatch) as (runs, _, _):
         run = runs["pod-a"]
         await until(lambda: "cannot be read" in (run.controller.fleet.status()["error"] or ""))  # type: ignore[union-attr]
         await asyncio.sleep(1.0)
-    assert not [r for r in caplog.records if r.exc_info], "no traceback"
+    # One process's logging: the last replica started holds the log stream.
+    every = [e for r in runs.values() for e in r.log_events()]
+    assert every, "the log stream was read"
+    assert [e for e in every if "exception" in e] == [], "no traceback"
+    named = [e for e in every if e.get("event") == "lease_error" and "cannot be read" in e["msg"]]
+    assert 1 <= len(named) <= 3, "once per replica, not once a second"
 
 
 async def test_a_vanished_token_file_is_reported_once(
@@ -516,3 +517,43 @@ async def test_event_series_are_remembered_within_a_bound(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
+
+
+async def test_a_fleet_loop_that_keeps_failing_is_reported_with_one_traceback_and_backs_off(
+    sim: Sim,
+    kube: tuple[SimKube, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in a fleet loop (not an API failure: those are values) logged a full traceback
+    every second, and never reached /status. Now: one per distinct error, restarts backing off
+    (1 s doubling), the error named in /status.fleet.error, the controller going on."""
+    from controller.kube.members import PodCheck
+
+    attempts: list[float] = []
+
+    async def broken(self: PodCheck) -> None:
+        attempts.append(time.monotonic())
+        raise ValueError("a bug in the member check")
+
+    monkeypatch.setattr(PodCheck, "run", broken)
+    _, url = kube
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    kube_settings = {"enabled": True, "namespace": "shop", "pod_name": "pod-a",
+                     "workload": "deployment/whatsapp-bot", **FAST_KUBE}  # fmt: skip
+    async with running(sim.settings(kube=kube_settings)) as run:
+        fleet = run.controller.fleet
+        assert fleet is not None
+        await until(lambda: "member check failed" in (fleet.status()["error"] or ""))
+        await asyncio.sleep(3.0)
+        ticks = run.controller.ticks
+        await until(lambda: run.controller.ticks > ticks)  # the loop goes on
+        status = (await run.status())["fleet"]
+    assert (
+        "member check failed (ValueError: a bug in the member check); restarting"
+        in (status["error"])
+    )
+    assert 2 <= len(attempts) <= 4, f"{len(attempts)} attempts in ~3 s: 1 s doubling"
+    tracebacks = [e for e in run.log_events() if "exception" in e]
+    assert len(tracebacks) == 1, "one traceback for one distinct error"
+    assert "ValueError: a bug in the member check" in tracebacks[0]["exception"]

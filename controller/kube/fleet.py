@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 _SETUP_BACKOFF = (1.0, 30.0)
 """Back-off between set-up attempts, and between restarts of a loop that failed (first, cap),
 doubled each time."""
+CRASH_SHOWN = 300.0
+"""A loop that failed with a bug is named in /status.fleet.error this long after its last
+failure (it runs again meanwhile, restarted)."""
 IGNORED_SHOWN = 10
 """Ignored heartbeats listed in /status (all are counted)."""
 
@@ -96,7 +99,7 @@ class FleetMember:
         self._client: KubeClient | None = None
         self._verdict = ("unknown", "starting")
         self._started = clock()
-        self._crashed: dict[str, str] = {}
+        self._crashed: dict[str, tuple[str, float]] = {}
         """Loops that failed with a bug (not an API failure), and the error: restarting."""
 
     def leading(self, within: float = 0.0) -> bool:
@@ -154,9 +157,9 @@ class FleetMember:
                 await run()
             except Exception as exc:
                 message = f"{name} failed ({describe(exc)}); restarting"
-                if self._crashed.get(name) != message:
+                if self._crashed.get(name, ("", 0.0))[0] != message:
                     log.exception("fleet %s", message)
-                self._crashed[name] = message
+                self._crashed[name] = (message, self._clock())
             if self._clock() - started > 2 * _SETUP_BACKOFF[1]:
                 delay = _SETUP_BACKOFF[0]  # it ran a good while: a new failure starts over
             await asyncio.sleep(delay * (1 + self._rng.random()))
@@ -348,7 +351,7 @@ class FleetMember:
             *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
             *(sources.gone_note(w, self._clock()) for w in self.sources),
             f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
-            *self._crashed.values(),
+            *(m for m, at in self._crashed.values() if self._clock() - at < CRASH_SHOWN),
         ]
         return [e for e in found if e]
 
