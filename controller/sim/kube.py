@@ -1,19 +1,13 @@
-"""A fake Kubernetes API server on loopback with the wire semantics the controller relies on.
+"""A fake Kubernetes API server on loopback with the wire semantics the controller relies on
+(its rules: kube_rules.py; its hostile variant: kube_hostile.py).
 
-One global resourceVersion (a string on the wire) bumped on every write; Lease PUT with a stale
-resourceVersion is a 409 `Conflict`, without one a 422 `Invalid`, to a missing name a create
-(201); POST of an existing name is a 409 `AlreadyExists`; errors are `Status` objects with
-`Content-Type: application/json` exactly; MicroTime fields must have exactly six fractional
-digits (else 400); list by labelSelector/fieldSelector with the list's resourceVersion; watch
-streams (ADDED/MODIFIED/DELETED, BOOKMARK only when asked, an `ERROR` event with a 410 `Expired`
-Status for a resourceVersion older than the kept history, a clean end at `timeoutSeconds`).
-It implements no lease semantics of its own, as the real one.
-
-Faults per client (clients are told apart by their bearer token): `partitioned` (requests hang
-until the client gives up, open watches stop delivering), `latency`, `denied` verbs (403 with the
-real message), `throttled` (429 with a Retry-After), and `compact()` to force the 410 path. The
-hostile variant, `watch_faults` per client, makes every watch of that client misbehave the way
-broken proxies and API servers do (WATCH_FAULTS).
+One global resourceVersion (a string on the wire) bumped on every write; list by labelSelector /
+fieldSelector with the list's resourceVersion; watch streams (ADDED/MODIFIED/DELETED, BOOKMARK
+only when asked, an `ERROR` event with a 410 `Expired` Status for a resourceVersion older than
+the kept history, a clean end at `timeoutSeconds`). No lease semantics of its own, as the real
+one. Faults per client (told apart by their bearer token): `partitioned`, `latency`, `denied`
+verbs (403 with the real message), `throttled` (429 with a Retry-After), `watch_faults`, and
+`compact()` to force the 410 path.
 """
 
 from __future__ import annotations
