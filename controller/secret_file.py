@@ -18,6 +18,12 @@ MAX_SECRET_BYTES = 64 * 1024
 """A gateway token is well under a kilobyte."""
 
 
+def one_word(text: str) -> bool:
+    """Whether `text` can be a credential: no whitespace, no control or format character
+    anywhere (an HTTP library refuses such a header, and quotes it in its error)."""
+    return not any(char.isspace() or not char.isprintable() for char in text)
+
+
 @dataclass(frozen=True, slots=True)
 class SecretCheck:
     """What one `refresh()` found: `changed` when a new valid value was taken."""

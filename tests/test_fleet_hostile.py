@@ -338,8 +338,8 @@ async def test_a_flood_of_leases_is_listed_in_pages_and_capped(
     async with watching(fake, url, tmp_path) as watch:
         await until(lambda: watch.listed, within=20)
         assert len(watch.items) == MAX_OBJECTS and watch.overflow
-        limits = [c for c in fake.requests("pod-a", "list") if c.plural == "leases"]
-        assert limits, "listed"
+        pages = [c for c in fake.requests("pod-a", "list") if c.plural == "leases"]
+        assert len(pages) == 3, "pages of 100 until 256 are kept (306 Leases), the rest unread"
 
 
 async def test_the_api_servers_retry_after_is_honoured(
@@ -429,6 +429,10 @@ async def test_a_token_file_that_is_a_fifo_or_huge_never_freezes_or_floods(tmp_p
     huge.write_bytes(b"x" * (64 * 1024 * 1024))
     with pytest.raises(Exception, match="larger than 64 KiB"):
         await TokenFile(huge).bearer()
+    hidden = tmp_path / "hidden"
+    hidden.write_text("a-tok\u200ben\n")  # a zero-width space: the same check as our secrets
+    with pytest.raises(Exception, match="whitespace or a control character"):
+        await TokenFile(hidden).bearer()
     good = tmp_path / "good"
     good.write_text("a-good-token\n")
     file = TokenFile(good)

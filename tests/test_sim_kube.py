@@ -169,3 +169,26 @@ async def test_watch_resumes_sends_bookmarks_only_when_asked_and_ends_at_the_tim
     expired = await watch(client, timeoutSeconds="1", resourceVersion="1")
     assert len(expired) == 1 and expired[0]["type"] == "ERROR", "a 200 stream with one ERROR event"
     assert expired[0]["object"]["code"] == 410 and expired[0]["object"]["reason"] == "Expired"
+
+
+async def test_lists_come_in_pages_when_a_limit_is_asked(
+    api: tuple[SimKube, httpx.AsyncClient],
+) -> None:
+    """`limit` and `continue` as the real API server pages a list (the controller reads lists
+    in pages of 100): the fake used to answer everything at once, whatever was asked."""
+    sim, client = api
+    for i in range(5):
+        sim.put("leases", {"metadata": {"name": f"l{i}", "namespace": "shop"}, "spec": {}})
+    path = "/apis/coordination.k8s.io/v1/namespaces/shop/leases"
+    first = (await client.get(path, params={"limit": "2"})).json()
+    assert [i["metadata"]["name"] for i in first["items"]] == ["l0", "l1"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    names, token = [], first["metadata"]["continue"]
+    while token:
+        page = (await client.get(path, params={"limit": "2", "continue": token})).json()
+        names += [i["metadata"]["name"] for i in page["items"]]
+        assert page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        token = page["metadata"].get("continue")
+    assert names == ["l2", "l3", "l4"]
+    bad = await client.get(path, params={"limit": "2", "continue": "not-a-token"})
+    assert bad.status_code == 400 and bad.json()["reason"] == "BadRequest"

@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from controller.bounded_read import read_bounded
-from controller.secret_file import MAX_SECRET_BYTES
+from controller.secret_file import MAX_SECRET_BYTES, one_word
 
 ENV_PREFIX = "PRESENCE_"
 MIN_TOKEN_LENGTH = 8
@@ -159,7 +159,7 @@ def _real_name(value: str | None, what: str) -> str | None:
 
 def check_token(token: str, where: str = "") -> None:
     """Refuse a token that cannot be real (ValueError); the message never quotes it."""
-    if any(char.isspace() or not char.isprintable() for char in token):
+    if not one_word(token):
         raise ValueError(
             f"{where}holds whitespace or a control character inside: a credential is one word "
             "(a stray newline or space in the Secret?)"

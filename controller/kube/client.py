@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 from controller.bounded_read import read_bounded
 from controller.kube.transport import (
-    MAX_BODY,
     Counter,
     CredentialError,
     KubeTransport,
@@ -362,4 +361,4 @@ def _writable(body: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": metadata, "spec": body.get("spec")}
 
 
-__all__ = ["MAX_BODY", "KubeClient", "KubeError", "identity_of", "namespace_of"]
+__all__ = ["KubeClient", "KubeError", "identity_of", "namespace_of"]

@@ -20,7 +20,7 @@ import httpx2
 
 from controller.bounded_read import IDENTITY
 from controller.kube.wire import route
-from controller.secret_file import SecretFile
+from controller.secret_file import SecretFile, one_word
 
 MAX_BODY = 4 * 1024 * 1024
 """A reply that is not a watch: one object (the API server stores at most ~1.5 MiB) or one page
@@ -84,7 +84,7 @@ class TokenFile:
 def _check_token(text: str) -> None:
     if not text:
         raise ValueError("empty")
-    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in text):
+    if not one_word(text):
         raise ValueError("holds whitespace or a control character inside")
 
 

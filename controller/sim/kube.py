@@ -39,6 +39,7 @@ from controller.sim.kube_rules import (
     merge,
     not_found,
     owner_ref,
+    page,
     precondition,
     route_of,
     selector,
@@ -210,10 +211,11 @@ class SimKube:
     ) -> tuple[int, dict[str, Any]]:
         if verb == "list":
             items, version = self._select(kind, namespace, request.query)
+            meta, items = page(items, version, request.query)
             return 200, {
                 "kind": f"{kind.kind}List",
                 "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": str(version)},
+                "metadata": meta,
                 "items": [bare(i) for i in items],
             }
         if verb == "get":

@@ -3,6 +3,8 @@ real API server applies them (wire facts and their sources: docs/fleet.md, "Test
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -345,3 +347,31 @@ def owner_ref(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
     return {"apiVersion": "apps/v1", "kind": kind, "name": meta["name"], "uid": meta["uid"],
             "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+
+
+def page(
+    items: list[dict[str, Any]], version: int, query: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A list's metadata and the items of one page, as `limit` and `continue` ask: the token
+    carries the list's resourceVersion and the last name served (opaque to the client), and
+    `remainingItemCount` says how many follow. (The real server serves every page from the
+    first page's snapshot; here later pages see later writes.)"""
+    start, listed = "", version
+    token = query.get("continue")
+    if token:
+        try:
+            listed, start = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, TypeError):
+            raise Failure(400, "BadRequest", "continue key is not valid") from None
+    rest = [i for i in items if i["metadata"]["name"] > start]
+    limit = query.get("limit")
+    if not limit or not limit.isdigit() or int(limit) <= 0 or len(rest) <= int(limit):
+        return {"resourceVersion": str(listed)}, rest
+    served = rest[: int(limit)]
+    key = json.dumps([listed, served[-1]["metadata"]["name"]]).encode()
+    meta = {
+        "resourceVersion": str(listed),
+        "continue": base64.urlsafe_b64encode(key).decode(),
+        "remainingItemCount": len(rest) - len(served),
+    }
+    return meta, served
