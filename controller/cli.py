@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         help="CHANGES THE PRESENCE: try the known set-presence vocabularies (ending on "
         "unavailable) and print the settings the gateway accepts",
     )
+    gateway.add_argument(
+        "--force",
+        action="store_true",
+        help="fleet mode: --set or --probe even on a follower (the leader overwrites it)",
+    )
     return parser
 
 
@@ -170,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**settings.masked(), "tracing": _tracing_summary()}, indent=2))
         return EXIT_OK
     if args.command == "check-gateway":
+        if (args.set or args.probe) and settings.kube.enabled and not args.force:
+            refusal = asyncio.run(_follower_refusal(settings))
+            if refusal is not None:
+                print(refusal, file=sys.stderr)
+                return EXIT_FAILED
         return asyncio.run(_check_gateway(settings, args.set, args.probe))
     return _run(settings)
 
@@ -285,6 +295,29 @@ def _when(at: datetime, zone: tzinfo | None) -> str:
     if zone is not None and zone is not UTC and str(zone) != "UTC":
         text += f" ({at.astimezone(zone):%a %H:%M %Z})"
     return text
+
+
+async def _follower_refusal(settings: Settings) -> str | None:
+    """Fleet mode: why this replica must not write the presence (another leads, or nobody can
+    tell who does); None on the leader or when nobody leads."""
+    from controller.kube.client import KubeError
+    from controller.kube.who_leads import who_leads
+
+    try:
+        fleet = await who_leads(settings.kube, time.time())
+    except KubeError as exc:
+        return (
+            f"fleet mode: cannot tell which replica leads ({exc}); a write here may be "
+            "overwritten by the leader at once: pass --force to write anyway"
+        )
+    if not fleet.follower:
+        return None
+    return (
+        f"fleet mode: {fleet.me} is a follower; {fleet.leader} leads lease {fleet.lease} and "
+        "would overwrite this write with its own decision. Run it on the leader "
+        f"(kubectl exec {fleet.leader} -c presence-controller -- presence-controller "
+        "check-gateway ...), or pass --force"
+    )
 
 
 async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -596,6 +597,14 @@ async def test_the_shipped_role_allows_every_call_and_grants_nothing_unused(
         if rule.get("resourceNames") == ["whatsapp-bot"] and "namespaces" in rule["resources"]:
             rule["resourceNames"] = ["shop"]
     fake.put("namespaces", {"metadata": {"name": "shop"}})
+    # A heartbeat left by a pod of an older version (no owner): the leader prunes it.
+    stale = "whatsapp-bot-presence-whatsapp-bot-5c8f7-q4z2m"
+    fake.put("leases", {
+        "metadata": {"name": stale, "namespace": "shop",
+                     "labels": {"presence-controller/lease": "whatsapp-bot-presence"}},
+        "spec": {"holderIdentity": "whatsapp-bot-5c8f7-q4z2m", "leaseDurationSeconds": 2,
+                 "renewTime": micro_time(datetime.now(UTC) - timedelta(hours=1))},
+    })  # fmt: skip
     settings = sim.settings(
         kube={"enabled": True, "namespace": "shop", "pod_name": "whatsapp-bot-7d4b9-x2k9p",
               "watch_namespace": True, **FAST_KUBE},
@@ -615,6 +624,8 @@ async def test_the_shipped_role_allows_every_call_and_grants_nothing_unused(
         await until(lambda: any(c.verb == "patch" and c.plural == "events" for c in fake.calls))
         fake.annotate("namespaces", "", "shop", **{"presence-controller/maintenance": "true"})
         await until(lambda: sim.gateway.presence == "unavailable")
+        # PRUNE_AFTER lease durations of silence (7.5 s here) after the leader first saw it.
+        await until(lambda: fake.get("leases", "shop", stale) is None, within=30)
         assert fleet.status()["error"] is None
     denied = [c for c in fake.calls if c.code == 403]
     assert denied == [], "the shipped Role must allow every call fleet mode makes"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from controller.core.excerpt import quote
@@ -32,6 +33,9 @@ _MIN_AVAILABLE = re.compile(r"(\d+)(%?)")
 LEASE_LABEL = "presence-controller/lease"
 VERDICT_KEY = "presence-controller/verdict"
 REASON_KEY = "presence-controller/reason"
+DECISION_KEY = "presence-controller/decision"
+"""On the leader's heartbeat: the presence it decided for the bot (followers show it)."""
+DECISION_REASON_KEY = "presence-controller/decision-reason"
 REASON_CHARS = 256
 """Characters of a member's reason kept (it reaches the leader's reason, logs and /status)."""
 _POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -55,6 +59,10 @@ class Heartbeat:
     pod: str
     verdict: str
     reason: str
+    renewed: float | None = None
+    """The Lease's renewTime (Unix seconds by the member's clock; None: unreadable)."""
+    decision: tuple[str, str] | None = None
+    """On the leader's heartbeat: the presence it decided for the bot, and why."""
 
 
 def read_heartbeat(name: str, obj: Any, lease: str) -> Heartbeat | str:
@@ -72,11 +80,37 @@ def read_heartbeat(name: str, obj: Any, lease: str) -> Heartbeat | str:
     notes = meta.get("annotations") if isinstance(meta, dict) else None
     notes = notes if isinstance(notes, dict) else {}
     verdict, why = notes.get(VERDICT_KEY), notes.get(REASON_KEY)
+    decided, because = notes.get(DECISION_KEY), notes.get(DECISION_REASON_KEY)
     return Heartbeat(
         holder,
         verdict if verdict in VERDICTS else "unknown",
         clip_reason(why if isinstance(why, str) else ""),
+        unix_time(spec.get("renewTime") if isinstance(spec, dict) else None),
+        (decided, clip_reason(because if isinstance(because, str) else ""))
+        if decided in {"available", "unavailable"}
+        else None,
     )
+
+
+def unix_time(value: Any) -> float | None:
+    """A MicroTime as Unix seconds; None if it is not one."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at.timestamp() if at.tzinfo is not None else None
+
+
+def first_sight_age(seen_age: float, renewed: float | None, wall_now: float) -> float:
+    """A member's age when this replica first sees its heartbeat (a start, a relist): its
+    Lease's renewTime says how old it is, unless that is in our future. Only ever older than
+    `seen_age`: a member whose clock is behind ours looks stale until its next renewal (which
+    this replica sees change), never a dead member fresh."""
+    if renewed is None or not math.isfinite(renewed):
+        return seen_age
+    return max(seen_age, wall_now - renewed)
 
 
 def clip_reason(text: str) -> str:

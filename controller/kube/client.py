@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -148,6 +149,30 @@ class KubeClient:
                 self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
             )
         )
+
+    async def delete_lease(self, name: str, version: str) -> bool:
+        """Delete a Lease if it is still at resourceVersion `version` (a DeleteOptions
+        precondition: one renewed since it was read stays); False if it was renewed or is gone
+        already. lightkube's delete sends no preconditions, so this request is made here."""
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"resourceVersion": version},
+        }
+        path = f"{_path('leases', self.namespace)}/{name}"
+        request = self._http.build_request(
+            "DELETE", path, content=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+
+        async def send() -> int:
+            response = await self._http.send(request)
+            if response.status_code in {404, 409}:
+                return response.status_code
+            if response.status_code >= 300:
+                raise status_error(response.status_code, response.content, response.headers)
+            return response.status_code
+
+        return await self._call(send()) < 300
 
     async def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
         return _as_dict(await self._call(self._client.create(self._event(**body))))

@@ -92,7 +92,10 @@ class EventRecorder:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            while self._queue:
+            # Until the workload has been read there is nothing to attach an event to: they
+            # wait in the (bounded) queue, not dropped (a leader elected before its watch of
+            # the Deployment has listed would lose LeaderElected).
+            while self._queue and self._regarding() is not None:
                 await self._emit(self._queue.popleft())
             await self._flush()
             try:

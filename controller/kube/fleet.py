@@ -40,7 +40,7 @@ from controller.kube.client import KubeClient, KubeError, identity_of, namespace
 from controller.kube.elector import LeaderElector
 from controller.kube.events import EventRecorder
 from controller.kube.heartbeat import Heartbeat
-from controller.kube.members import PodCheck, workload_of
+from controller.kube.members import PodCheck, pod_owner, workload_of
 from controller.kube.view import FleetView
 from controller.kube.watch import ObjectWatch
 from controller.runtime.logs import event
@@ -55,6 +55,8 @@ CRASH_SHOWN = 300.0
 """A loop that failed with a bug is named in /status.fleet.error this long after its last
 failure (it runs again meanwhile, restarted)."""
 IGNORED_SHOWN = 10
+PRUNE_AFTER = 5
+"""Lease durations a heartbeat may stay silent before the leader deletes it."""
 """Ignored heartbeats listed in /status (all are counted)."""
 
 
@@ -99,6 +101,8 @@ class FleetMember:
         self._client: KubeClient | None = None
         self._verdict = ("unknown", "starting")
         self._started = clock()
+        self._owner: dict[str, Any] | None = None
+        """This replica's Pod as an ownerReference ({}: no such Pod), once read."""
         self._crashed: dict[str, tuple[str, float]] = {}
         """Loops that failed with a bug (not an API failure), and the error: restarting."""
 
@@ -133,6 +137,7 @@ class FleetMember:
         }
         if self.recorder is not None:
             loops["events"] = self.recorder.run
+        loops["pruner"] = self._prune
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._first_window())
             for name, loop in loops.items():
@@ -145,6 +150,14 @@ class FleetMember:
         await asyncio.sleep(max(0.0, started + self.stale_after - self._clock()))
         if self.heartbeat is not None:
             self.heartbeat.renew()
+
+    async def _prune(self) -> None:
+        """The leader deletes heartbeat Leases silent for PRUNE_AFTER lease durations."""
+        after = max(PRUNE_AFTER * self.settings.lease_duration, 2 * self.stale_after)
+        while True:
+            await asyncio.sleep(self.stale_after)
+            if self.leading() and self.view is not None and self._client is not None:
+                await self.view.prune(self._client, after)
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a fleet loop forever: a bug in one (API failures are values, not exceptions) is
@@ -170,6 +183,17 @@ class FleetMember:
         self._verdict = (verdict, reason)
         if self.heartbeat is not None:
             self.heartbeat.report(verdict, reason)
+
+    def decided(self, presence: str | None, reason: str) -> None:
+        """The leader's decision, for its heartbeat (followers show it); None on a follower."""
+        if self.heartbeat is not None:
+            self.heartbeat.decided(presence, reason)
+
+    def leader_decision(self) -> tuple[str, str] | None:
+        """On a follower: the presence the leader decided, and why, from its heartbeat."""
+        if self.view is None or self.elector is None:
+            return None
+        return self.view.decision(self.elector.leader())
 
     def members(self) -> list[Member]:
         """Every member that counts, as last seen (this replica as it is now)."""
@@ -227,6 +251,8 @@ class FleetMember:
                 raise KubeError(
                     0, "", f"no Kubernetes configuration: {type(exc).__name__}"
                 ) from None
+        if self._owner is None:
+            self._owner = pod_owner(await self._client.get("pods", self.identity))
         if self.workload is None:
             self.workload = await workload_of(self._client, self.identity) or "none"
         if self.lease is None:
@@ -246,7 +272,7 @@ class FleetMember:
             )
         self.heartbeat = Heartbeat(
             self._client, self.lease, self.identity, s.heartbeat, leading=self.leading,
-            clock=self._clock,
+            clock=self._clock, owner=self._owner or None,
         )  # fmt: skip
         self.heartbeat.report(*self._verdict)
         self.pods = PodCheck(self._client, self.workload, self._clock)

@@ -10,7 +10,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from controller.core.fleet import LEASE_LABEL, REASON_KEY, VERDICT_KEY, clip_reason
+from controller.core.fleet import (
+    DECISION_KEY,
+    DECISION_REASON_KEY,
+    LEASE_LABEL,
+    REASON_KEY,
+    VERDICT_KEY,
+    clip_reason,
+)
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.wire import micro_time, version_of
 from controller.runtime.logs import event
@@ -33,14 +40,20 @@ class Heartbeat:
         period: float,
         leading: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        owner: dict[str, Any] | None = None,
     ) -> None:
+        """`owner`: this replica's Pod as an ownerReference: the garbage collector deletes the
+        heartbeat with the Pod (the leader prunes what is left: view.FleetView.prune)."""
         self.client, self.name, self.pod, self.period = client, f"{lease}-{pod}", pod, period
+        self.owner = owner
         self._leading, self._clock = leading, clock
         self._written: deque[tuple[str, float]] = deque(maxlen=16)
         """(resourceVersion, when the write was sent) of the last writes."""
         self._pause = 0.0
         self.labels = {LEASE_LABEL: lease}
         self.verdict, self.reason = "unknown", "starting"
+        self.extra: dict[str, str | None] = {}
+        """More annotations (the leader's decision, for followers to show: DECISION_KEY)."""
         self.error: str | None = None
         self._changed = asyncio.Event()
 
@@ -52,6 +65,18 @@ class Heartbeat:
         if verdict != self.verdict:
             self._changed.set()
         self.verdict, self.reason = verdict, reason
+
+    def decided(self, presence: str | None, reason: str) -> None:
+        """The leader's decision (presence, reason) for the followers to show; None on a
+        follower (a merge patch of null removes the annotations)."""
+        extra: dict[str, str | None] = (
+            {DECISION_KEY: presence, DECISION_REASON_KEY: clip_reason(reason)}
+            if presence is not None
+            else {DECISION_KEY: None, DECISION_REASON_KEY: None}
+        )
+        if extra.get(DECISION_KEY) != self.extra.get(DECISION_KEY):
+            self._changed.set()
+        self.extra = extra
 
     async def run(self) -> None:
         while True:
@@ -73,6 +98,7 @@ class Heartbeat:
                 "annotations": {
                     VERDICT_KEY: self.verdict,
                     REASON_KEY: clip_reason(self.reason),
+                    **self.extra,
                 },
             },
             "spec": {
@@ -81,6 +107,8 @@ class Heartbeat:
                 "renewTime": micro_time(),
             },
         }
+        if self.owner is not None:
+            body["metadata"]["ownerReferences"] = [self.owner]
         sent = self._clock()
         try:
             try:
@@ -89,6 +117,8 @@ class Heartbeat:
                 if exc.code != 404:
                     raise
                 body["metadata"]["name"] = self.name
+                notes = body["metadata"]["annotations"]
+                body["metadata"]["annotations"] = {k: v for k, v in notes.items() if v is not None}
                 body["spec"]["acquireTime"] = body["spec"]["renewTime"]
                 stored = await self.client.create_lease(body)
         except KubeError as exc:

@@ -44,6 +44,16 @@ async def workload_of(client: KubeClient, pod: str) -> str | None:
     return "none"
 
 
+def pod_owner(pod: dict[str, Any] | None) -> dict[str, Any]:
+    """The Pod `pod` as an ownerReference of what it creates ({} when there is no such Pod):
+    Kubernetes' garbage collector deletes the dependents with the Pod. Not blockOwnerDeletion,
+    which needs the right to update the Pod's finalizers."""
+    meta = (pod or {}).get("metadata")
+    if not isinstance(meta, dict) or not meta.get("uid") or not meta.get("name"):
+        return {}
+    return {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
+
+
 def controller_owner(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     if obj is None:
         return None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from controller.core.excerpt import quote
-from controller.core.fleet import LEASE_LABEL, Member, read_heartbeat
+from controller.core.fleet import LEASE_LABEL, Member, first_sight_age, read_heartbeat
 from controller.core.fleet import last_one_out as fleet_last_one_out
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.heartbeat import Heartbeat
@@ -24,6 +25,9 @@ from controller.runtime.logs import event
 from controller.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+PRUNE_BATCH = 10
+"""Heartbeat Leases the leader deletes at most per pass."""
 
 
 class FleetView:
@@ -39,10 +43,14 @@ class FleetView:
         stale_after: float,
         clock: Callable[[], float],
         metrics: Metrics | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.identity, self.lease, self.stale_after = identity, lease, stale_after
         self.watch, self.heartbeat, self.pods = watch, heartbeat, pods
-        self._clock, self._metrics = clock, metrics
+        self._clock, self._metrics, self._wall = clock, metrics, wall
+        self._first: dict[str, str] = {}
+        """Heartbeat name -> its resourceVersion when this replica first saw it: until it
+        changes, its age is read from its renewTime (core.fleet.first_sight_age)."""
         self.started = clock()
         self._confirmed: float | None = None
         """When the view was last known complete and current."""
@@ -52,11 +60,13 @@ class FleetView:
     def members(self, me: list[Member]) -> list[Member]:
         """Every member that counts, as last seen, with `me` (this replica as it is now):
         heartbeats of pods of this workload, one per pod; the rest is ignored (reported)."""
-        now = self._clock()
+        now, wall = self._clock(), self._wall()
         out = list(me)
         ignored: dict[str, str] = {}
         holders = set()
-        for name, obj in self.watch.items.items():
+        items = self.watch.items
+        self._first = {n: v for n, v in self._first.items() if n in items}
+        for name, obj in items.items():
             read = read_heartbeat(name, obj, self.lease)
             if isinstance(read, str):
                 ignored[name] = read
@@ -69,6 +79,8 @@ class FleetView:
                 ignored[name] = why
                 continue
             age = now - self.watch.seen.get(name, now)
+            if self._first.setdefault(name, version_of(obj)) == version_of(obj):
+                age = first_sight_age(age, read.renewed, wall)
             if belongs is None:
                 # Not checked yet: it may be one of ours, so it counts, undecided.
                 out.append(Member(read.pod, "unknown", f"member {why}", age))
@@ -77,6 +89,38 @@ class FleetView:
         self.pods.keep(holders)
         self._ignore(ignored)
         return sorted(out, key=lambda m: m.pod)
+
+    def decision(self, leader: str | None) -> tuple[str, str] | None:
+        """What the leader `leader` decided for the bot, as its heartbeat says (a follower
+        shows it); None when unknown."""
+        if leader is None or leader == self.identity:
+            return None
+        obj = self.watch.items.get(f"{self.lease}-{leader}")
+        read = read_heartbeat(f"{self.lease}-{leader}", obj, self.lease) if obj else None
+        return read.decision if read is not None and not isinstance(read, str) else None
+
+    async def prune(self, client: KubeClient, after: float, most: int = PRUNE_BATCH) -> list[str]:
+        """For the leader: delete the heartbeat Leases of members silent for `after` seconds
+        (by this replica's clock and by their renewTime), whose pods' garbage collection did
+        not (an older version's heartbeat, a pod deleted while the collector was behind). A
+        Lease renewed since it was read is kept (a delete precondition). Never raises."""
+        now, wall, pruned = self._clock(), self._wall(), list[str]()
+        for name, obj in list(self.watch.items.items()):
+            read = read_heartbeat(name, obj, self.lease)
+            if isinstance(read, str) or read.pod == self.identity or len(pruned) >= most:
+                continue
+            silent = now - self.watch.seen.get(name, now)
+            if silent < after or read.renewed is None or wall - read.renewed < after:
+                continue
+            try:
+                if await client.delete_lease(name, version_of(obj)):
+                    pruned.append(name)
+                    message = f"pruned heartbeat Lease {name}: silent for {silent:.0f}s"
+                    event(log, logging.INFO, "heartbeat_pruned", message)
+            except KubeError as exc:
+                event(log, logging.WARNING, "heartbeat_prune", f"pruning {name}: {exc}")
+                break
+        return pruned
 
     def _ignore(self, ignored: dict[str, str]) -> None:
         new = sorted(set(ignored) - set(self.ignored))

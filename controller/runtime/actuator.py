@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -145,12 +146,18 @@ class Actuator:
     def leadership_changed(self, leading: bool) -> None:
         """Fleet mode: a new leader forgets what it knew of the gateway (another replica wrote
         since) and writes its decision at once; a former leader stops calling."""
-        if leading:
-            self.state = ActuationState()
-        elif self.state.pulse_since is not None:
+        if not leading and self.state.pulse_since is not None:
             # The new leader writes the decision (unavailable) as it starts: the pulse is its.
             self.state = on_pulse_over(self.state)
             self._pulse_done("cut_short", "leadership lost; the new leader writes the decision")
+        # Either way what this replica knew of the gateway is stale: a former leader must not
+        # keep exporting it (a fixed credential would still alert from a follower).
+        self.state, self.last_success = ActuationState(), None
+        m = self.metrics
+        Metrics.set_state(m.applied_state, Presence.UNKNOWN)
+        m.gateway_auth_failed.set(0)
+        m.gateway_session_working.set(math.nan)
+        m.gateway_last_success.set(0)
         self._wake.set()
 
     async def _step(self) -> None:

@@ -369,6 +369,8 @@ class Controller:
             )
             if self.fleet is not None:
                 self.fleet.report(self.state.verdict.value, self.state.reason)
+                known = fleet is not None and decision.presence is not Presence.UNKNOWN
+                self.fleet.decided(decision.presence.value if known else None, decision.reason)
                 self._count_members(self.fleet, members)
             self.observation, self.decision = obs, decision
             veto = refresh_veto(

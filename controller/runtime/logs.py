@@ -94,6 +94,10 @@ def add_secret(secret: str) -> None:
             handler.secrets.append(secret)
 
 
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "lightkube", "aiohttp.access")
+"""Loggers kept at WARNING: they write a line per request."""
+
+
 def configure_logging(fmt: str, level: str, secrets: Iterable[str], stream: Any = None) -> None:
     """Route all logging through one scrubbing handler in the chosen format."""
     handler = ScrubbingHandler(secrets, stream)
@@ -103,6 +107,8 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str], stream: Any 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # httpx logs every request URL at INFO, and our gateway URLs carry the token in the query.
-    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+    # HTTP clients log every request URL at INFO (httpx for the gateway, whose URLs carry the
+    # token in the query; httpx2 for lightkube, ~40 lines a minute in fleet mode): our own
+    # lines say what a request meant, and failures are logged by the code that made them.
+    for noisy in HTTP_CLIENT_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

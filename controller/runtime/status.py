@@ -78,6 +78,32 @@ def _pending(c: Controller, backoff_until: str | None) -> dict[str, Any] | None:
     }
 
 
+def _role(c: Controller) -> dict[str, Any]:
+    """Fleet mode: whether this replica writes the presence; on a follower, who does and what
+    it decided (a follower's `desired` and `reason` are its own consumer's, not the bot's)."""
+    if c.fleet is None:
+        return {}
+    if c.fleet.leading():
+        return {"role": "leader"}
+    leader = c.fleet.elector.leader() if c.fleet.elector is not None else None
+    decided = c.fleet.leader_decision()
+    note = (
+        f"follower: {leader} leads and writes the presence"
+        if leader
+        else "follower: no replica leads now, nothing writes the presence"
+    )
+    if decided is not None:
+        note += f" ({decided[0]}: {decided[1]})"
+    return {
+        "role": "follower",
+        "leader": leader or None,
+        "leader_decision": (
+            {"presence": decided[0], "reason": decided[1]} if decided is not None else None
+        ),
+        "note": note + "; desired and reason here are this replica's own health",
+    }
+
+
 def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]:
     """The `/status` document (README, "What it reports"). Holds no secrets."""
     act = c.actuator.state
@@ -98,6 +124,7 @@ def status_document(c: Controller, now: float, wall: datetime) -> dict[str, Any]
             "since": c.since.isoformat() if c.since else None,
             "dry_run": c.settings.dry_run,
             "pending": _pending(c, backoff_until),
+            **_role(c),
         },
         "signals": {
             "health": obs.health.status.value if obs else None,

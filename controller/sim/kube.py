@@ -35,6 +35,7 @@ from controller.sim.kube_rules import (
     authorized,
     bare,
     checked,
+    deletion_preconditions,
     forbidden,
     merge,
     not_found,
@@ -124,11 +125,30 @@ class SimKube:
         self.put(plural, obj)
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
-        """Delete an object directly (`kubectl delete`), notifying watches."""
-        obj = self.objects.pop((plural, namespace, name))
+        """Delete an object directly (`kubectl delete`), notifying watches; its dependents go
+        with it (the garbage collector, background propagation)."""
+        self._remove((plural, namespace, name))
+
+    def _remove(self, key: tuple[str, str, str]) -> dict[str, Any]:
+        obj = self.objects.pop(key)
         self.version += 1
-        self._record("DELETED", plural, {**obj, "metadata": {
-            **obj["metadata"], "resourceVersion": str(self.version)}})  # fmt: skip
+        gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
+        self._record("DELETED", key[0], gone)
+        self._collect()
+        return gone
+
+    def _collect(self) -> None:
+        """Kubernetes' garbage collector: an object whose owners (ownerReferences) are all
+        gone is deleted (at once here; within seconds on a real cluster). Not Pods: a real
+        cluster deletes them gracefully and they stay while their containers run, so tests
+        delete a Pod themselves once its sidecar has stopped."""
+        uids = {obj["metadata"].get("uid") for obj in self.objects.values()}
+        for key, obj in list(self.objects.items()):
+            owners = obj["metadata"].get("ownerReferences") or []
+            if key[0] == "pods" or not owners or key not in self.objects:
+                continue
+            if all(o.get("uid") not in uids for o in owners):
+                self._remove(key)
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((plural, namespace, name))
@@ -222,9 +242,8 @@ class SimKube:
             return 200, self._existing(kind, namespace, name)
         if verb == "delete":
             obj = self._existing(kind, namespace, name)
-            del self.objects[(kind.plural, namespace, name or "")]
-            self._record("DELETED", kind.plural, obj)
-            return 200, obj
+            deletion_preconditions(kind, name, await self._body(request, empty={}), obj)
+            return 200, self._remove((kind.plural, namespace, name or ""))
         body = await self._body(request)
         if verb == "create":
             obj = checked(kind, namespace, None, body)
@@ -274,9 +293,12 @@ class SimKube:
         return obj
 
     @staticmethod
-    async def _body(request: web.Request) -> Any:
+    async def _body(request: web.Request, empty: Any = None) -> Any:
+        raw = await request.read()
+        if not raw and empty is not None:
+            return empty
         try:
-            return json.loads(await request.read())
+            return json.loads(raw)
         except ValueError:
             raise Failure(400, "BadRequest", "the request body is not JSON") from None
 
@@ -301,7 +323,10 @@ class SimKube:
             meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.objects[key] = obj
         self._record(event, kind.plural, obj)
-        return copy.deepcopy(obj)
+        stored = copy.deepcopy(obj)
+        if meta.get("ownerReferences"):
+            self._collect()  # created with owners already gone: collected at once
+        return stored
 
     def _record(self, event: str, plural: str, obj: dict[str, Any]) -> None:
         self.history.append((self.version, event, plural, copy.deepcopy(obj)))

@@ -105,6 +105,24 @@ def uid_precondition(kind: Kind, name: str | None, obj: dict[str, Any], old: Any
         )  # fmt: skip
 
 
+def deletion_preconditions(kind: Kind, name: str | None, body: Any, old: dict[str, Any]) -> None:
+    """A DELETE's DeleteOptions: `preconditions` (resourceVersion, uid) must match the stored
+    object (409, as etcd3's checkPreconditions answers)."""
+    if not isinstance(body, dict):
+        raise Failure(400, "BadRequest", "the request body is not DeleteOptions")
+    wanted = body.get("preconditions") or {}
+    meta = old["metadata"]
+    for field, label in (("resourceVersion", "ResourceVersion"), ("uid", "UID")):
+        if wanted.get(field) and wanted[field] != meta.get(field):
+            raise Failure(
+                409, "Conflict",
+                f'Operation cannot be fulfilled on {kind.qualified} "{name}": Precondition '
+                f"failed: {label} in precondition: {wanted[field]}, {label} in object meta: "
+                f"{meta.get(field)}",
+                name=name, group=kind.group, kind=kind.plural,
+            )  # fmt: skip
+
+
 def checked(kind: Kind, namespace: str, name: str | None, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
         raise Failure(400, "BadRequest", f"{kind.kind} in version {kind.version!r}: no metadata")
