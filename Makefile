@@ -33,16 +33,22 @@ typecheck: $(STAMP)
 unit: $(STAMP) tools
 	$(BIN)/pytest -n 2
 
-## tools: promtool and prometheus (Debian's prometheus package) for the alert unit tests and the
-## live monitoring test, where apt-get is usable; elsewhere those tests are skipped, and pytest says so
+## tools: the real servers and clients the tests run against, from Debian's packages where apt-get
+## is usable: promtool and prometheus (package prometheus), Alertmanager (prometheus-alertmanager)
+## and, when no kubectl is on PATH, kubectl (kubernetes-client). Elsewhere those tests are
+## skipped, and pytest says so.
+TOOLS_NEEDED = $(strip $(if $(shell command -v promtool),,prometheus) \
+	$(if $(shell command -v prometheus-alertmanager),,prometheus-alertmanager) \
+	$(if $(shell command -v kubectl),,kubernetes-client))
 tools:
-	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	@if [ -n "$(TOOLS_NEEDED)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool and prometheus (Debian package prometheus)"; \
+	    echo "installing $(TOOLS_NEEDED) (Debian packages)"; \
 	    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus >/dev/null; } \
-	      || echo "could not install promtool: its tests will be skipped"; \
-	  else echo "promtool not found (install Debian's prometheus package): its tests will be skipped"; fi; }
+	      --no-install-recommends $(TOOLS_NEEDED) >/dev/null; } \
+	      || echo "could not install $(TOOLS_NEEDED): their tests will be skipped"; \
+	  else echo "not found: $(TOOLS_NEEDED) (Debian packages): their tests will be skipped"; fi; \
+	fi
 
 ## alerts: promtool checks the PrometheusRule and runs its unit tests (k8s/monitoring/tests)
 alerts: $(STAMP) tools

@@ -46,7 +46,8 @@ async def test_follows_the_consumer_and_explains_itself(sim: Sim) -> None:
             ("available", "unavailable"),
             ("unknown", "available"),
         ]
-        assert await run.metric("presence_transitions_total", {"to": "unavailable"}) == 1
+        transitions = {"to": "unavailable", "rule": "health"}
+        assert await run.metric("presence_transitions_total", transitions) == 1
         assert await run.metric("presence_desired_state", {"state": "unavailable"}) == 1
         assert await run.metric("presence_queue_lag_seconds") == 45
         ticks = run.controller.ticks
@@ -69,7 +70,7 @@ async def test_metrics_endpoint_exports_the_contract_names(sim: Sim) -> None:
     for name in (
         'presence_desired_state{state="available"} 1.0',
         'presence_applied_state{state="available"} 1.0',
-        'presence_transitions_total{to="available"} 1.0',
+        'presence_transitions_total{rule="health",to="available"} 1.0',
         'presence_gateway_requests_total{outcome="ok",provider="wawp"}',
         "presence_gateway_request_duration_seconds_bucket",
         'presence_probe_total{probe="health",result="ok"}',

@@ -51,7 +51,10 @@ def test_rule_resource_shape() -> None:
     assert RULES["apiVersion"] == "monitoring.coreos.com/v1" and RULES["kind"] == "PrometheusRule"
     assert RULES["metadata"]["name"] == "presence-controller"
     names = [rule["alert"] for rule in rules()]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == 17 and len(set(names)) == 16
+    # One name, two severities: the whole bot down (critical), one replica of several (warning).
+    down = [r["labels"]["severity"] for r in rules() if r["alert"] == "PresenceControllerDown"]
+    assert down == ["critical", "warning"]
     for rule in rules():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), rule["alert"]
@@ -79,7 +82,7 @@ def test_dashboard_shape() -> None:
     ids = [panel["id"] for panel in DASHBOARD["panels"]]
     assert len(ids) == len(set(ids))
     variables = {v["name"] for v in DASHBOARD["templating"]["list"]}
-    assert variables == {"datasource", "namespace", "pod"}
+    assert variables == {"datasource", "namespace", "workload", "pod"}
     titles = {panel["title"] for panel in DASHBOARD["panels"]}
     wanted = {"Presence wanted (desired)", "Deciding rule (reason)", "Queue lag vs watermarks"}
     assert wanted | {"Gateway outcomes"} <= titles
@@ -99,12 +102,19 @@ def test_promtool_checks_the_rules_and_runs_the_alert_unit_tests(promtool: str) 
         [sys.executable, str(script), promtool], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 12 rules found" in done.stdout
-    assert done.stdout.rstrip().endswith("SUCCESS"), done.stdout
+    assert "SUCCESS: 17 rules found" in done.stdout
+    for tests in ("alerts.test.yaml", "annotations.test.yaml", "fleet.test.yaml"):
+        assert f"Unit Testing:  {tests}\n  SUCCESS" in done.stdout, done.stdout
 
 
 def test_every_alert_has_a_unit_test_that_fires_it() -> None:
-    tests = yaml.safe_load((KIT / "tests" / "alerts.test.yaml").read_text())["tests"]
+    sys.path.insert(0, str(KIT / "tests"))
+    import fleet_scenarios
+
+    tests = [
+        *yaml.safe_load((KIT / "tests" / "alerts.test.yaml").read_text())["tests"],
+        *fleet_scenarios.document()["tests"],
+    ]
     fired = {
         case["alertname"]
         for test in tests
@@ -112,6 +122,25 @@ def test_every_alert_has_a_unit_test_that_fires_it() -> None:
         if case["exp_alerts"]
     }
     assert fired == {rule["alert"] for rule in rules()}
+    assert set(fleet_scenarios.ALERTS) == {rule["alert"] for rule in rules()}
+
+
+def test_the_inhibition_mutes_only_what_maintenance_explains() -> None:
+    """The shipped Alertmanager inhibition: maintenance mutes the bot's offline, not-applied,
+    unconfirmed, flapping and degraded alerts; never those about the controller, the
+    credentials, the session, the API server or a missing leader."""
+    inhibit = yaml.safe_load((KIT / "alertmanager-inhibit-rules.yaml").read_text())
+    (rule,) = inhibit["inhibit_rules"]
+    assert rule["source_matchers"] == ['alertname="PresenceMaintenance"']
+    assert rule["equal"] == ["namespace", "workload"]
+    (target,) = rule["target_matchers"]
+    muted = set(re.fullmatch(r'alertname=~"(.*)"', target)[1].split("|"))  # type: ignore[index]
+    names = {r["alert"] for r in rules()}
+    assert muted <= names
+    assert muted == {
+        "PresenceStuckUnavailable", "PresenceNotApplied", "PresenceNotConfirmed",
+        "PresenceFlapping", "PresenceFleetDegraded",
+    }  # fmt: skip
 
 
 def test_the_observability_doc_covers_every_metric_and_alert() -> None:

@@ -12,11 +12,8 @@ covered by the promtool unit tests (k8s/monitoring/tests).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import signal
 import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,98 +22,55 @@ import httpx
 import pytest
 import yaml
 from conftest import Sim, installed, spawn
+from live import (
+    KIT,
+    Prometheus,
+    dashboard_targets,
+    free_port,
+    query,
+    ready,
+    returns,
+    rule_key,
+    rule_list,
+    scaled,
+)
 
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 from controller.sim.harness import wait_until
 
-KIT = Path(__file__).resolve().parent.parent / "k8s" / "monitoring"
-NAMESPACE, POD = "whatsapp-bot", "whatsapp-bot-0"
+NAMESPACE, WORKLOAD, POD = "whatsapp-bot", "whatsapp-bot", "whatsapp-bot-0"
 WINDOW = "5s"
 P = "presence-controller/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+FLEET_ONLY = {
+    "PresenceNoLeader",
+    "PresenceKubeAPIUnreachable",
+    "PresenceFleetDegraded",
+    "PresenceControllerDown/warning",
+}
+"""Alerts a single replica cannot raise (test_alerting_live drives them with a fleet)."""
 
 
 def shorten(expr: str) -> str:
     expr = expr.replace("$__rate_interval", WINDOW)
-    expr = expr.replace('"$namespace"', f'"{NAMESPACE}"').replace('"$pod"', f'"{POD}"')
-    return re.sub(r"\[\d+[smhd]\]", f"[{WINDOW}]", expr)
+    for name, value in (("namespace", NAMESPACE), ("workload", WORKLOAD), ("pod", POD)):
+        expr = expr.replace(f'"${name}"', f'"{value}"')
+    return scaled(expr, lambda _: WINDOW)
 
 
 def alerts() -> dict[str, str]:
-    spec = yaml.safe_load((KIT / "prometheus-rule.yaml").read_text())["spec"]
-    return {r["alert"]: shorten(r["expr"]) for g in spec["groups"] for r in g["rules"]}
+    return {rule_key(r): shorten(r["expr"]) for r in rule_list()}
 
 
-def dashboard() -> dict[str, str]:
-    board = json.loads((KIT / "grafana-dashboard.json").read_text())
+def dashboard(fleet: bool = False) -> dict[str, str]:
     return {
-        f"{panel['title']} [{target['refId']}]": shorten(target["expr"])
-        for panel in board["panels"]
-        for target in panel["targets"]
+        title: shorten(expr)
+        for title, expr in dashboard_targets().items()
+        if fleet
+        or not title.startswith("Fleet: ")
+        or title.startswith("Fleet: which replica leads")
+        or title.startswith("Fleet: handovers")
     }
-
-
-class Prometheus:
-    """A real Prometheus server on loopback with the shipped rules."""
-
-    def __init__(self, binary: str, workdir: Path, target: str) -> None:
-        self.binary, self.workdir, self.target = binary, workdir, target
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def configure(self, scraping: bool) -> None:
-        spec = yaml.safe_load((KIT / "prometheus-rule.yaml").read_text())["spec"]
-        (self.workdir / "rules.yaml").write_text(yaml.safe_dump(spec))
-        targets = [self.target] if scraping else []
-        config = {
-            "global": {
-                "scrape_interval": "500ms",
-                "scrape_timeout": "400ms",
-                "evaluation_interval": "1s",
-            },
-            "rule_files": ["rules.yaml"],
-            "scrape_configs": [
-                {
-                    # What the PodMonitor's relabelling produces.
-                    "job_name": "presence-controller",
-                    "static_configs": [
-                        {"targets": targets, "labels": {"namespace": NAMESPACE, "pod": POD}}
-                    ],
-                }
-            ],
-        }
-        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-
-    def start(self) -> None:
-        self.configure(scraping=True)
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "prometheus.log").open("wb"),
-        )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
@@ -161,28 +115,6 @@ async def controller(sim: Sim, volume: DownwardAPIVolume) -> AsyncIterator[tuple
             await asyncio.wait_for(proc.wait(), 15)
 
 
-async def query(client: httpx.AsyncClient, expr: str, at: float | None = None) -> list[Any]:
-    params: dict[str, Any] = {"query": expr}
-    if at is not None:
-        params["time"] = at
-    response = await client.get("/api/v1/query", params=params)
-    body = response.json()
-    assert body["status"] == "success", (expr, body)
-    result: list[Any] = body["data"]["result"]
-    return result
-
-
-async def returns(client: httpx.AsyncClient, expr: str, data: bool, within: float = 30) -> bool:
-    """Whether `expr` comes to return data (or nothing, with data=False) within the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if bool(await query(client, expr)) is data:
-            return True
-        await asyncio.sleep(0.25)
-    return False
-
-
 async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
     sim: Sim,
     volume: DownwardAPIVolume,
@@ -191,25 +123,17 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
     tmp_path: Path,
 ) -> None:
     proc, admin = controller
-    server = Prometheus(prometheus_binary, tmp_path, admin)
+    spec = yaml.safe_load((KIT / "prometheus-rule.yaml").read_text())["spec"]
+    labels = {"namespace": NAMESPACE, "workload": WORKLOAD, "pod": POD}
+    server = Prometheus(prometheus_binary, tmp_path, {admin: labels}, spec)
     server.start()
     rules = alerts()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
-            ready = await wait_until(lambda: sim.gateway.presence == "available", 15)
-            assert ready, "the controller made the bot available"
+            available = await wait_until(lambda: sim.gateway.presence == "available", 15)
+            assert available, "the controller made the bot available"
 
-            async def prometheus_ready() -> bool:
-                try:
-                    return (await client.get("/-/ready")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while not await prometheus_ready():
-                assert loop.time() < deadline, (tmp_path / "prometheus.log").read_text()
-                await asyncio.sleep(0.2)
+            await ready(client, tmp_path / "prometheus.log")
             up = f'up{{job="presence-controller", namespace="{NAMESPACE}"}} == 1'
             assert await returns(client, up, True), "Prometheus scrapes the controller"
             # Healthy and steady for a full window, with at least one re-assert in it.
@@ -271,13 +195,22 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
             await flapping
             assert await returns(client, rules["PresenceGatewayAuthFailure"], True, within=90)
 
-            # Hung (SIGSTOP): scrapes time out, up is 0, the series go stale.
+            # Maintenance: the inhibition's source (test_alerting_live: what it mutes).
+            volume.write({"app": "bot", P + "maintenance": "true"})
+            assert await returns(client, rules["PresenceMaintenance"], True)
+            volume.write({"app": "bot"})
+            assert await returns(client, rules["PresenceMaintenance"], False)
+
+            # Hung (SIGSTOP): scrapes time out, up is 0, the series go stale. One replica: the
+            # whole bot is down (critical), not "one replica of several" (warning).
+            down = rules["PresenceControllerDown/critical"]
             proc.send_signal(signal.SIGSTOP)
-            assert await returns(client, rules["PresenceControllerDown"], True)
+            assert await returns(client, down, True)
             assert await returns(client, "presence_last_tick_timestamp_seconds", False)
             assert not await query(client, rules["PresenceControllerNotTicking"])
+            assert not await query(client, rules["PresenceControllerDown/warning"])
             proc.send_signal(signal.SIGCONT)
-            assert await returns(client, rules["PresenceControllerDown"], False)
+            assert await returns(client, down, False)
 
             # No target at all (the PodMonitor matches nothing): up goes stale, absent() fires.
             assert not await query(client, rules["PresenceControllerAbsent"])
@@ -297,7 +230,8 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
         "PresenceGatewayErrors",
         "PresenceFlapping",
         "PresenceGatewayAuthFailure",
-        "PresenceControllerDown",
+        "PresenceControllerDown/critical",
         "PresenceControllerAbsent",
+        "PresenceMaintenance",
     }
-    assert checked == set(rules), "every alert expression was driven to return data"
+    assert checked | FLEET_ONLY == set(rules), "every alert expression was driven to return data"

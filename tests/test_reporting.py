@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.actuation import FailureKind
 from controller.core.types import HealthStatus, LagStatus
+from controller.runtime.metrics import RULES
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 
@@ -52,7 +53,9 @@ async def test_every_labelled_counter_is_born_at_zero(sim: Sim) -> None:
         key = ("presence_probe_total", frozenset({"probe": "lag", "result": lag}.items()))
         assert key in exposition, lag
     for to in ("available", "unavailable"):
-        assert ("presence_transitions_total", frozenset({"to": to}.items())) in exposition
+        for rule in RULES:
+            key = ("presence_transitions_total", frozenset({"to": to, "rule": rule}.items()))
+            assert key in exposition, (to, rule)
 
 
 async def test_the_session_gauge_is_unknown_until_read_then_says_working(sim: Sim) -> None:

@@ -626,7 +626,7 @@ class Controller:
         known = decision.presence is not Presence.UNKNOWN and not self.settings.dry_run
         period = reassert_period(decision.presence, self.settings.actuation())
         m.reassert_interval.set(period if known else 0)
-        m.transitions.labels(to=decision.presence.value).inc()
+        m.transitions.labels(to=decision.presence.value, rule=decision.rule).inc()
         fields = {"from": old.value, "to": decision.presence.value, "reason": decision.reason}
         message = f"presence {old} -> {decision.presence}: {decision.reason}"
         event(log, logging.INFO, "transition", message, **fields, detail=decision.detail)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -38,7 +39,11 @@ class Metrics:
             registry=r,
         )
         self.transitions = Counter(
-            "presence_transitions", "Changes of the desired presence", ["to"], registry=r
+            "presence_transitions",
+            "Changes of the desired presence, by the rule that decided them (health and error "
+            "are the consumer's; maintenance, force, online_hours and damping are deliberate)",
+            ["to", "rule"],
+            registry=r,
         )
         self.gateway_requests = Counter(
             "presence_gateway_requests",
@@ -182,15 +187,19 @@ class Metrics:
             registry=r,
         )
         self.last_tick = Gauge(
-            "presence_last_tick_timestamp_seconds", "Unix time of the last tick", registry=r
+            "presence_last_tick_timestamp_seconds",
+            "Unix time of the last tick (before the first one: of the start)",
+            registry=r,
         )
+        self.last_tick.set(time.time())
         for state in _STATES:
             self.desired_state.labels(state=state.value)
             self.applied_state.labels(state=state.value)
         self.set_state(self.desired_state, Presence.UNKNOWN)
         self.set_state(self.applied_state, Presence.UNKNOWN)
         for to in (Presence.AVAILABLE, Presence.UNAVAILABLE):
-            self.transitions.labels(to=to.value)
+            for rule in RULES:
+                self.transitions.labels(to=to.value, rule=rule)
         for rule in RULES:
             self.decision_rule.labels(rule=rule).set(0)
         for result in ("exported", "dropped"):
