@@ -5,6 +5,7 @@ kubelet's file ownership rules, and no Secret an apply could overwrite."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -498,3 +499,42 @@ def test_the_optional_namespace_component_renders_and_validates(tmp_path: Path) 
     path.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] not in CRD_KINDS]))
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_overlays_namespace_is_set_in_one_place(tmp_path: Path) -> None:
+    """Renaming the overlay's namespace (and enabling fleet-namespace) carries it everywhere it
+    matters: the Namespace itself, every object, the RBAC subjects, the ClusterRole restricted
+    to that Namespace, and the alert that watches for no target in it."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    kustomization = copy / "overlays" / "example" / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "\nnamespace: whatsapp-bot\n" in text and "# - ../../components/fleet-namespace" in text
+    text = text.replace("\nnamespace: whatsapp-bot\n", "\nnamespace: shop-bot\n")
+    text = text.replace(
+        "# - ../../components/fleet-namespace", "- ../../components/fleet-namespace"
+    )
+    kustomization.write_text(text)
+    docs = render(copy / "overlays" / "example")
+    assert one(docs, "Namespace")["metadata"]["name"] == "shop-bot"
+    namespaced = [d for d in docs if d["kind"] not in {"Namespace", "ClusterRole",
+                                                       "ClusterRoleBinding"}]  # fmt: skip
+    assert {d["metadata"].get("namespace") for d in namespaced} == {"shop-bot"}
+    role = one(docs, "ClusterRole")
+    assert role["metadata"]["name"] == "presence-controller-namespace.shop-bot"
+    assert role["rules"][0]["resourceNames"] == ["shop-bot"]
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["namespace"] == "shop-bot"
+    assert one(docs, "RoleBinding")["subjects"][0]["namespace"] == "shop-bot"
+    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    (absent,) = [r for r in rules if r["alert"] == "PresenceControllerAbsent"]
+    assert absent["expr"] == 'absent(up{job="presence-controller",namespace="shop-bot"})'
+
+
+def test_the_overlay_deploys_the_image_the_readme_builds(rendered: list[dict[str, Any]]) -> None:
+    readme = (K8S.parent / "README.md").read_text()
+    built = re.search(r"docker build -t (\S+) \.", readme)
+    assert built is not None, "the README builds the image"
+    _, container = sidecar(rendered)
+    assert container["image"] == built[1]
