@@ -1,4 +1,5 @@
-"""`presence-controller` command line: run, demo, check-config, check-gateway, windows."""
+"""`presence-controller` command line: run, demo, sim, check-config, check-gateway, windows,
+replay."""
 
 from __future__ import annotations
 
@@ -55,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
         type=_speed,
         default=1.0,
         help="time scale of the scenario (2 = twice as fast); default 1",
+    )
+    simulate = sub.add_parser(
+        "sim",
+        help="start the simulated consumer, gateway and Kubernetes API server on loopback "
+        "(for kubectl and a controller to try against); runs until SIGTERM",
+    )
+    simulate.add_argument(
+        "--provider",
+        choices=["wawp", "waha", "evolution"],
+        default="wawp",
+        help="the simulated gateway's API (default wawp)",
+    )
+    simulate.add_argument(
+        "--fleet",
+        action="store_true",
+        help="also hold Namespace whatsapp-bot and Deployment whatsapp-bot (with its pods)",
     )
     check = sub.add_parser("check-config", help="validate and print the effective config")
     check.add_argument(
@@ -159,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from controller.sim.scenario import run_demo
 
         return asyncio.run(run_demo(speed=args.speed, provider=args.provider))
+    if args.command == "sim":
+        from controller.sim.launch import run_sim
+
+        return asyncio.run(run_sim(args.provider, args.fleet))
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
     if args.command == "replay":

@@ -192,3 +192,90 @@ async def test_lists_come_in_pages_when_a_limit_is_asked(
     assert names == ["l2", "l3", "l4"]
     bad = await client.get(path, params={"limit": "2", "continue": "not-a-token"})
     assert bad.status_code == 400 and bad.json()["reason"] == "BadRequest"
+
+
+async def test_discovery_and_version_as_a_real_client_reads_them(
+    api: tuple[SimKube, httpx.AsyncClient],
+) -> None:
+    _, client = api
+    version = await client.get("/version", headers={"Authorization": ""})
+    assert version.status_code == 200 and version.json()["major"] == "1", "no token needed"
+    assert (await client.get("/api", headers={"Authorization": ""})).status_code == 401
+    assert (await client.get("/api")).json()["versions"] == ["v1"]
+    groups = {g["name"] for g in (await client.get("/apis")).json()["groups"]}
+    assert groups == {"apps", "coordination.k8s.io", "events.k8s.io"}
+    core = {r["name"]: r for r in (await client.get("/api/v1")).json()["resources"]}
+    assert {"pods", "namespaces", "events", "secrets"} <= set(core)
+    assert core["namespaces"]["namespaced"] is False
+    apps = (await client.get("/apis/apps/v1")).json()
+    deployments = next(r for r in apps["resources"] if r["name"] == "deployments")
+    assert deployments["kind"] == "Deployment" and deployments["shortNames"] == ["deploy"]
+    # A kind is served only under its own group and version.
+    wrong = await client.get("/apis/apps/v1/namespaces/shop/leases")
+    assert wrong.status_code == 404 and status_of(wrong)["reason"] == "NotFound"
+
+
+async def test_events_are_served_through_core_v1_with_their_involved_object(
+    api: tuple[SimKube, httpx.AsyncClient],
+) -> None:
+    """The API server stores one Event and serves it through events.k8s.io/v1 and core/v1:
+    kubectl get events and describe read the latter (involvedObject, message)."""
+    _, client = api
+    regarding = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bot",
+                 "namespace": "shop", "uid": "u-1"}  # fmt: skip
+    event = {
+        "metadata": {"name": "bot.1", "namespace": "shop"}, "eventTime": MICRO,
+        "reportingController": "presence-controller", "reportingInstance": "pod-a",
+        "action": "SetPresence", "reason": "PresenceUnavailable", "type": "Warning",
+        "note": "maintenance", "regarding": regarding,
+    }  # fmt: skip
+    assert (
+        await client.post("/apis/events.k8s.io/v1/namespaces/shop/events", json=event)
+    ).is_success
+    core = "/api/v1/namespaces/shop/events"
+    selected = await client.get(
+        core, params={"fieldSelector": "involvedObject.kind=Deployment,involvedObject.uid=u-1"}
+    )
+    (item,) = selected.json()["items"]
+    assert item["involvedObject"] == regarding and item["message"] == "maintenance"
+    assert item["source"] == {"component": "presence-controller"} and item["count"] == 1
+    none = await client.get(core, params={"fieldSelector": "reason=PresenceAvailable"})
+    assert none.json()["items"] == []
+    assert (await client.get(f"{core}/bot.1")).json()["reason"] == "PresenceUnavailable"
+    assert (await client.post(core, json=event)).status_code == 405, "read-only"
+    table = await client.get(
+        core, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    )
+    assert table.json()["kind"] == "Table"
+    assert table.json()["rows"][0]["cells"][1:4] == [
+        "Warning",
+        "PresenceUnavailable",
+        "deployment/bot",
+    ]
+
+
+async def test_deleting_an_owner_collects_its_dependents_and_preconditions_hold(
+    api: tuple[SimKube, httpx.AsyncClient],
+) -> None:
+    sim, client = api
+    sim.workload("shop", "bot", ["pod-a"])
+    pod = sim.get("pods", "shop", "pod-a")
+    assert pod is not None
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": "pod-a", "uid": pod["metadata"]["uid"]}
+    body = lease("hb")
+    body["metadata"]["ownerReferences"] = [owner]
+    made = (await client.post(LEASES, json=body)).json()
+    stale = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": "1"}}
+    refused = await client.request("DELETE", f"{LEASES}/hb", json=stale)
+    assert refused.status_code == 409 and "Precondition failed" in status_of(refused)["message"]
+    sim.delete("pods", "shop", "pod-a")
+    assert sim.get("leases", "shop", "hb") is None, "collected with its Pod"
+    # Created with an owner that is gone: collected at once.
+    assert (await client.post(LEASES, json=body)).status_code == 201
+    assert sim.get("leases", "shop", "hb") is None
+    assert made["metadata"]["ownerReferences"] == [owner]
+    # Deleting the Deployment takes its ReplicaSet, not its (gracefully deleted) pods.
+    sim.workload("shop", "bot", ["pod-b"])
+    sim.delete("deployments", "shop", "bot")
+    assert sim.get("replicasets", "shop", "bot-7d4b9") is None
+    assert sim.get("pods", "shop", "pod-b") is not None

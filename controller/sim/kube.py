@@ -13,6 +13,7 @@ verbs (403 with the real message), `throttled` (429 with a Retry-After), `watch_
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import time
@@ -25,6 +26,14 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.kube.wire import route
+from controller.sim.kube_discovery import (
+    CORE_EVENTS,
+    core_event,
+    discovery,
+    table,
+    wants_table,
+)
 from controller.sim.kube_hostile import misbehave
 from controller.sim.kube_rules import (
     JSON,
@@ -96,16 +105,25 @@ class SimKube:
         each owned by the one before (controller ownerReferences with real uids); the
         Deployment as stored."""
         labels = {"app.kubernetes.io/name": name}
+        ready = len(pods)
         deployment = self.put("deployments", {
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations,
+                         "labels": labels, "generation": 1},
             "spec": {"replicas": len(pods), "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                          {"name": "bot", "image": "bot:1"}]}}},
+            # Rolled out: `kubectl rollout status` reads these.
+            "status": {"observedGeneration": 1, "replicas": ready, "updatedReplicas": ready,
+                       "readyReplicas": ready, "availableReplicas": ready},
         })  # fmt: skip
         replicaset = self.put("replicasets", {"metadata": {
-            "name": f"{name}-7d4b9", "namespace": namespace,
+            "name": f"{name}-7d4b9", "namespace": namespace, "labels": labels,
+            "annotations": {"deployment.kubernetes.io/revision": "1"},
             "ownerReferences": [owner_ref("Deployment", deployment)],
-        }})  # fmt: skip
+        }, "spec": {"replicas": ready, "selector": {"matchLabels": labels},
+                    "template": deployment["spec"]["template"]},
+           "status": {"replicas": ready, "readyReplicas": ready,
+                      "availableReplicas": ready}})  # fmt: skip
         for pod in pods:
             self.put("pods", {
                 "metadata": {"name": pod, "namespace": namespace, "labels": labels,
@@ -179,8 +197,18 @@ class SimKube:
         client = self.tokens.get(request.headers.get("Authorization", "").removeprefix("Bearer "))
         verb, plural, namespace, name = "unknown", "", "", None
         try:
+            document = discovery(request.path) if request.method == "GET" else None
+            if document is not None and (client is not None or request.path == "/version"):
+                return web.Response(body=json.dumps(document), headers={"Content-Type": JSON})
             if client is None:
                 raise Failure(401, "Unauthorized", "Unauthorized")
+            if request.path.startswith("/api/v1/") and route(request.path)[0] == "events":
+                return await self._core_events(request)
+            if "protobuf" in request.headers.get("Content-Type", ""):
+                # JSON only (as an API server with protobuf disabled): clients fall back.
+                raise Failure(415, "UnsupportedMediaType", "the body of the request was in an "
+                              'unknown format - accepted media types include: application/json, '
+                              "application/merge-patch+json")  # fmt: skip
             kind, namespace, name = route_of(request.path)
             plural = kind.plural
             verb = verb_of(request, name)
@@ -216,6 +244,31 @@ class SimKube:
         self.calls.append(KubeCall(time.monotonic(), client or "?", verb, plural, name, status))
         return web.Response(status=status, body=json.dumps(body), headers={"Content-Type": JSON})
 
+    async def _core_events(self, request: web.Request) -> web.Response:
+        """core/v1 Events, read-only: the stored events.k8s.io Events converted (list with
+        label and field selectors, on `involvedObject.*` and `reason` too; get)."""
+        _, namespace, name = route(request.path)
+        if request.method != "GET" or request.query.get("watch") in {"true", "1"}:
+            raise Failure(405, "MethodNotAllowed", "core/v1 events are read-only here")
+        events = [
+            core_event(obj)
+            for (plural, ns, _), obj in sorted(self.objects.items())
+            if plural == "events" and (ns == namespace or not namespace)
+        ]
+        if name is not None:
+            found = [e for e in events if e["metadata"].get("name") == name]
+            if not found:
+                raise not_found(CORE_EVENTS, name)
+            body: dict[str, Any] = found[0]
+        else:
+            matches = selector(request.query)
+            meta, items = page([e for e in events if matches(e)], self.version, request.query)
+            body = {"kind": "EventList", "apiVersion": "v1", "metadata": meta,
+                    "items": [bare(e) for e in items]}  # fmt: skip
+            if wants_table(request.headers.get("Accept", "")):
+                body = table("events", items, str(self.version), datetime.now(UTC))
+        return web.Response(body=json.dumps(body), headers={"Content-Type": JSON})
+
     async def _fault(self, client: str) -> None:
         if client in self.partitioned:
             # Nothing comes back: the client's own timeout ends the request (and the server
@@ -232,6 +285,8 @@ class SimKube:
         if verb == "list":
             items, version = self._select(kind, namespace, request.query)
             meta, items = page(items, version, request.query)
+            if wants_table(request.headers.get("Accept", "")):
+                return 200, table(kind.plural, items, str(version), datetime.now(UTC))
             return 200, {
                 "kind": f"{kind.kind}List",
                 "apiVersion": kind.api_version,
@@ -410,11 +465,17 @@ class SimKube:
         return response
 
 
-def write_kubeconfig(path: Path, server: str, token: str, namespace: str) -> Path:
-    """A kubeconfig for `server` (plain http, bearer `token`, default `namespace`)."""
+def write_kubeconfig(
+    path: Path, server: str, token: str, namespace: str, ca: bytes | None = None
+) -> Path:
+    """A kubeconfig for `server` (bearer `token`, default `namespace`; over https, trusting the
+    CA certificate `ca`)."""
+    cluster = f'server: "{server}"'
+    if ca is not None:
+        cluster += f", certificate-authority-data: {base64.b64encode(ca).decode()}"
     path.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f'clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]\n'
+        f"clusters: [{{name: fake, cluster: {{{cluster}}}}}]\n"
         f'users: [{{name: fake, user: {{token: "{token}"}}}}]\n'
         "contexts: [{name: fake, context: {cluster: fake, user: fake, "
         f"namespace: {namespace}}}}}]\n"

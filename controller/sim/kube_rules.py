@@ -60,6 +60,7 @@ KINDS = {
         Kind("apps", "v1", "StatefulSet", "statefulsets"),
         Kind("apps", "v1", "ReplicaSet", "replicasets"),
         Kind("", "v1", "Pod", "pods"),
+        Kind("", "v1", "Secret", "secrets"),
         Kind("", "v1", "Namespace", "namespaces", namespaced=False),
     )
 }
@@ -331,7 +332,12 @@ def authorized(
 def route_of(path: str) -> tuple[Kind, str, str | None]:
     plural, namespace, name = route(path)
     kind = KINDS.get(plural)
-    if kind is None or len([p for p in path.split("/") if p]) > depth(kind, namespace):
+    base = f"/apis/{kind.group}/{kind.version}/" if kind and kind.group else "/api/v1/"
+    if (
+        kind is None
+        or not path.startswith(base)
+        or len([p for p in path.split("/") if p]) > depth(kind, namespace)
+    ):
         raise Failure(404, "NotFound", "the server could not find the requested resource")
     if kind.namespaced and not namespace and name is not None:
         raise Failure(404, "NotFound", "the server could not find the requested resource")
