@@ -162,6 +162,16 @@ async def test_demo_runs_the_scenario_and_exits_0(provider: str, set_call: str) 
     assert "FAILED" not in out
 
 
+@pytest.mark.parametrize("args", [["--speed", "10"], ["--fleet", "--speed", "10"]])
+async def test_the_demos_run_at_the_top_of_their_documented_speed(args: list[str]) -> None:
+    """Above speed 4 the tick went below MIN_INTERVAL and the demo crashed on its own settings;
+    the fleet scene's leases lapsed while the last leader shut down."""
+    code, out, err = await cli("demo", *args, timeout=90)
+    assert code == 0, out + err
+    assert "steps behaved as expected" in out and "FAILED" not in out
+    assert "Traceback" not in err
+
+
 async def test_the_fleet_demo_runs_its_scene_and_exits_0() -> None:
     code, out, err = await cli("demo", "--fleet", "--speed", "2", timeout=90)
     assert code == 0, out + err

@@ -12,6 +12,7 @@ covered by the promtool unit tests (k8s/monitoring/tests).
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -60,6 +61,14 @@ def shorten(expr: str) -> str:
 
 def alerts() -> dict[str, str]:
     return {rule_key(r): shorten(r["expr"]) for r in rule_list()}
+
+
+def readme_health_query() -> str:
+    """The `replay --health-query` the README shows, with its windows shortened."""
+    readme = (KIT.parent.parent / "README.md").read_text()
+    found = re.search(r"--health-query '([^']+)'", readme)
+    assert found is not None, "the README shows a health query"
+    return shorten(found[1])
 
 
 def dashboard(fleet: bool = False) -> dict[str, str]:
@@ -176,10 +185,14 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
                 "PresenceGatewayErrors",
             ):
                 assert await returns(client, rules[name], True), name
+            # The README's replay --health-query follows the health endpoint: 0 while it fails.
+            health = f"{readme_health_query()} == 0"
+            assert await returns(client, health, True), "the README's health query sees it"
             sim.gateway.set_faults.clear()
             sim.gateway.session_faults.clear()
             sim.consumer.health_status = 200
             assert await returns(client, rules["PresenceNotApplied"], False)
+            assert await returns(client, f"{readme_health_query()} == 1", True)
 
             # Flapping: health toggles faster than a person would tolerate. Meanwhile the
             # gateway stops accepting the token (seen at the first call past the back-off).

@@ -26,6 +26,7 @@ from test_cli import cli
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.replay import Sample, incidents, replay
 from controller.replay.command import decision_settings
+from controller.replay.report import DECISION_FIELDS, missing_runs, plot, run
 from controller.replay.sources import (
     POINTS_PER_QUERY,
     Range,
@@ -143,6 +144,7 @@ async def test_plot_without_matplotlib_says_how_to_get_it(
         (["--compare", "rise=0"], "rise: Input should be greater than or equal to 1"),
         (["--compare", "lag_low=50"], "lag_low: must be < LAG_HIGH"),
         (["--since", "7d"], "--query, --since, --start, --end go with --prometheus"),
+        (["--compare", "interval=10s"], "interval cannot be compared: the ticks are the samples"),
     ],
 )
 async def test_bad_arguments_exit_2_with_the_reason(
@@ -542,3 +544,76 @@ async def test_the_plot_names_the_file_it_wrote(trace: tuple[Path, Any], tmp_pat
             env=env_without_presence(),
         )  # fmt: skip
         assert code == 2 and "Permission denied" in err and "Traceback" not in err
+
+
+async def test_any_interval_replays_and_a_misspelt_setting_is_refused(
+    trace: tuple[Path, Any],
+) -> None:
+    """Replay checked the default 2 s TIMEOUT it never uses (INTERVAL 1s was refused), and
+    ignored a misspelt PRESENCE_* variable that `run` refuses."""
+    path, _ = trace
+    for interval in ("1s", "500ms", "2s"):
+        env = env_without_presence(PRESENCE_INTERVAL=interval)
+        code, out, err = await cli("replay", "--csv", str(path), "--json", env=env)
+        assert code == 0, (interval, err)
+        assert json.loads(out)["settings"][0]["values"]["interval"] == parse_interval(interval)
+    env = env_without_presence(PRESENCE_FALLL="5")
+    code, out, err = await cli("replay", "--csv", str(path), env=env)
+    assert code == 2 and out == "", err
+    assert "PRESENCE_FALLL: unknown setting (did you mean PRESENCE_FALL?)" in err
+
+
+def parse_interval(text: str) -> float:
+    return float(text.removesuffix("ms")) / 1000 if text.endswith("ms") else float(text[:-1])
+
+
+async def test_json_rows_carry_the_settings_they_were_scored_with(trace: tuple[Path, Any]) -> None:
+    path, _ = trace
+    code, out, err = await cli(
+        "replay", "--csv", str(path), "--json", "--compare", "fall=1,damping.enabled=false",
+        env=env_without_presence(PRESENCE_LAG_HIGH="40"),
+    )  # fmt: skip
+    assert code == 0, err
+    effective, compared = json.loads(out)["settings"]
+    assert effective["values"]["lag_high"] == 40 and effective["values"]["fall"] == 3
+    assert effective["values"]["damping"]["enabled"] is True
+    assert compared["values"]["fall"] == 1 and compared["values"]["lag_high"] == 40
+    assert compared["values"]["damping"]["enabled"] is False
+    assert set(compared["values"]) == set(DECISION_FIELDS)
+
+
+@pytest.mark.parametrize("target", ["/", ".", ".."])
+async def test_a_folder_as_plot_target_is_refused_without_a_traceback(
+    trace: tuple[Path, Any], target: str
+) -> None:
+    path, _ = trace
+    code, out, err = await cli(
+        "replay", "--csv", str(path), "--plot", target, env=env_without_presence()
+    )
+    assert code == 2 and out == "" and "a file name is needed, not a folder" in err, err
+    assert "Traceback" not in err
+
+
+def test_the_plot_marks_missing_data_and_dates_its_axis(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    lags = [1.0, None, None, 2.0, math.nan, 3.0, None]
+    samples = [Sample(start + timedelta(seconds=15 * i), lag) for i, lag in enumerate(lags)]
+    assert missing_runs(samples) == [(1, 3), (4, 5), (6, 7)]
+    settings = [("effective", decision_settings({}))]
+    found, scores = run(samples, settings, 60.0)
+    import matplotlib.pyplot as plt
+
+    drawn: list[Any] = []
+    original = plt.close
+    try:
+        plt.close = drawn.append  # type: ignore[assignment]
+        plot(samples, found, scores, 30.0, 10.0, tmp_path / "p.png")
+    finally:
+        plt.close = original  # type: ignore[assignment]
+    (figure,) = drawn
+    lag_axes, presence_axes = figure.axes
+    assert presence_axes.get_xlabel() == "time (UTC), 2026-11-24 00:00 to 2026-11-24 00:01"
+    legend = [t.get_text() for t in lag_axes.get_legend().get_texts()]
+    assert "no data" in legend
+    original(figure)

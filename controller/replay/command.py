@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from controller.config import ENV_PREFIX, NESTED_DELIMITER, Settings
+from controller.config import ENV_PREFIX, NESTED_DELIMITER, Settings, unknown_variables
 from controller.core.schedule import ScheduleError, parse_timestamp
 
 if TYPE_CHECKING:
-    pass
-import argparse
+    import argparse
 import os
 
-from controller.replay.report import as_json, check_plot, plot, run, table
+from controller.replay.report import DECISION_FIELDS, as_json, check_plot, plot, run, table
 from controller.replay.sources import (
     Range,
     ReplayError,
@@ -36,19 +35,6 @@ from controller.replay.sources import (
     read_csv,
     token_from,
 )
-
-DECISION_FIELDS = (
-    "interval",
-    "rise",
-    "fall",
-    "hold_down",
-    "startup_grace",
-    "lag_high",
-    "lag_low",
-    "missing_lag",
-    "damping",
-)
-"""The settings that shape a decision (everything else is about probing and acting)."""
 
 
 def decision_settings(environ: Mapping[str, str], compare: str | None = None) -> Settings:
@@ -71,6 +57,13 @@ def decision_settings(environ: Mapping[str, str], compare: str | None = None) ->
         if not sep:
             raise ReplayError(f"--compare {compare!r}: expected KEY=VALUE[,KEY=VALUE]", usage=True)
         path = _field_path(key)
+        if path[0] == "interval":
+            raise ReplayError(
+                "--compare: interval cannot be compared: the ticks are the samples (one per "
+                "effective INTERVAL from Prometheus, the rows of a CSV); run replay again with "
+                "PRESENCE_INTERVAL=... to score another interval",
+                usage=True,
+            )
         if path[0] not in DECISION_FIELDS:
             known = ", ".join(f for f in DECISION_FIELDS if f != "damping")
             raise ReplayError(
@@ -85,6 +78,9 @@ def decision_settings(environ: Mapping[str, str], compare: str | None = None) ->
             health_url="http://replay.invalid/healthz",
             provider="waha",
             waha={"base_url": "http://replay.invalid"},
+            # Nothing is probed: a timeout that fits any INTERVAL (the default 2 s would refuse
+            # every INTERVAL up to 2 s).
+            timeout=0.001,
             **values,
         )
     except ValidationError as exc:
@@ -111,6 +107,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.plot:
             target = check_plot(args.plot)
+        unknown = unknown_variables(os.environ)
+        if unknown:  # `run` refuses a misspelt setting: so does replay
+            raise ReplayError("; ".join(unknown), usage=True)
         effective = decision_settings(os.environ)
         settings = [("effective", effective)]
         settings += [(c, decision_settings(os.environ, c)) for c in args.compare]
@@ -125,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"presence-controller replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG if exc.usage else EXIT_FAILED
     if args.json:
-        print(json.dumps(as_json(samples, found, scores), indent=2))
+        print(json.dumps(as_json(samples, found, scores, settings), indent=2))
     else:
         table(samples, found, scores, effective.lag_high, args.incident_min, sys.stdout)
     if target is not None:

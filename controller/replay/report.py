@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from controller.config import Settings
 from controller.core.replay import Sample, Score, incidents, replay
-
-if TYPE_CHECKING:
-    pass
-
 from controller.replay.sources import ReplayError
 
 
@@ -59,9 +56,32 @@ def table(
         )
 
 
+DECISION_FIELDS = (
+    "interval",
+    "rise",
+    "fall",
+    "hold_down",
+    "startup_grace",
+    "lag_high",
+    "lag_low",
+    "missing_lag",
+    "damping",
+)
+"""The settings that shape a decision (everything else is about probing and acting)."""
+
+
+def decision_values(settings: Settings) -> dict[str, Any]:
+    """The decision settings a row was scored with, as plain values."""
+    return settings.model_dump(mode="json", include=set(DECISION_FIELDS))
+
+
 def as_json(
-    samples: Sequence[Sample], found: list[tuple[int, int]], scores: list[Score]
+    samples: Sequence[Sample],
+    found: list[tuple[int, int]],
+    scores: list[Score],
+    settings: list[tuple[str, Settings]],
 ) -> dict[str, Any]:
+    used = dict(settings)
     return {
         "from": samples[0].at.isoformat(),
         "to": samples[-1].at.isoformat(),
@@ -70,6 +90,7 @@ def as_json(
         "settings": [
             {
                 "name": s.name,
+                "values": decision_values(used[s.name]),
                 "changes": s.changes,
                 "minutes_unavailable": round(s.minutes_unavailable, 2),
                 "caught": s.caught,
@@ -97,6 +118,8 @@ def check_plot(target: str) -> Path:
             usage=True,
         ) from None
     path = Path(target)
+    if not path.name or path.name in {".", ".."} or path.is_dir():
+        raise ReplayError(f"--plot {target!r}: a file name is needed, not a folder", usage=True)
     if not path.suffix:
         path = path.with_suffix(".png")
     formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
@@ -123,6 +146,7 @@ def plot(
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     times = [s.at for s in samples]
@@ -139,6 +163,12 @@ def plot(
     ax_lag.axhline(lag_low, color="green", ls="--", lw=1, label=f"lag_low {lag_low:g}")
     for a, b in found:
         ax_lag.axvspan(times[a], times[min(b, len(times) - 1)], color="orange", alpha=0.25)
+    for n, (a, b) in enumerate(missing_runs(samples)):
+        # No lag read (a gap, NaN): MISSING_LAG decides what the controller made of it.
+        ax_lag.axvspan(
+            times[a], times[min(b, len(times) - 1)], facecolor="none", edgecolor="#999",
+            hatch="//", lw=0, label="no data" if n == 0 else None,
+        )  # fmt: skip
     finite = [v for v in lag if math.isfinite(v)]
     ax_lag.set_ylim(0, max(lag_high * 2.5, min(max(finite, default=0) * 1.05, lag_high * 6)))
     ax_lag.set_ylabel("lag (s)")
@@ -157,6 +187,11 @@ def plot(
         )
         labels.append((base + 0.5, f"{score.name} ({score.changes} changes)"))
     ax_p.set_yticks([y for y, _ in labels], [text for _, text in labels], fontsize=8)
+    locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
+    ax_p.xaxis.set_major_locator(locator)
+    concise = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
+    ax_p.xaxis.set_major_formatter(concise)
+    ax_p.set_xlabel(f"time (UTC), {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M}")
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)
@@ -164,3 +199,18 @@ def plot(
         raise ReplayError(f"--plot {str(path)!r}: {exc.strerror or exc}", usage=True) from None
     finally:
         plt.close(fig)
+
+
+def missing_runs(samples: Sequence[Sample]) -> list[tuple[int, int]]:
+    """Runs of samples with no lag read: (first, one past the last)."""
+    runs, start = [], None
+    for i, sample in enumerate(samples):
+        missing = sample.lag is None or math.isnan(sample.lag)
+        if missing and start is None:
+            start = i
+        elif not missing and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(samples)))
+    return runs

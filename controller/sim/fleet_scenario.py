@@ -59,7 +59,11 @@ class Fleet:
 def fleet_settings(
     consumer_url: str, gateway: SimGateway, gateway_url: str, pod: str, speed: float
 ) -> Settings:
-    """The single-replica demo's settings, in fleet mode (a shorter hold-down, fast leases)."""
+    """The single-replica demo's settings, in fleet mode (a shorter hold-down, fast leases).
+    The Lease timings follow `speed` only up to 2: shorter leases than 1.5 s lapse while a
+    leader shuts down (its last write waits for the others' heartbeats), and the last one out
+    would leave the bot online."""
+    lease = min(speed, 2.0)
     return Settings.from_values(
         **{
             **demo_values(consumer_url, gateway, gateway_url, speed),
@@ -69,10 +73,10 @@ def fleet_settings(
                 "namespace": NAMESPACE,
                 "pod_name": pod,
                 "workload": f"deployment/{WORKLOAD}",
-                "lease_duration": 3.0 / speed,
-                "renew_deadline": 2.0 / speed,
-                "retry_period": 0.4 / speed,
-                "heartbeat": 0.5 / speed,
+                "lease_duration": 3.0 / lease,
+                "renew_deadline": 2.0 / lease,
+                "retry_period": 0.4 / lease,
+                "heartbeat": 0.5 / lease,
                 "events": True,
             },
         }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.config import Settings
+from controller.config.values import MIN_INTERVAL
 from controller.core.types import Presence
 from controller.runtime.controller import Controller, Transition
 from controller.runtime.logs import configure_logging
@@ -115,11 +116,14 @@ def demo_values(
     def t(seconds: float) -> float:
         return seconds / speed
 
+    # The tick cannot go below MIN_INTERVAL: above speed 4 it stays there (the steps' waits
+    # are generous enough for RISE/FALL ticks at 50 ms).
+    interval = max(t(0.2), MIN_INTERVAL)
     return {
         "health_url": f"{consumer_url}/healthz",
         "metrics_url": f"{consumer_url}/metrics",
-        "interval": t(0.2),
-        "timeout": t(0.15),
+        "interval": interval,
+        "timeout": min(t(0.15), 0.75 * interval),
         "jitter": 0.1,
         "rise": 3,
         "fall": 3,
