@@ -26,6 +26,12 @@ from controller.sim.harness import Simulation, simulation, wait_until
 Sim = Simulation  # the name the tests use
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: xdist hands tests out in order, so a long one collected last
+    would keep one worker busy while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _clean_presence_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a PRESENCE_* variable it did not set itself."""

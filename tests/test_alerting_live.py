@@ -158,6 +158,7 @@ async def leader(admins: dict[str, str]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 async def test_a_fleet_against_a_real_prometheus_and_alertmanager(
     sim: Sim, binaries: tuple[str, str], tmp_path: Path
 ) -> None:

@@ -147,7 +147,9 @@ async def test_run_with_the_admin_port_taken_fails_cleanly(sim: Sim) -> None:
     ],
 )
 async def test_demo_runs_the_scenario_and_exits_0(provider: str, set_call: str) -> None:
-    code, out, err = await cli("demo", "--provider", provider, "--speed", "4", timeout=60)
+    """At the top of the documented speed range (above 4 the tick went below MIN_INTERVAL and
+    the demo crashed on its own settings)."""
+    code, out, err = await cli("demo", "--provider", provider, "--speed", "10", timeout=60)
     assert code == 0, out + err
     assert "10/10 steps behaved as expected" in out
     for text in (
@@ -162,14 +164,11 @@ async def test_demo_runs_the_scenario_and_exits_0(provider: str, set_call: str) 
     assert "FAILED" not in out
 
 
-@pytest.mark.parametrize("args", [["--speed", "10"], ["--fleet", "--speed", "10"]])
-async def test_the_demos_run_at_the_top_of_their_documented_speed(args: list[str]) -> None:
-    """Above speed 4 the tick went below MIN_INTERVAL and the demo crashed on its own settings;
-    the fleet scene's leases lapsed while the last leader shut down."""
-    code, out, err = await cli("demo", *args, timeout=90)
+async def test_the_fleet_demo_runs_at_the_top_of_its_speed_range() -> None:
+    """Its leases lapsed while the last leader shut down above speed 4."""
+    code, out, err = await cli("demo", "--fleet", "--speed", "10", timeout=90)
     assert code == 0, out + err
-    assert "steps behaved as expected" in out and "FAILED" not in out
-    assert "Traceback" not in err
+    assert "8/8 steps behaved as expected" in out and "FAILED" not in out
 
 
 async def test_the_fleet_demo_runs_its_scene_and_exits_0() -> None:

@@ -573,6 +573,7 @@ components: [{os.path.relpath(K8S / "components" / "fleet-namespace", overlay)}]
     return [rule for role in roles for rule in role["rules"]]
 
 
+@pytest.mark.slow
 async def test_the_shipped_role_allows_every_call_and_grants_nothing_unused(
     sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -138,6 +138,7 @@ async def test_a_demoted_leader_forgets_what_it_knew_of_the_gateway(
         assert (await leader.status())["gateway"]["auth_failed"] is False
 
 
+@pytest.mark.slow
 async def test_steady_fleet_mode_logs_no_line_per_request(
     sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,7 +159,7 @@ async def test_steady_fleet_mode_logs_no_line_per_request(
             )
         )
         before, calls = len(last.log_events()), len(fake.calls)
-        await until(lambda: len(fake.calls) >= calls + 120, within=30)  # 3 replicas x 40
+        await until(lambda: len(fake.calls) >= calls + 60, within=30)  # > a replica's minute
         lines = last.log_events()[before:]
         loggers = {line["logger"] for line in lines}
         assert not loggers & {"httpx", "httpx2", "httpcore", "httpcore2", "lightkube"}, lines

@@ -124,6 +124,7 @@ async def controller(sim: Sim, volume: DownwardAPIVolume) -> AsyncIterator[tuple
             await asyncio.wait_for(proc.wait(), 15)
 
 
+@pytest.mark.slow
 async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
     sim: Sim,
     volume: DownwardAPIVolume,
