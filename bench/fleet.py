@@ -17,7 +17,8 @@ from pathlib import Path
 from procfs import rss_mib
 
 from controller.sim.harness import simulation, wait_until
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 PODS = ("bot-a", "bot-b", "bot-c")

@@ -47,7 +47,8 @@ from controller.sim.consumer import MetricsMode
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 from controller.sim.harness import Simulation, simulation
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 BENCH = Path(__file__).resolve().parent

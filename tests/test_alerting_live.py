@@ -41,7 +41,8 @@ from live import (
 
 from controller.sim.consumer import SimConsumer
 from controller.sim.harness import wait_until
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 NS, WORKLOAD = "whatsapp-bot", "whatsapp-bot"

@@ -22,7 +22,8 @@ from controller.kube.wire import micro_time
 from controller.runtime.controller import Controller
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import GatewayCall
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 FAST = {"lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.2}

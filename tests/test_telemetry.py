@@ -341,7 +341,8 @@ async def test_an_unreachable_collector_logs_one_line_and_never_holds_up_the_exi
 async def test_fleet_mode_is_traced_and_counted(
     sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from controller.sim.kube import SimKube, write_kubeconfig
+    from controller.sim.kube import SimKube
+    from controller.sim.kube_discovery import write_kubeconfig
     from controller.sim.server import LoopbackServer
 
     fake = SimKube(tokens={"t": "pod-a"})

@@ -26,7 +26,7 @@ from opentelemetry import trace
 
 from controller.config import KubeSettings
 from controller.core.election import ElectionConfig
-from controller.core.excerpt import clip, describe
+from controller.core.excerpt import clip
 from controller.core.fleet import (
     LEASE_LABEL,
     STOPPING,
@@ -41,6 +41,7 @@ from controller.kube.elector import LeaderElector
 from controller.kube.events import EventRecorder
 from controller.kube.heartbeat import Heartbeat
 from controller.kube.members import PodCheck, pod_owner, workload_of
+from controller.kube.supervisor import SETUP_BACKOFF, Supervisor
 from controller.kube.view import FleetView
 from controller.kube.watch import ObjectWatch
 from controller.runtime.logs import event
@@ -48,16 +49,10 @@ from controller.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_SETUP_BACKOFF = (1.0, 30.0)
-"""Back-off between set-up attempts, and between restarts of a loop that failed (first, cap),
-doubled each time."""
-CRASH_SHOWN = 300.0
-"""A loop that failed with a bug is named in /status.fleet.error this long after its last
-failure (it runs again meanwhile, restarted)."""
 IGNORED_SHOWN = 10
+"""Ignored heartbeats listed in /status (all are counted)."""
 PRUNE_AFTER = 5
 """Lease durations a heartbeat may stay silent before the leader deletes it."""
-"""Ignored heartbeats listed in /status (all are counted)."""
 
 
 class FleetMember:
@@ -103,8 +98,7 @@ class FleetMember:
         self._started = clock()
         self._owner: dict[str, Any] | None = None
         """This replica's Pod as an ownerReference ({}: no such Pod), once read."""
-        self._crashed: dict[str, tuple[str, float]] = {}
-        """Loops that failed with a bug (not an API failure), and the error: restarting."""
+        self._supervisor = Supervisor(clock, self._rng)
 
     def leading(self, within: float = 0.0) -> bool:
         """Whether this replica leads and may start an action lasting up to `within` s."""
@@ -112,7 +106,7 @@ class FleetMember:
 
     async def run(self) -> None:
         """Set up (retrying with back-off), then campaign and renew until cancelled."""
-        delay = _SETUP_BACKOFF[0]
+        delay = SETUP_BACKOFF[0]
         while self.elector is None:
             try:
                 await self._set_up()
@@ -123,7 +117,7 @@ class FleetMember:
                 await asyncio.sleep(
                     max(delay, exc.retry_after or 0.0) * (1 + self._rng.random() * 0.2)
                 )
-                delay = min(delay * 2, _SETUP_BACKOFF[1])
+                delay = min(delay * 2, SETUP_BACKOFF[1])
         self.error = None
         assert self.heartbeat is not None  # set up with the elector
         assert self.watch is not None
@@ -141,7 +135,7 @@ class FleetMember:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._first_window())
             for name, loop in loops.items():
-                tasks.create_task(self._supervised(name, loop))
+                tasks.create_task(self._supervisor.run(name, loop))
 
     async def _first_window(self) -> None:
         """The view counts as complete from one heartbeat window after set-up: renew the
@@ -158,25 +152,6 @@ class FleetMember:
             await asyncio.sleep(self.stale_after)
             if self.leading() and self.view is not None and self._client is not None:
                 await self.view.prune(self._client, after)
-
-    async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Run a fleet loop forever: a bug in one (API failures are values, not exceptions) is
-        reported in /status.fleet.error, logged with its traceback once per distinct error, and
-        the loop restarted after a back-off; it never ends the controller."""
-        delay = _SETUP_BACKOFF[0]
-        while True:
-            started = self._clock()
-            try:
-                await run()
-            except Exception as exc:
-                message = f"{name} failed ({describe(exc)}); restarting"
-                if self._crashed.get(name, ("", 0.0))[0] != message:
-                    log.exception("fleet %s", message)
-                self._crashed[name] = (message, self._clock())
-            if self._clock() - started > 2 * _SETUP_BACKOFF[1]:
-                delay = _SETUP_BACKOFF[0]  # it ran a good while: a new failure starts over
-            await asyncio.sleep(delay * (1 + self._rng.random()))
-            delay = min(delay * 2, _SETUP_BACKOFF[1])
 
     def report(self, verdict: str, reason: str) -> None:
         """This replica's own health verdict, for its heartbeat."""
@@ -377,7 +352,7 @@ class FleetMember:
             *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
             *(sources.gone_note(w, self._clock()) for w in self.sources),
             f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
-            *(m for m, at in self._crashed.values() if self._clock() - at < CRASH_SHOWN),
+            *self._supervisor.notes(),
         ]
         return [e for e in found if e]
 

@@ -29,7 +29,8 @@ from controller.runtime.logs import configure_logging
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
 from controller.sim.harness import wait_until
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.scenario import Timeline, demo_values
 from controller.sim.server import LoopbackServer
 

@@ -13,7 +13,6 @@ verbs (403 with the real message), `throttled` (429 with a Retry-After), `watch_
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 import time
@@ -21,20 +20,12 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from controller.kube.wire import route
-from controller.sim.kube_discovery import (
-    CORE_EVENTS,
-    core_event,
-    discovery,
-    table,
-    wants_table,
-)
-from controller.sim.kube_hostile import misbehave
+from controller.sim.kube_discovery import core_events_reply, discovery, table, wants_table
 from controller.sim.kube_rules import (
     JSON,
     KINDS,
@@ -52,11 +43,12 @@ from controller.sim.kube_rules import (
     page,
     precondition,
     route_of,
-    selector,
     status_body,
     uid_precondition,
     verb_of,
 )
+from controller.sim.kube_selectors import selector
+from controller.sim.kube_stream import watch_stream
 
 
 @dataclass
@@ -235,7 +227,7 @@ class SimKube:
             if verb == "watch":
                 self.calls.append(KubeCall(time.monotonic(), client, verb, plural, name, 200))
                 try:
-                    return await self._watch(request, kind, namespace, client)
+                    return await watch_stream(self, request, kind, namespace, client)
                 except ConnectionResetError:  # the client went away mid-stream: so be it
                     return web.Response(status=200)
             status, body = await self._serve(request, verb, kind, namespace, name)
@@ -245,28 +237,13 @@ class SimKube:
         return web.Response(status=status, body=json.dumps(body), headers={"Content-Type": JSON})
 
     async def _core_events(self, request: web.Request) -> web.Response:
-        """core/v1 Events, read-only: the stored events.k8s.io Events converted (list with
-        label and field selectors, on `involvedObject.*` and `reason` too; get)."""
-        _, namespace, name = route(request.path)
+        """core/v1 Events, read-only (kube_discovery.core_events_reply)."""
         if request.method != "GET" or request.query.get("watch") in {"true", "1"}:
             raise Failure(405, "MethodNotAllowed", "core/v1 events are read-only here")
-        events = [
-            core_event(obj)
-            for (plural, ns, _), obj in sorted(self.objects.items())
-            if plural == "events" and (ns == namespace or not namespace)
-        ]
-        if name is not None:
-            found = [e for e in events if e["metadata"].get("name") == name]
-            if not found:
-                raise not_found(CORE_EVENTS, name)
-            body: dict[str, Any] = found[0]
-        else:
-            matches = selector(request.query)
-            meta, items = page([e for e in events if matches(e)], self.version, request.query)
-            body = {"kind": "EventList", "apiVersion": "v1", "metadata": meta,
-                    "items": [bare(e) for e in items]}  # fmt: skip
-            if wants_table(request.headers.get("Accept", "")):
-                body = table("events", items, str(self.version), datetime.now(UTC))
+        body = core_events_reply(
+            self.objects, request.path, request.query, request.headers.get("Accept", ""),
+            self.version,
+        )  # fmt: skip
         return web.Response(body=json.dumps(body), headers={"Content-Type": JSON})
 
     async def _fault(self, client: str) -> None:
@@ -404,80 +381,3 @@ class SimKube:
             if plural == kind.plural and (ns == namespace or not kind.namespaced) and matches(obj)
         ]
         return items, self.version
-
-    async def _watch(
-        self, request: web.Request, kind: Kind, namespace: str, client: str
-    ) -> web.StreamResponse:
-        matches = selector(request.query)
-        bookmarks = request.query.get("allowWatchBookmarks") in {"true", "1"}
-        timeout = float(request.query.get("timeoutSeconds") or 1800)
-        since = request.query.get("resourceVersion") or ""
-        response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
-        await response.prepare(request)
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-
-        async def send(event: str, obj: dict[str, Any]) -> None:
-            await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
-
-        fault = self.watch_faults.get(client)
-        if fault is not None:
-            await misbehave(
-                fault, response, kind, namespace, self.version, time.monotonic() + timeout
-            )
-            return response
-        if since in {"", "0"}:
-            for obj in self._select(kind, namespace, request.query)[0]:
-                await send("ADDED", obj)
-            last = self.version
-        else:
-            last = int(since)
-            oldest = self.history[0][0] if self.history else self.version + 1
-            if last < oldest - 1:
-                failure = Failure(410, "Expired", f"too old resource version: {last} ({oldest})")
-                await send("ERROR", status_body(failure))
-                await response.write_eof()
-                return response
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + 1.0
-        generation = self.generation
-        while time.monotonic() < deadline and generation == self.generation:
-            if client not in self.partitioned:
-                for version, event, plural, obj in list(self.history):
-                    if version <= last or plural != kind.plural:
-                        continue
-                    last = version
-                    ns = obj["metadata"].get("namespace", "")
-                    if (ns == namespace or not kind.namespaced) and matches(obj):
-                        await send(event, obj)
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    marker = {"kind": kind.kind, "apiVersion": kind.api_version}
-                    await send("BOOKMARK", {**marker, "metadata": {"resourceVersion": str(last)}})
-                    next_bookmark = time.monotonic() + 1.0
-                last = max(last, self.version)
-            async with self._changed:
-                try:
-                    wait = max(0.0, min(deadline, next_bookmark) - time.monotonic())
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(wait, 0.25))
-                except TimeoutError:
-                    pass
-        await response.write_eof()
-        return response
-
-
-def write_kubeconfig(
-    path: Path, server: str, token: str, namespace: str, ca: bytes | None = None
-) -> Path:
-    """A kubeconfig for `server` (bearer `token`, default `namespace`; over https, trusting the
-    CA certificate `ca`)."""
-    cluster = f'server: "{server}"'
-    if ca is not None:
-        cluster += f", certificate-authority-data: {base64.b64encode(ca).decode()}"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{{cluster}}}}}]\n"
-        f'users: [{{name: fake, user: {{token: "{token}"}}}}]\n'
-        "contexts: [{name: fake, context: {cluster: fake, user: fake, "
-        f"namespace: {namespace}}}}}]\n"
-    )
-    return path

@@ -1,14 +1,19 @@
-"""What the fake API server serves so that a real client (kubectl) can use it: the version, the
+"""What the fake API server serves so that a real client (kubectl) can use it (and the kubeconfig
+that points one at it): the version, the
 discovery documents (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`), and the core/v1 view
 of events.k8s.io Events (the real API server stores one Event and serves it through both APIs:
 `kubectl get events` and `kubectl describe` read core/v1, with `involvedObject`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from controller.sim.kube_rules import KINDS, Kind
+from controller.kube.wire import route
+from controller.sim.kube_rules import KINDS, Kind, bare, not_found, page
+from controller.sim.kube_selectors import selector
 
 VERSION = {
     "major": "1",
@@ -116,6 +121,35 @@ def core_event(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def core_events_reply(
+    objects: dict[tuple[str, str, str], dict[str, Any]],
+    path: str,
+    query: Any,
+    accept: str,
+    version: int,
+) -> dict[str, Any]:
+    """A GET of core/v1 events: the stored events.k8s.io Events converted; a list with label
+    and field selectors (on `involvedObject.*` and `reason` too), paged, or a Table; or one by
+    name."""
+    _, namespace, name = route(path)
+    events = [
+        core_event(obj)
+        for (plural, ns, _), obj in sorted(objects.items())
+        if plural == "events" and (ns == namespace or not namespace)
+    ]
+    if name is not None:
+        found = [e for e in events if e["metadata"].get("name") == name]
+        if not found:
+            raise not_found(CORE_EVENTS, name)
+        return found[0]
+    matches = selector(query)
+    meta, items = page([e for e in events if matches(e)], version, query)
+    if wants_table(accept):
+        return table("events", items, str(version), datetime.now(UTC))
+    return {"kind": "EventList", "apiVersion": "v1", "metadata": meta,
+            "items": [bare(e) for e in items]}  # fmt: skip
+
+
 def wants_table(accept: str) -> bool:
     """kubectl asks for a server-side Table (`as=Table;g=meta.k8s.io`) when it prints a list."""
     return "as=Table" in accept and "g=meta.k8s.io" in accept
@@ -219,3 +253,21 @@ _COLUMNS: dict[str, tuple[list[str], list[Any]]] = {
         ],
     ),
 }
+
+
+def write_kubeconfig(
+    path: Path, server: str, token: str, namespace: str, ca: bytes | None = None
+) -> Path:
+    """A kubeconfig for `server` (bearer `token`, default `namespace`; over https, trusting the
+    CA certificate `ca`)."""
+    cluster = f'server: "{server}"'
+    if ca is not None:
+        cluster += f", certificate-authority-data: {base64.b64encode(ca).decode()}"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{{cluster}}}}}]\n"
+        f'users: [{{name: fake, user: {{token: "{token}"}}}}]\n'
+        "contexts: [{name: fake, context: {cluster: fake, user: fake, "
+        f"namespace: {namespace}}}}}]\n"
+    )
+    return path

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
-from controller.sim.kube import SimKube, write_kubeconfig
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 from controller.sim.tls import make_tls
 

@@ -1,0 +1,79 @@
+"""The fake API server's watch streams: synthetic ADDED from a list (no resourceVersion) or a
+resume after one, an `ERROR` event with a 410 `Expired` Status for a resourceVersion older than
+the kept history, BOOKMARKs only when asked (every second), a clean end at `timeoutSeconds` or
+when `drop_watches()` is called, nothing while the client is partitioned, and the hostile
+variants of `watch_faults` (kube_hostile)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from controller.sim.kube_hostile import misbehave
+from controller.sim.kube_rules import JSON, Failure, Kind, status_body
+from controller.sim.kube_selectors import selector
+
+if TYPE_CHECKING:
+    from controller.sim.kube import SimKube
+
+
+async def watch_stream(
+    sim: SimKube, request: web.Request, kind: Kind, namespace: str, client: str
+) -> web.StreamResponse:
+    matches = selector(request.query)
+    bookmarks = request.query.get("allowWatchBookmarks") in {"true", "1"}
+    timeout = float(request.query.get("timeoutSeconds") or 1800)
+    since = request.query.get("resourceVersion") or ""
+    response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+    await response.prepare(request)
+    if sim._changed is None:
+        sim._changed = asyncio.Condition()
+
+    async def send(event: str, obj: dict[str, Any]) -> None:
+        await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
+
+    fault = sim.watch_faults.get(client)
+    if fault is not None:
+        await misbehave(fault, response, kind, namespace, sim.version, time.monotonic() + timeout)
+        return response
+    if since in {"", "0"}:
+        for obj in sim._select(kind, namespace, request.query)[0]:
+            await send("ADDED", obj)
+        last = sim.version
+    else:
+        last = int(since)
+        oldest = sim.history[0][0] if sim.history else sim.version + 1
+        if last < oldest - 1:
+            failure = Failure(410, "Expired", f"too old resource version: {last} ({oldest})")
+            await send("ERROR", status_body(failure))
+            await response.write_eof()
+            return response
+    deadline = time.monotonic() + timeout
+    next_bookmark = time.monotonic() + 1.0
+    generation = sim.generation
+    while time.monotonic() < deadline and generation == sim.generation:
+        if client not in sim.partitioned:
+            for version, event, plural, obj in list(sim.history):
+                if version <= last or plural != kind.plural:
+                    continue
+                last = version
+                ns = obj["metadata"].get("namespace", "")
+                if (ns == namespace or not kind.namespaced) and matches(obj):
+                    await send(event, obj)
+            if bookmarks and time.monotonic() >= next_bookmark:
+                marker = {"kind": kind.kind, "apiVersion": kind.api_version}
+                await send("BOOKMARK", {**marker, "metadata": {"resourceVersion": str(last)}})
+                next_bookmark = time.monotonic() + 1.0
+            last = max(last, sim.version)
+        async with sim._changed:
+            try:
+                wait = max(0.0, min(deadline, next_bookmark) - time.monotonic())
+                await asyncio.wait_for(sim._changed.wait(), timeout=min(wait, 0.25))
+            except TimeoutError:
+                pass
+    await response.write_eof()
+    return response
