@@ -45,12 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the fleet scene: three replicas in fleet mode, a fake Kubernetes API server",
     )
-    demo.add_argument(
-        "--provider",
-        choices=["wawp", "waha", "evolution"],
-        default="wawp",
-        help="the simulated gateway's API (default wawp)",
-    )
+    _provider_option(demo)
     demo.add_argument(
         "--speed",
         type=_speed,
@@ -62,12 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         help="start the simulated consumer, gateway and Kubernetes API server on loopback "
         "(for kubectl and a controller to try against); runs until SIGTERM",
     )
-    simulate.add_argument(
-        "--provider",
-        choices=["wawp", "waha", "evolution"],
-        default="wawp",
-        help="the simulated gateway's API (default wawp)",
-    )
+    _provider_option(simulate)
     simulate.add_argument(
         "--fleet",
         action="store_true",
@@ -105,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
         help="fleet mode: --set or --probe even on a follower (the leader overwrites it)",
     )
     return parser
+
+
+def _provider_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=["wawp", "waha", "evolution"],
+        default="wawp",
+        help="the simulated gateway's API (default wawp)",
+    )
 
 
 def _speed(value: str) -> float:

@@ -73,9 +73,14 @@ def fleet_settings(
     leader shuts down (its last write waits for the others' heartbeats), and the last one out
     would leave the bot online."""
     lease = min(speed, 2.0)
+    # Three controllers share one process here: ticks no faster than 100 ms, or on a loaded
+    # machine a healthy member's probe times out and the fleet counts it down.
+    interval = max(0.2 / speed, 0.1)
     return Settings.from_values(
         **{
             **demo_values(consumer_url, gateway, gateway_url, speed),
+            "interval": interval,
+            "timeout": 0.75 * interval,
             "hold_down": 1.0 / speed,
             "kube": {
                 "enabled": True,
