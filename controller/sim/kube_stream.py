@@ -7,6 +7,7 @@ variants of `watch_faults` (kube_hostile)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -69,11 +70,13 @@ async def watch_stream(
                 await send("BOOKMARK", {**marker, "metadata": {"resourceVersion": str(last)}})
                 next_bookmark = time.monotonic() + 1.0
             last = max(last, sim.version)
+        wait = max(0.0, min(deadline, next_bookmark) - time.monotonic())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel that
+        # ends this handler at shutdown, and the stream then runs on to its deadline (a test's
+        # event loop waited minutes for it at teardown).
         async with sim._changed:
-            try:
-                wait = max(0.0, min(deadline, next_bookmark) - time.monotonic())
-                await asyncio.wait_for(sim._changed.wait(), timeout=min(wait, 0.25))
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, 0.25)):
+                    await sim._changed.wait()
     await response.write_eof()
     return response
