@@ -37,6 +37,7 @@ from live import (
     ready,
     rule_list,
     scaled,
+    seconds,
 )
 
 from controller.sim.consumer import SimConsumer
@@ -61,14 +62,8 @@ def scaled_rules() -> dict[str, Any]:
         for rule in group["rules"]:
             rule["expr"] = scaled(rule["expr"], window)
             if "for" in rule:
-                rule["for"] = f"{round(max(0.5, _seconds(rule['for']) / 480) * 1000)}ms"
+                rule["for"] = f"{round(max(0.5, seconds(rule['for']) / 480) * 1000)}ms"
     return dict(spec)
-
-
-def _seconds(text: str) -> float:
-    from live import seconds
-
-    return seconds(text)
 
 
 @dataclass
