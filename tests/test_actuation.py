@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -31,7 +32,9 @@ from controller.core.actuation import (
 from controller.core.types import Presence
 
 A, U, UNK = Presence.AVAILABLE, Presence.UNAVAILABLE, Presence.UNKNOWN
-CFG = ActuationConfig()
+CFG = ActuationConfig(reassert_available=20.0, reassert_unavailable=300.0, session_check=60.0)
+"""The periods the worked numbers below were written for (the shipped defaults are shorter:
+tests/test_config.py checks those)."""
 RNG = random.Random(7)
 
 
@@ -59,10 +62,63 @@ def test_session_cache_expires_after_session_check() -> None:
 )
 def test_reasserts_on_each_states_period(applied: Presence, period: float) -> None:
     state = on_set_ok(working(100.0), applied, 100.0)
+    # The session read that falls inside the period (every session_check, idle or not).
+    reads = int((period - 0.01) // CFG.session_check)
+    for k in range(1, reads + 1):
+        assert plan(state, applied, 100.0 + k * CFG.session_check, CFG) == CheckSession()
+        state = on_session_started(state, 100.0 + k * CFG.session_check, CFG)
+        state = working(100.0 + k * CFG.session_check, state)
     action = plan(state, applied, 100.0 + period - 0.01, CFG)
     assert isinstance(action, Wait) and action.until == pytest.approx(100.0 + period)
     state = working(100.0 + period, state)
     assert plan(state, applied, 100.0 + period, CFG) == SetPresence(applied, "re-assert")
+
+
+def test_the_session_is_read_every_session_check_while_idle() -> None:
+    cfg = ActuationConfig(reassert_unavailable=1000.0, session_check=30.0)
+    state = on_set_ok(on_session(ActuationState(), "WORKING", 0.0, cfg, RNG), U, 0.0)
+    action = plan(state, U, 10.0, cfg)
+    assert action == Wait(30.0, "unavailable applied; next re-assert due; next session read due")
+    assert plan(state, U, 30.0, cfg) == CheckSession()
+    state = on_session(on_session_started(state, 30.0, cfg), "WORKING", 30.0, cfg, RNG)
+    assert plan(state, U, 31.0, cfg) == Wait(60.0, action.why)
+    assert not state.reconnected, "WORKING after WORKING is no reconnect"
+
+
+def test_no_idle_read_before_anything_was_written_nor_in_dry_run() -> None:
+    assert plan(ActuationState(), UNK, 100.0, CFG) == Wait(None, "no presence decided yet")
+    dry = ActuationConfig(dry_run=True)
+    state = on_set_ok(ActuationState(), A, 0.0)
+    action = plan(state, A, 5.0, dry)
+    assert isinstance(action, Wait) and action.until == dry.reassert_available
+
+
+def test_an_idle_read_respects_the_back_off_and_the_read_budget() -> None:
+    cfg = ActuationConfig(reassert_unavailable=1000.0, session_check=5.0, session_budget_calls=2)
+    state = on_set_ok(working(0.0), U, 0.0)
+    failed = on_failure(state, Failure(FailureKind.TRANSIENT, "503"), 5.0, cfg, RNG)
+    failed = replace(failed, applied=U, applied_at=0.0)
+    action = plan(failed, U, 5.0, cfg)
+    assert isinstance(action, Wait) and action.until == failed.backoff_until
+    spent = replace(state, session_calls=(1.0, 2.0), session_at=None)
+    action = plan(spent, U, 10.0, cfg)
+    assert action == Wait(61.0, "session read budget spent: 2 in 60s")
+
+
+def test_a_seen_reconnect_writes_the_desired_state_at_once() -> None:
+    cfg = ActuationConfig(reassert_unavailable=1000.0, session_check=10.0)
+    state = on_set_ok(on_session(ActuationState(), "WORKING", 0.0, cfg, RNG), U, 0.0)
+    state = on_session(state, "STARTING", 10.0, cfg, RNG)  # the gateway is reconnecting
+    assert not state.reconnected
+    later = state.backoff_until
+    assert plan(state, U, later, cfg) == CheckSession()
+    state = on_session(state, "WORKING", later, cfg, RNG)
+    assert state.reconnected
+    assert plan(state, U, later, cfg) == SetPresence(U, "reconnect")
+    state = on_set_ok(state, U, later + 0.1)
+    assert not state.reconnected
+    action = plan(state, U, later + 0.2, cfg)
+    assert isinstance(action, Wait) and action.until == later + 10.0
 
 
 def test_a_change_is_written_at_once() -> None:
@@ -90,6 +146,10 @@ def test_session_not_working_backs_off_and_rechecks() -> None:
         (Failure(FailureKind.TRANSIENT, "503"), 0.0, 1.0),
         (Failure(FailureKind.SESSION_NOT_READY, "422"), 0.0, 1.0),
         (Failure(FailureKind.PERMANENT, "404"), 60.0, 60.0),
+        # "This integration cannot set presence": once per 5 minutes, never sooner.
+        (Failure(FailureKind.PERMANENT, "400 unsupported", retry_after=300.0), 300.0, 300.0),
+        # A plan or quota refusal is retried as rarely as an auth failure, and is not one.
+        (Failure(FailureKind.QUOTA, "403 quota"), 300.0, 300.0),
     ],
 )
 def test_each_failure_sets_its_retry_time(failure: Failure, low: float, high: float) -> None:
@@ -283,3 +343,26 @@ def test_the_calls_in_the_last_window_are_counted_as_of_now() -> None:
     assert calls_last_window(state, 30.0, CFG) == 2
     assert calls_last_window(state, 65.0, CFG) == 1, "pruned by time, not by the next call"
     assert calls_last_window(state, 75.0, CFG) == 0
+
+
+def test_idle_reads_use_at_most_half_the_read_budget() -> None:
+    """A SESSION_CHECK below 6 s (20 reads a minute) must not starve the reads that go
+    with writes: idle reads then come every 6 s."""
+    cfg = ActuationConfig(reassert_available=8.0, session_check=0.5)
+    state = on_set_ok(working(0.0), A, 0.0)
+    action = plan(state, A, 1.0, cfg)
+    assert isinstance(action, Wait) and action.until == 6.0
+    now, reads, sets = 0.0, 0, 0
+    while now < 600.0:
+        action = plan(state, A, now, cfg)
+        if isinstance(action, Wait):
+            assert action.until is not None and "budget" not in action.why, action
+            now = action.until
+        elif isinstance(action, CheckSession):
+            reads += 1
+            state = working(now, on_session_started(state, now, cfg))
+        else:
+            sets += 1
+            state = on_set_ok(on_set_started(state, now, cfg), A, now)
+            now += 0.001
+    assert sets >= 74 and reads <= 600 / 6 + sets

@@ -24,9 +24,9 @@ WORKING = "WORKING"
 class ActuationConfig:
     """Timing rules of the actuator; all durations in seconds."""
 
-    reassert_available: float = 20.0
-    reassert_unavailable: float = 300.0
-    session_check: float = 60.0
+    reassert_available: float = 8.0
+    reassert_unavailable: float = 60.0
+    session_check: float = 15.0
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     auth_retry: float = 300.0
@@ -54,6 +54,8 @@ class FailureKind(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient_error"
     PERMANENT = "permanent_error"
+    QUOTA = "quota_refused"
+    """The gateway refused for the account's plan or quota (Wawp's 403), not the credentials."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,10 @@ class ActuationState:
     does): the last-seen clock."""
     pulse_since: float | None = None
     """A last-seen pulse is showing `available` since then (None: no pulse)."""
+    reconnected: bool = False
+    """A session read saw WORKING after a read that was not: the gateway reconnected, and a
+    reconnect marks the session online on some gateways (NOWEB, Evolution). The desired
+    presence is written again at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +141,10 @@ def _budget_calls(state: ActuationState, now: float, cfg: ActuationConfig) -> tu
 
 
 def _in_window(calls: tuple[float, ...], now: float, cfg: ActuationConfig) -> tuple[float, ...]:
-    return tuple(t for t in calls if t > now - cfg.budget_window)
+    # `t + window > now`, not `t > now - window`: the budget's Wait ends at `t + window`, and
+    # the two must agree to the last bit, or a planner woken at that instant waits again at
+    # once (floating point: 968.8476249955394 + 60 rounds to 1028.8476249955393).
+    return tuple(t for t in calls if t + cfg.budget_window > now)
 
 
 def calls_last_window(state: ActuationState, now: float, cfg: ActuationConfig) -> int:
@@ -146,6 +155,8 @@ def calls_last_window(state: ActuationState, now: float, cfg: ActuationConfig) -
 NOT_ELIGIBLE = "not eligible"
 """The default veto: no last-seen refresh unless the caller says the decision allows one."""
 PULSE_WHY = "last-seen refresh"
+RECONNECT_WHY = "reconnect"
+"""Why a write follows a seen reconnect (the gateway may have marked the session online)."""
 
 
 def refresh_veto(rule: str, presence: Presence, consumer: Presence, bad_tick: bool) -> str | None:
@@ -193,7 +204,7 @@ def plan(
         return Wait(None, "no presence decided yet")
     target = _target(state, desired, now, cfg, veto)
     if isinstance(target, Wait):
-        return target
+        return _idle(state, target, now, cfg)
     if now < state.backoff_until:
         reason = "auth failure" if state.auth_failed else "back-off"
         return Wait(state.backoff_until, f"{reason} after: {state.last_error}")
@@ -220,6 +231,33 @@ def plan(
     return target
 
 
+def idle_read_period(cfg: ActuationConfig) -> float:
+    """How often the session is read while nothing is to be written: every `session_check`,
+    but with at most half the read budget, so that a write always finds a read to go with it."""
+    return max(cfg.session_check, 2 * cfg.budget_window / max(cfg.session_budget_calls, 1))
+
+
+def _idle(state: ActuationState, target: Wait, now: float, cfg: ActuationConfig) -> Action:
+    """Nothing to write: the session is still read every `idle_read_period` (never sooner
+    than the back-off allows), so that a reconnect or a lost session is seen within it.
+    A read is answered by the gateway itself, not by WhatsApp: it shows nothing to contacts."""
+    if cfg.dry_run or state.applied is Presence.UNKNOWN:
+        return target
+    due = now if state.session_at is None else state.session_at + idle_read_period(cfg)
+    due = max(due, state.backoff_until)
+    if due > now:
+        if target.until is None or due < target.until:
+            return Wait(due, f"{target.why}; next session read due")
+        return target
+    reads = _in_window(state.session_calls, now, cfg)
+    if len(reads) >= cfg.session_budget_calls:
+        return Wait(
+            reads[0] + cfg.budget_window,
+            f"session read budget spent: {cfg.session_budget_calls} in {cfg.budget_window:g}s",
+        )
+    return CheckSession()
+
+
 def _target(
     state: ActuationState, desired: Presence, now: float, cfg: ActuationConfig, veto: str | None
 ) -> SetPresence | Wait:
@@ -236,6 +274,8 @@ def _target(
         return SetPresence(Presence.UNAVAILABLE, "last-seen pulse end", Pulse.END)
     if desired is not state.applied:
         return SetPresence(desired, "change")
+    if state.reconnected:
+        return SetPresence(desired, RECONNECT_WHY)
     assert state.applied_at is not None
     reassert = state.applied_at + reassert_period(desired, cfg)
     pulse = refresh_due(state, cfg, veto)
@@ -278,6 +318,7 @@ def on_set_ok(
         applied_at=now,
         unavailable_since=since,
         pulse_since=now if pulse is Pulse.START else None,
+        reconnected=False,
         failures=0,
         backoff_until=0.0,
         auth_failed=False,
@@ -298,7 +339,8 @@ def on_session(
     else backs off and re-checks. Only a successful set resets the back-off: the session is
     re-read after every failure, and a healthy session must not hide a failing set call."""
     if status == WORKING:
-        return replace(state, session=status, session_at=now, auth_failed=False)
+        seen = state.reconnected or state.session not in (None, WORKING)
+        return replace(state, session=status, session_at=now, auth_failed=False, reconnected=seen)
     failed = on_failure(
         state,
         Failure(FailureKind.SESSION_NOT_READY, f"gateway session is {status}, not {WORKING}"),
@@ -319,8 +361,12 @@ def on_failure(
         delay, auth_failed = cfg.auth_retry, True
     elif failure.kind is FailureKind.RATE_LIMITED and failure.retry_after is not None:
         delay = min(max(failure.retry_after, 0.0), cfg.max_retry_after)
+    elif failure.kind is FailureKind.QUOTA:
+        delay = cfg.auth_retry
     elif failure.kind is FailureKind.PERMANENT:
-        delay = cfg.backoff_cap
+        # A refusal that says when it is worth asking again (e.g. "this integration cannot set
+        # presence": once per 5 minutes) waits that long; others the back-off cap.
+        delay = max(cfg.backoff_cap, failure.retry_after or 0.0)
     else:
         delay = backoff_delay(failures, cfg, rng)
     delay = max(delay, cfg.retry_floor)
