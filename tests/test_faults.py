@@ -84,11 +84,25 @@ async def test_a_session_flapping_between_states_gets_no_set_until_working(sim: 
     assert sessions[:3] == ["STARTING", "STOPPED", "WORKING"]
 
 
-async def test_403_is_an_auth_failure_and_404_a_permanent_error(sim: Sim) -> None:
-    sim.gateway.set_faults.append(Fault(403))
+async def test_401_is_an_auth_failure_403_a_plan_limit_and_404_a_permanent_error(sim: Sim) -> None:
+    sim.gateway.set_faults.append(Fault(401))
     async with running(sim.settings()) as run:
         await until(lambda: run.controller.actuator.state.auth_failed)
         assert await run.code("/readyz") == 200, "readiness never depends on the gateway"
+    # Wawp's 403 is "Quota or Limit Reached": the plan, not the credentials.
+    sim.gateway.quota_exceeded = True
+    async with running(sim.settings()) as run:
+        await until(lambda: run.controller.actuator.state.failures >= 1)
+        status = await run.status()
+        assert "quota" in status["gateway"]["last_error"]
+        assert "not the token" in status["gateway"]["last_error"]
+        assert not run.controller.actuator.state.auth_failed
+        assert await run.metric("presence_gateway_auth_failed") == 0
+        outcomes = {"provider": "wawp", "outcome": "quota_refused"}
+        assert await run.metric("presence_gateway_requests_total", outcomes) >= 1
+        left = run.controller.actuator.state.backoff_until - time.monotonic()
+        assert left > 250, "retried as rarely as an auth failure (300 s)"
+    sim.gateway.quota_exceeded = False
     sim.gateway.presence = None
     async with running(sim.settings(wawp={"instance_id": "unknown-instance"})) as run:
         await until(lambda: run.controller.actuator.state.failures >= 1)

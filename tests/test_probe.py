@@ -24,10 +24,11 @@ def trials(*accepted: Vocabulary) -> list[Trial]:
     ]
 
 
-def test_the_candidates_start_with_the_configured_one_and_cover_all_four() -> None:
+def test_the_candidates_start_with_the_configured_one_and_cover_all_six() -> None:
     found = candidates(STATUS)
     assert found[0] == STATUS
-    assert len(found) == len(set(found)) == 4
+    assert len(found) == len(set(found)) == 6
+    assert Vocabulary("presence", "online", "unavailable") in found  # Wawp's legacy pair
     assert {(v.field, v.available) for v in found} == {
         (f, on) for f in ("presence", "status") for on in ("available", "online")
     }
@@ -87,13 +88,14 @@ async def test_a_strict_wawp_is_pinned_down_and_left_unavailable(sim: Sim) -> No
     assert "refused (HTTP 400) / refused (HTTP 400) (current settings)" in out
     # Every candidate's two values were sent, and the last call showed unavailable.
     sets = sim.gateway.sets(None)
-    assert len(sets) == 2 * 4 + 1
+    assert len(sets) == 2 * 6 + 1
     assert (sets[-1].field, sets[-1].value, sets[-1].status) == ("status", "unavailable", 200)
     assert sim.gateway.presence == "unavailable"
 
 
 async def test_a_gateway_that_accepts_anything_cannot_tell(sim: Sim) -> None:
-    sim.gateway.field_name = None  # reads whichever field comes, any value
+    sim.gateway.field_name = None  # a careless gateway: reads whichever field comes...
+    sim.gateway.accepted = None  # ...and takes any value
     result, _ = await run_probe(sim, CONFIGURED, fixed=False)
     assert result.use is None and not result.definite
     assert "cannot tell" in result.lines[0]

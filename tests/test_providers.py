@@ -24,9 +24,11 @@ from controller.gateway import (
     Gateway,
     GatewayError,
     PermanentError,
+    QuotaRefused,
     RateLimited,
     SessionNotReady,
     TransientError,
+    Unsupported,
 )
 from controller.gateway.http import MAX_REPLY_BYTES
 from controller.runtime.controller import build_gateway
@@ -121,6 +123,12 @@ WAHA_NOT_READY = json.dumps(
         "expected": ["WORKING"],
     }
 )
+
+
+def _evolution_400(message: str) -> dict[str, object]:
+    return {"status": 400, "error": "Bad Request", "response": {"message": [message]}}
+
+
 EVOLUTION_CLOSED = json.dumps(
     {"status": 400, "error": "Bad Request", "response": {"message": ["Error: Connection Closed"]}}
 )
@@ -131,7 +139,6 @@ TAXONOMY = [
         AuthError,
         "set presence available: HTTP 401: the gateway rejected the credentials",
     ),
-    (Fault(403), AuthError, "HTTP 403: the gateway rejected the credentials"),
     (Fault(429, {"Retry-After": "7"}), RateLimited, "HTTP 429: rate limited, retry after 7s"),
     (Fault(429), RateLimited, "HTTP 429: rate limited"),
     (Fault(500), TransientError, "HTTP 500"),
@@ -144,6 +151,10 @@ TAXONOMY = [
 
 
 SPECIFIC = [
+    ("waha", Fault(403), AuthError, "HTTP 403: the gateway rejected the credentials"),
+    ("evolution", Fault(403), AuthError, "HTTP 403: the gateway rejected the credentials"),
+    # Wawp's 403 is "Quota or Limit Reached" / subscription_required: the plan, not the token.
+    ("wawp", Fault(403), QuotaRefused, "HTTP 403: quota or limit reached"),
     ("wawp", Fault(422), SessionNotReady, "HTTP 422: session not ready"),
     ("wawp", Fault(404), PermanentError, "HTTP 404"),
     (
@@ -159,6 +170,34 @@ SPECIFIC = [
         "does not implement presence",
     ),
     ("waha", Fault(422, body=""), SessionNotReady, "HTTP 422: session not ready"),
+    (
+        "waha",
+        Fault(422, body='{"error":"Session \\"bot\\" does not exist","session":"bot"}'),
+        PermanentError,
+        "HTTP 422: WAHA has no session",
+    ),
+    (
+        "waha",
+        Fault(
+            422, body='{"statusCode":422,"message":"WAHA Core support only \'default\' session"}'
+        ),
+        PermanentError,
+        "WAHA Core supports only the session 'default'",
+    ),
+    (
+        "evolution",
+        Fault(
+            400, body=json.dumps(_evolution_400("Method not available on WhatsApp Business API"))
+        ),
+        Unsupported,
+        "this Evolution API instance cannot set presence",
+    ),
+    (
+        "evolution",
+        Fault(400, body=json.dumps(_evolution_400("Error: Timed Out"))),
+        TransientError,
+        "HTTP 400: WhatsApp timed out",
+    ),
     (
         "evolution",
         Fault(400, body=EVOLUTION_CLOSED),
@@ -217,8 +256,12 @@ async def test_an_unknown_session_or_instance_is_named(psim: Simulation) -> None
     with pytest.raises(PermanentError) as session:
         await gw.session_status()
     await gw.aclose()
+    # Current WAHA answers a set call for an unknown session 422 "does not exist" (not the
+    # 422 of a session that is not ready), its session read 404.
+    set_status = "HTTP 422" if provider == "waha" else "HTTP 404"
+    assert "'no-such-one'" in caught.value.message and set_status in caught.value.message
+    assert "'no-such-one'" in session.value.message and "HTTP 404" in session.value.message
     for raised in (caught.value, session.value):
-        assert "'no-such-one'" in raised.message and "HTTP 404" in raised.message
         assert f"PRESENCE_{provider.upper()}__{key.upper()}" in raised.message
 
 

@@ -50,6 +50,7 @@ async def test_set_presence_sends_the_contract_call(sim: Sim) -> None:
 
 async def test_field_and_values_are_configurable(sim: Sim) -> None:
     sim.gateway.field_name = "state"
+    sim.gateway.accepted = frozenset({"online", "offline"})
     gw = client(sim, field="state", values=("online", "offline"))
     await gw.set_presence(Presence.AVAILABLE)
     await gw.aclose()

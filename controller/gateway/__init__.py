@@ -5,9 +5,11 @@ from controller.gateway.base import (
     Gateway,
     GatewayError,
     PermanentError,
+    QuotaRefused,
     RateLimited,
     SessionNotReady,
     TransientError,
+    Unsupported,
 )
 
 __all__ = [
@@ -15,7 +17,9 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "PermanentError",
+    "QuotaRefused",
     "RateLimited",
     "SessionNotReady",
     "TransientError",
+    "Unsupported",
 ]

@@ -59,11 +59,37 @@ class TransientError(GatewayError):
 
     kind = FailureKind.TRANSIENT
 
+    def __init__(
+        self, message: str, *, status_code: int | None = None, timed_out: bool = False
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.timed_out = timed_out
+        """No answer within the timeout (not a refused connection, not a 5xx)."""
+
 
 class PermanentError(GatewayError):
     """Other 4xx or a malformed reply: a retry will not help soon; retried at the back-off cap."""
 
     kind = FailureKind.PERMANENT
+
+
+class Unsupported(PermanentError):
+    """The gateway says this session can never set presence (e.g. an Evolution API instance on
+    the WhatsApp Business API): asked again only every `retry_after` seconds, in case the
+    instance was re-created."""
+
+    retry_after = 300.0
+
+    def as_failure(self) -> Failure:
+        return Failure(self.kind, self.message, self.retry_after)
+
+
+class QuotaRefused(GatewayError):
+    """The gateway refused the call for the account's plan or quota (Wawp's 403: "Quota or
+    Limit Reached", `subscription_required`): the credentials are fine, the plan is not.
+    Retried as rarely as an auth failure."""
+
+    kind = FailureKind.QUOTA
 
 
 class Gateway(Protocol):
@@ -115,7 +141,7 @@ def transport_error(what: str, exc: Exception, timeout: float) -> TransientError
     """A timeout or connection failure as a TransientError, keeping the cause (errno, TLS
     reason) as a short excerpt with every URL cut out: URLs carry the token."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return TransientError(f"{what}: timed out after {timeout:g}s")
+        return TransientError(f"{what}: timed out after {timeout:g}s", timed_out=True)
     if isinstance(exc, httpx.ProtocolError | httpx.UnsupportedProtocol):
         # Their text quotes what was sent or received, a header (the API key) included.
         return TransientError(f"{what}: connection failed ({type(exc).__name__})")

@@ -11,7 +11,13 @@ import httpx
 
 from controller.config import EvolutionSettings
 from controller.core.types import Presence
-from controller.gateway.base import PermanentError, SessionNotReady, raise_for_response
+from controller.gateway.base import (
+    PermanentError,
+    SessionNotReady,
+    TransientError,
+    Unsupported,
+    raise_for_response,
+)
 from controller.gateway.http import HttpGateway, mentions, normalise_state
 
 VALUES = {Presence.AVAILABLE: "available", Presence.UNAVAILABLE: "unavailable"}
@@ -19,6 +25,14 @@ STATES = {"open": "WORKING", "connecting": "STARTING", "close": "STOPPED", "refu
 """Evolution's connection states (Baileys' socket), in the normalised vocabulary."""
 _NOT_CONNECTED = ("connection closed", "not connected", "connection is closed", "not open")
 """What Evolution's 400 says when the WhatsApp socket is down (Baileys' error text)."""
+_UNSUPPORTED = ("method not available",)
+"""What Evolution's 400 says on an instance whose integration has no presence: the Meta Cloud
+API (WHATSAPP-BUSINESS) and the Evolution channel; only Baileys instances can set it."""
+UNSUPPORTED_ADVICE = (
+    "this Evolution API instance cannot set presence: its integration is the WhatsApp Business "
+    "(Meta Cloud) API or the Evolution channel, and only WHATSAPP-BAILEYS instances have "
+    "presence (asked again every 5 minutes)"
+)
 
 
 class EvolutionGateway(HttpGateway):
@@ -52,6 +66,11 @@ class EvolutionGateway(HttpGateway):
         instance: Any = reply.get("instance")
         if not isinstance(instance, dict):
             raise PermanentError(f"{what}: reply has no 'instance' object")
+        if "state" not in instance:
+            raise SessionNotReady(
+                f"{what}: Evolution API knows the instance {self.instance!r} but has not loaded "
+                "it (its reply has no 'state'): connect it, or restart Evolution API"
+            )
         return normalise_state(instance, "state", what, STATES)
 
     def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
@@ -70,4 +89,8 @@ class EvolutionGateway(HttpGateway):
                 f"{prefix}: session not ready (the instance is not connected)",
                 status_code=status,
             )
+        if status == 400 and mentions(data, *_UNSUPPORTED):
+            raise Unsupported(f"{prefix}: {UNSUPPORTED_ADVICE}", status_code=status)
+        if status == 400 and mentions(data, "timed out"):
+            raise TransientError(f"{prefix}: WhatsApp timed out", status_code=status)
         raise_for_response(response, what)

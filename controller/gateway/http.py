@@ -66,6 +66,10 @@ class HttpGateway:
         """(query parameters, headers) that carry the credential."""
         return {}, {}
 
+    def _body(self, body: dict[str, str]) -> dict[str, str]:
+        """The JSON body of a POST as sent (Wawp adds its credentials to it)."""
+        return body
+
     def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
         """Map a non-2xx answer (`setting`: to the set call) onto the taxonomy."""
         raise_for_response(response, what)
@@ -78,15 +82,24 @@ class HttpGateway:
     async def send(self, field: str, value: str, what: str) -> int:
         """POST `{field: value}` as the set call (the vocabulary probe tries several); the
         HTTP status."""
-        response, data = await self._request("POST", self._set_path, what, json={field: value})
+        response, data = await self._request(
+            "POST", self._set_path, what, json=self._body({field: value})
+        )
         self._raise(response, data, what, setting=True)
         return response.status_code
 
-    async def _read(self, path: str, what: str) -> dict[str, Any]:
-        """GET `path`: its reply as a JSON object, or the taxonomy's error."""
-        response, data = await self._request("GET", path, what)
+    async def _read(self, path: str, what: str, method: str = "GET") -> dict[str, Any]:
+        """GET (or POST) `path`: its reply as a JSON object, or the taxonomy's error."""
+        response, data = await self._read_raw(path, what, method)
         self._raise(response, data, what, setting=False)
         return json_reply(data, what)
+
+    async def _read_raw(
+        self, path: str, what: str, method: str = "GET"
+    ) -> tuple[httpx.Response, bytes]:
+        """A read call's reply, unchecked (a POST carries the body `_body({})`)."""
+        body = self._body({}) if method == "POST" else None
+        return await self._request(method, path, what, json=body)
 
     async def _request(
         self, method: str, path: str, what: str, json: dict[str, str] | None = None

@@ -1,7 +1,8 @@
 """`check-gateway --probe`: which set-presence vocabulary does this gateway accept?
 
 Wawp's exact request is not published (a `presence` or a `status` field; `available` and
-`unavailable`, or WAHA's `online` and `offline`). On a WORKING session the probe sends each
+`unavailable`, WAHA's `online` and `offline`, or the mixed `online` and `unavailable` of Wawp's
+legacy API). On a WORKING session the probe sends each
 candidate's two values, the configured one first, and ends on an unavailable value; the verdict
 (pure, below) says which vocabulary the gateway accepted and the settings to use. A gateway that
 accepts every candidate does not check the body at all: then nobody can tell from the API which
@@ -18,7 +19,8 @@ from controller.core.actuation import FailureKind
 from controller.gateway.base import Gateway, GatewayError
 
 FIELDS = ("presence", "status")
-VALUE_PAIRS = (("available", "unavailable"), ("online", "offline"))
+VALUE_PAIRS = (("available", "unavailable"), ("online", "offline"), ("online", "unavailable"))
+"""Our default, WAHA's, and the mixed pair of Wawp's legacy v1 API (its n8n node)."""
 PAUSE = 0.2
 """Seconds between two probe calls: a burst of set calls is not what a gateway expects."""
 _REFUSALS = {FailureKind.PERMANENT, FailureKind.SESSION_NOT_READY}

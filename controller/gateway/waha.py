@@ -11,8 +11,11 @@ import httpx
 from controller.config import WahaSettings
 from controller.core.types import Presence
 from controller.gateway.base import (
+    AuthError,
+    GatewayError,
     PermanentError,
     SessionNotReady,
+    TransientError,
     raise_for_response,
 )
 from controller.gateway.http import (
@@ -26,6 +29,10 @@ from controller.gateway.http import (
 VALUES = {Presence.AVAILABLE: "online", Presence.UNAVAILABLE: "offline"}
 """WAHA's `WAHAPresenceStatus` values for the global presence (no `chatId`)."""
 _STATES = {state: state for state in SESSION_STATES}
+HOLD = 15.0
+"""WAHA holds a set call on a session that is not WORKING: up to 5 s for it to run, then up
+to 10 s for WORKING, and only then answers 422. Our timeout is shorter (fleet mode needs it
+well under the lease), so a set call that times out is followed by one session read."""
 
 
 class WahaGateway(HttpGateway):
@@ -62,18 +69,54 @@ class WahaGateway(HttpGateway):
         reply = await self._read(f"/api/sessions/{self._path}", what)
         return normalise_state(reply, "status", what, _STATES)
 
+    async def send(self, field: str, value: str, what: str) -> int:
+        """The set call; one that times out while the session is not WORKING (WAHA held it,
+        waiting for the session) is a session not ready, not a gateway outage."""
+        try:
+            return await super().send(field, value, what)
+        except TransientError as exc:
+            if not exc.timed_out:
+                raise
+            try:
+                state = await self.session_status()
+            except GatewayError:
+                raise exc from None
+            if state == "WORKING":
+                raise
+            raise SessionNotReady(
+                f"{what}: timed out after {self._timeout:g}s while the session is {state} "
+                f"(WAHA holds such calls up to {HOLD:g}s before its 422): session not ready"
+            ) from None
+
     def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
-        """WAHA's answers on top of the common mapping: 404 is an unknown session, 422 a
-        session that did not reach WORKING within WAHA's 5 s wait (or an engine without
-        presence)."""
+        """WAHA's answers on top of the common mapping: 404 (or a 422 that says so) is an
+        unknown session, a 422 with `expected` a session that did not reach WORKING within
+        WAHA's hold, "only 'default' session" WAHA Core with another name (or an engine
+        without presence): neither of those is worth a quick retry."""
         status = response.status_code
         prefix = f"{what}: HTTP {status}"
+        unknown = PermanentError(
+            f"{prefix}: WAHA has no session {self.session!r} (start it, or check "
+            "PRESENCE_WAHA__SESSION and PRESENCE_WAHA__BASE_URL)",
+            status_code=status,
+        )
         if status == 404:
-            raise PermanentError(
-                f"{prefix}: WAHA has no session {self.session!r} (start it, or check "
-                "PRESENCE_WAHA__SESSION and PRESENCE_WAHA__BASE_URL)",
+            raise unknown
+        if status == 401:
+            raise AuthError(
+                f"{prefix}: the gateway rejected the credentials (current WAHA requires an API "
+                "key: without WAHA_API_KEY it generates a random one at start, unless "
+                "WAHA_NO_API_KEY=True); set PRESENCE_WAHA__API_KEY to WAHA's WAHA_API_KEY",
                 status_code=status,
             )
+        if status == 422 and mentions(data, "only 'default' session", 'only "default" session'):
+            raise PermanentError(
+                f"{prefix}: WAHA Core supports only the session 'default', not "
+                f"{self.session!r}: set PRESENCE_WAHA__SESSION=default (or run WAHA Plus)",
+                status_code=status,
+            )
+        if status == 422 and mentions(data, "does not exist"):
+            raise unknown
         if status == 422:
             body = json_body(data)
             if isinstance(body, dict) and "expected" in body:

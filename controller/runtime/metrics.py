@@ -48,7 +48,7 @@ class Metrics:
         self.gateway_requests = Counter(
             "presence_gateway_requests",
             "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
-            "transient_error, permanent_error)",
+            "transient_error, permanent_error, quota_refused)",
             ["provider", "outcome"],
             registry=r,
         )
