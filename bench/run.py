@@ -12,6 +12,8 @@ in one run, and write bench/RESULTS.md and bench/flap-economy.png.
 5. Flap economy: a seeded noisy lag trace with real incidents; presence changes of the
    controller's decision core vs a naive single-threshold controller; every incident caught?
    And a crash-looping consumer with flap damping on and off. Fast re-probe on and off in 1.
+Then schedule evaluation, fleet mode and presence truth (bench/truth.py: what contacts are
+shown, on each profile of the WhatsApp model, at the defaults and around them).
 
 Usage: python bench/run.py [--quick]   (quick: fewer trials and shorter windows, for a smoke run)
 """
@@ -38,6 +40,7 @@ from zoneinfo import ZoneInfo
 from fleet import FleetFigures, fleet_bench
 from image_env import IMAGE_ENV
 from procfs import cpu_seconds, rss_mib
+from truth import truth_lines, truth_rows, wall_check
 
 from controller.core.replay import Sample, replay
 from controller.core.replay import incidents as replay_incidents
@@ -567,6 +570,9 @@ async def main(quick: bool) -> None:
     plot(flap, BENCH / "flap-economy.png")
     trace_csv(flap.lag, BENCH / "flap-economy.csv")
     loop = crash_loop()
+    truth_seeds = 2 if quick else 5
+    truth = truth_rows(seeds=truth_seeds)
+    wall = await wall_check(30 if quick else 120, 8.0)
     took = time.monotonic() - started
 
     fall_over = Spread([x - bounds["fall"] for x in falls.values])
@@ -721,6 +727,7 @@ async def main(quick: bool) -> None:
         "",
     ]
     lines += fleet_lines(fleet)
+    lines += truth_lines(truth, wall, truth_seeds)
     lines.append((BENCH / "NOTES.md").read_text())
     results = BENCH / "RESULTS.md"
     soak = results.read_text().partition("## 6. Soak")[2] if results.exists() else ""

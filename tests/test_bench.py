@@ -49,3 +49,45 @@ def test_crash_loop_damping_cuts_changes_five_fold_and_catches_every_first_outag
     # With damping each outage is caught at the fall-th tick, or the bot was already held
     # offline (0): damping never delays going unavailable.
     assert set(loop.detect["on"]) <= {0, 2} and loop.detect["on"][:3] == [2, 2, 2]
+
+
+def truth() -> ModuleType:
+    bench()  # puts bench/ on sys.path
+    import truth as module  # bench/ is not a package: on sys.path once bench() ran
+
+    return module
+
+
+def test_the_truth_bench_runs_the_shipped_defaults() -> None:
+    from controller.config import Settings
+
+    s = Settings.from_values(
+        health_url="http://127.0.0.1:1/healthz",
+        wawp={"instance_id": "i", "access_token": "k3Jx9-Qw2vLp8ZrT"},
+    )
+    d = truth().DEFAULTS
+    assert (d.reassert_available, d.reassert_unavailable, d.session_check) == (
+        s.reassert_available,
+        s.reassert_unavailable,
+        s.session_check,
+    )
+
+
+def test_presence_truth_on_the_profiles_a_simulated_day() -> None:
+    """The virtual day is deterministic: the figures the defaults were chosen by hold."""
+    t = truth()
+    baileys, _ = t.simulate_day("baileys", t.DEFAULTS, 0)
+    assert baileys.shown_available_ratio > 0.999 and baileys.false_online_share < 0.001
+    old = t.Setting("the old 20 s", 20.0, 300.0, 60.0)
+    assert t.simulate_day("baileys", old, 0)[0].shown_available_ratio < 0.55
+    ideal, _ = t.simulate_day("ideal", old, 0)
+    assert ideal.shown_available_ratio > 0.999, "the old simulator hid the decay"
+    silent, _ = t.simulate_day("silent", t.DEFAULTS, 0)
+    assert silent.shown_available_ratio == 0.0 and silent.writes_per_day > 5000
+    # Frequent session reads catch NOWEB's reconnects (which mark the bot online) and the
+    # seen reconnect is written over at once.
+    often = t.Setting("reads every 5 s", 8.0, 60.0, 5.0)
+    rarely = t.Setting("reads every 60 s", 8.0, 60.0, 60.0)
+    caught = t.simulate_day("waha-noweb", often, 0)[0].false_online
+    missed = t.simulate_day("waha-noweb", rarely, 0)[0].false_online
+    assert caught < 0.7 * missed
