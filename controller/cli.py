@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the fleet scene: three replicas in fleet mode, a fake Kubernetes API server",
     )
     _provider_option(demo)
+    _profile_option(demo)
     demo.add_argument(
         "--speed",
         type=_speed,
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "(for kubectl and a controller to try against); runs until SIGTERM",
     )
     _provider_option(simulate)
+    _profile_option(simulate)
     simulate.add_argument(
         "--fleet",
         action="store_true",
@@ -103,6 +105,18 @@ def _provider_option(parser: argparse.ArgumentParser) -> None:
         choices=["wawp", "waha", "evolution"],
         default="wawp",
         help="the simulated gateway's API (default wawp)",
+    )
+
+
+def _profile_option(parser: argparse.ArgumentParser) -> None:
+    from controller.sim.whatsapp import DEFAULT_PROFILE, PROFILES
+
+    parser.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="what the simulated WhatsApp shows contacts after a write (default "
+        f'{DEFAULT_PROFILE}: available decays after 10 s); README, "What contacts see"',
     )
 
 
@@ -174,11 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_fleet_demo(speed=args.speed))
         from controller.sim.scenario import run_demo
 
-        return asyncio.run(run_demo(speed=args.speed, provider=args.provider))
+        return asyncio.run(run_demo(speed=args.speed, provider=args.provider, profile=args.profile))
     if args.command == "sim":
         from controller.sim.launch import run_sim
 
-        return asyncio.run(run_sim(args.provider, args.fleet))
+        return asyncio.run(run_sim(args.provider, args.fleet, profile=args.profile))
     if args.command == "windows":
         return _windows(args.spec, args.count, args.start)
     if args.command == "replay":
@@ -340,6 +354,18 @@ async def _follower_refusal(settings: Settings) -> str | None:
     )
 
 
+SHOWN_NOTE = (
+    "note: the gateway accepted it; what contacts see is another matter: `available` fades "
+    "after about 10 s unless written again, and while the bot shows `available` the phone "
+    'paired with its number gets no push notifications (README, "What contacts see")'
+)
+EVOLUTION_NOTE = (
+    "note: only Baileys instances (WHATSAPP-BAILEYS) can set presence; the WhatsApp Business "
+    "API and Evolution-channel integrations read `open` too but refuse it: "
+    "`check-gateway --set unavailable` tells"
+)
+
+
 async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:
     from controller.runtime.controller import build_gateway
 
@@ -358,6 +384,9 @@ async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = F
         if set_to is not None:
             await gateway.set_presence(Presence(set_to))
             print(f"{gateway.provider}: presence set to {set_to}")
+            print(SHOWN_NOTE)
+        elif gateway.provider == "evolution":
+            print(EVOLUTION_NOTE)
     except GatewayError as exc:
         print(f"{gateway.provider}: {scrub(exc.message, secrets)} [{exc.kind}]", file=sys.stderr)
         return EXIT_FAILED

@@ -25,12 +25,15 @@ from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 from controller.sim.tls import make_tls
+from controller.sim.whatsapp import DEFAULT_PROFILE
 
 NAMESPACE = WORKLOAD = "whatsapp-bot"
 PODS = [f"{WORKLOAD}-7d4b9-{suffix}" for suffix in ("x2k9p", "m8q4z", "c5v7n")]
 
 
-async def run_sim(provider: str, fleet: bool, stop: asyncio.Event | None = None) -> int:
+async def run_sim(
+    provider: str, fleet: bool, stop: asyncio.Event | None = None, profile: str = DEFAULT_PROFILE
+) -> int:
     if stop is None:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -46,7 +49,7 @@ async def run_sim(provider: str, fleet: bool, stop: asyncio.Event | None = None)
         async with AsyncExitStack() as stack:
             consumer = await stack.enter_async_context(LoopbackServer(SimConsumer().app()))
             gateway = await stack.enter_async_context(
-                LoopbackServer(SimGateway(provider=provider).app())
+                LoopbackServer(SimGateway(provider=provider, profile=profile).app())
             )
             api = await stack.enter_async_context(
                 LoopbackServer(kube.app(), ssl_context=tls.context)
