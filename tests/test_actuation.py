@@ -26,9 +26,9 @@ from controller.core.actuation import (
     on_session_started,
     on_set_ok,
     on_set_started,
-    parse_retry_after,
     plan,
 )
+from controller.core.retry_after import parse_retry_after
 from controller.core.types import Presence
 
 A, U, UNK = Presence.AVAILABLE, Presence.UNAVAILABLE, Presence.UNKNOWN

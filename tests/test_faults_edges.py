@@ -13,7 +13,7 @@ import pytest
 from conftest import Sim, running, spawn, until
 
 from controller.config import ConfigError, load_settings
-from controller.core.actuation import parse_retry_after
+from controller.core.retry_after import parse_retry_after
 from controller.runtime.logs import configure_logging, event
 from controller.sim.collector import SimCollector
 from controller.sim.gateway import Fault

@@ -12,8 +12,6 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from controller.core.types import Presence
 
@@ -211,13 +209,7 @@ def plan(
     if not cfg.dry_run and (
         state.session_at is None or now - state.session_at >= cfg.session_check
     ):
-        reads = _in_window(state.session_calls, now, cfg)
-        if len(reads) >= cfg.session_budget_calls:
-            return Wait(
-                reads[0] + cfg.budget_window,
-                f"session read budget spent: {cfg.session_budget_calls} in {cfg.budget_window:g}s",
-            )
-        return CheckSession()
+        return _read_session(state, now, cfg)
     if target.pulse is Pulse.END:
         return target  # its call was reserved when the pulse started: never held by the budget
     calls = _budget_calls(state, now, cfg)
@@ -249,6 +241,11 @@ def _idle(state: ActuationState, target: Wait, now: float, cfg: ActuationConfig)
         if target.until is None or due < target.until:
             return Wait(due, f"{target.why}; next session read due")
         return target
+    return _read_session(state, now, cfg)
+
+
+def _read_session(state: ActuationState, now: float, cfg: ActuationConfig) -> Action:
+    """A session read, unless the read budget is spent: then wait for room."""
     reads = _in_window(state.session_calls, now, cfg)
     if len(reads) >= cfg.session_budget_calls:
         return Wait(
@@ -386,22 +383,3 @@ def on_credentials_changed(state: ActuationState) -> ActuationState:
     if not state.auth_failed:
         return replace(state, session_at=None)
     return replace(state, backoff_until=0.0, session_at=None)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110).
-
-    Returns None when the header is absent or unreadable, so the caller falls back to back-off.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():  # not str.isdigit() alone: it accepts '²'
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

@@ -8,8 +8,9 @@ from typing import Protocol
 
 import httpx
 
-from controller.core.actuation import Failure, FailureKind, parse_retry_after
+from controller.core.actuation import Failure, FailureKind
 from controller.core.excerpt import describe
+from controller.core.retry_after import parse_retry_after
 from controller.core.types import Presence
 
 

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.core.actuation import parse_retry_after
 from controller.core.excerpt import clip
+from controller.core.retry_after import parse_retry_after
 
 _MESSAGE_CHARS = 300
 """Characters of an API server's message kept in a KubeError (it reaches logs and /status)."""
