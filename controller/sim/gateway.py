@@ -16,7 +16,6 @@ integrations; Wawp reads one field and one vocabulary, and answers 403 for a pla
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from controller.core.types import Presence
+from controller.sim.gateway_calls import Fault, GatewayCall, read_json, value_field
 from controller.sim.whatsapp import DEFAULT_PROFILE, WhatsApp
+
+__all__ = ["PROVIDERS", "ROUTES", "Fault", "GatewayCall", "SimGateway"]
 
 ROUTES = {
     "wawp": ("/v2/presence", "/v2/session/info"),
@@ -52,7 +54,6 @@ _UNSUPPORTED = {
     "EVOLUTION": "Method not available on Evolution Channel",
 }
 """Evolution's integrations without presence, and what their setPresence answers (400)."""
-_WAWP_CREDENTIALS = ("instance_id", "access_token")
 _EVOLUTION_STATES = {
     "WORKING": "open",
     "STARTING": "connecting",
@@ -61,43 +62,6 @@ _EVOLUTION_STATES = {
     "FAILED": "refused",
 }
 """The normalised session state as Evolution reports it (it has no QR state of its own)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """One scripted answer: a status, headers, and an optional delay before answering."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    body: str | None = None
-    """The reply body; None: the provider's own error envelope for `status`."""
-    reset: bool = False
-    """Start a chunked answer, then drop the connection mid-response."""
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayCall:
-    """One request the gateway received, and how it answered."""
-
-    at: float
-    """time.monotonic() when the request arrived."""
-    operation: str
-    """'set' or 'session'."""
-    status: int
-    presence: str | None = None
-    """The value sent, in our vocabulary when the gateway understood it (`online` is
-    `available`), else as sent."""
-    credential: str | None = None
-    """The credential presented (query `access_token`, `X-Api-Key` or `apikey` header)."""
-    agent: str = ""
-    """The caller's User-Agent (in fleet mode it names the replica)."""
-    method: str = ""
-    path: str = ""
-    value: str | None = None
-    """The body value exactly as sent."""
-    field: str | None = None
-    """The body field that carried it."""
 
 
 @dataclass
@@ -342,7 +306,7 @@ class SimGateway:
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
-        body = await _json(request) if request.method == "POST" else None
+        body = await read_json(request) if request.method == "POST" else None
         response: web.StreamResponse | None = None
         allowed = self.session_methods if self.provider == "wawp" else frozenset({"GET"})
         if request.method not in allowed:
@@ -371,8 +335,8 @@ class SimGateway:
 
     async def _set(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
-        body = await _json(request)
-        sent_field = _field(body, self.provider)
+        body = await read_json(request)
+        sent_field = value_field(body, self.provider)
         value = None
         if isinstance(body, dict):
             value = body.get(self.field_name or sent_field or "")
@@ -415,18 +379,3 @@ class SimGateway:
         if self.provider != "waha" or self._waha_session_known():
             return None
         return self.error(422, "WAHA Core support only 'default' session. Use WAHA Plus")
-
-
-async def _json(request: web.Request) -> object:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _field(body: object, provider: str) -> str | None:
-    """The one field of a set call's body that carries the value (Wawp's credentials aside)."""
-    if not isinstance(body, dict):
-        return None
-    names = [k for k in body if not (provider == "wawp" and k in _WAWP_CREDENTIALS)]
-    return names[0] if len(names) == 1 else None
