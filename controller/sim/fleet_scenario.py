@@ -33,6 +33,7 @@ from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.scenario import Timeline, demo_values
 from controller.sim.server import LoopbackServer
+from controller.sim.whatsapp import DEFAULT_PROFILE
 
 NAMESPACE, WORKLOAD = "whatsapp-bot", "whatsapp-bot"
 PODS = ("whatsapp-bot-7d4b9-a", "whatsapp-bot-7d4b9-b", "whatsapp-bot-7d4b9-c")
@@ -115,11 +116,11 @@ def _kubeconfig(server: str) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def _world(speed: float, timeline: Timeline) -> AsyncIterator[Fleet]:
+async def _world(speed: float, timeline: Timeline, profile: str) -> AsyncIterator[Fleet]:
     kube = SimKube(tokens={TOKEN: "presence-controller"})
     kube.put("namespaces", {"metadata": {"name": NAMESPACE}})
     kube.workload(NAMESPACE, WORKLOAD, list(PODS))
-    fleet = Fleet(kube, SimGateway(), {pod: SimConsumer() for pod in PODS})
+    fleet = Fleet(kube, SimGateway(profile=profile), {pod: SimConsumer() for pod in PODS})
     fleet.gateway.on_call = timeline.gateway_call
     async with AsyncExitStack() as stack:
         kube_srv = await stack.enter_async_context(LoopbackServer(kube.app()))
@@ -237,8 +238,11 @@ SCENES = (
 )
 
 
-async def run_fleet_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
-    """Run the fleet scene; 0 if every step behaved as stated, 1 otherwise."""
+async def run_fleet_demo(
+    speed: float = 1.0, out: TextIO = sys.stdout, profile: str = DEFAULT_PROFILE
+) -> int:
+    """Run the fleet scene against a gateway whose WhatsApp model plays `profile`; 0 if every
+    step behaved as stated, 1 otherwise."""
     configure_logging("text", "error", [])
     timeline = Timeline(out)
     total = len(SCENES) + 1
@@ -250,7 +254,7 @@ async def run_fleet_demo(speed: float = 1.0, out: TextIO = sys.stdout) -> int:
         f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
         file=out,
     )
-    async with _world(speed, timeline) as fleet:
+    async with _world(speed, timeline, profile) as fleet:
         for number, scene in enumerate(SCENES, 1):
             timeline.line("scenario", "", f"{number}/{total} {scene.title}")
             failures += not await _play(scene, fleet, timeline, speed)
