@@ -225,6 +225,7 @@ async def test_a_seen_reconnect_rewrites_the_desired_presence_at_once(wawp: Simu
         await until(lambda: not actuator.state.reconnected)
         assert len(wawp.gateway.sets()) == writes + 1
         assert wawp.gateway.sets()[-1].presence == "available"
+        assert "presence available (reconnect)" in run.logs.getvalue()
 
 
 async def test_check_gateway_names_an_evolution_instance_without_presence(

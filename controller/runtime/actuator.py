@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.core.actuation import (
     NOT_ELIGIBLE,
+    RECONNECT_WHY,
     WORKING,
     ActuationConfig,
     ActuationState,
@@ -306,7 +307,10 @@ class Actuator:
         self.metrics.gateway_auth_failed.set(0)
         self.last_success = datetime.now(UTC)
         self.metrics.gateway_last_success.set(self.last_success.timestamp())
-        level = logging.INFO if action.presence is not before else logging.DEBUG
+        # A write after a seen reconnect is news (the gateway may have shown the bot online by
+        # itself); a plain re-assert is not.
+        news = action.presence is not before or action.why == RECONNECT_WHY
+        level = logging.INFO if news else logging.DEBUG
         event(
             log,
             level,
