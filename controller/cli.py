@@ -1,5 +1,5 @@
-"""`presence-controller` command line: run, demo, sim, check-config, check-gateway, windows,
-replay."""
+"""`presence-controller` command line: run, demo, sim, check-config, check-gateway (its work in
+check_gateway.py), windows, replay."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from typing import Any
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
 from controller.core.types import Presence
-from controller.gateway.base import Gateway, GatewayError
-from controller.redaction import redact_url, scrub
+from controller.redaction import redact_url
 from controller.replay.arguments import add_parser
 
 EXIT_OK = 0
@@ -225,12 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**settings.masked(), "tracing": _tracing_summary()}, indent=2))
         return EXIT_OK
     if args.command == "check-gateway":
-        if (args.set or args.probe) and settings.kube.enabled and not args.force:
-            refusal = asyncio.run(_follower_refusal(settings))
-            if refusal is not None:
-                print(refusal, file=sys.stderr)
-                return EXIT_FAILED
-        return asyncio.run(_check_gateway(settings, args.set, args.probe))
+        from controller.check_gateway import check_gateway
+
+        return asyncio.run(check_gateway(settings, args.set, args.probe, force=args.force))
     return _run(settings)
 
 
@@ -345,89 +341,3 @@ def _when(at: datetime, zone: tzinfo | None) -> str:
     if zone is not None and zone is not UTC and str(zone) != "UTC":
         text += f" ({at.astimezone(zone):%a %H:%M %Z})"
     return text
-
-
-async def _follower_refusal(settings: Settings) -> str | None:
-    """Fleet mode: why this replica must not write the presence (another leads, or nobody can
-    tell who does); None on the leader or when nobody leads."""
-    from controller.kube.client import KubeError
-    from controller.kube.who_leads import who_leads
-
-    try:
-        fleet = await who_leads(settings.kube, time.time())
-    except KubeError as exc:
-        return (
-            f"fleet mode: cannot tell which replica leads ({exc}); a write here may be "
-            "overwritten by the leader at once: pass --force to write anyway"
-        )
-    if not fleet.follower:
-        return None
-    return (
-        f"fleet mode: {fleet.me} is a follower; {fleet.leader} leads lease {fleet.lease} and "
-        "would overwrite this write with its own decision. Run it on the leader "
-        f"(kubectl exec {fleet.leader} -c presence-controller -- presence-controller "
-        "check-gateway ...), or pass --force"
-    )
-
-
-SHOWN_NOTE = (
-    "note: the gateway accepted it; what contacts see is another matter: `available` fades "
-    "after about 10 s unless written again, and while the bot shows `available` the phone "
-    'paired with its number gets no push notifications (README, "What contacts see")'
-)
-EVOLUTION_NOTE = (
-    "note: only Baileys instances (WHATSAPP-BAILEYS) can set presence; the WhatsApp Business "
-    "API and Evolution-channel integrations read `open` too but refuse it: "
-    "`check-gateway --set unavailable` tells"
-)
-
-
-async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:
-    from controller.runtime.controller import build_gateway
-
-    gateway = build_gateway(settings)
-    secrets = settings.secrets()
-    try:
-        session = await gateway.session_status()
-        print(f"{gateway.provider}: credentials accepted; session is {session}")
-        if session != "WORKING":
-            print("presence cannot be set until the session is WORKING (scan the QR code?)")
-            if set_to is not None or probe:
-                print(f"{gateway.provider}: presence not set: no call was made")
-            return EXIT_FAILED
-        if probe:
-            return await _probe(settings, gateway, secrets)
-        if set_to is not None:
-            await gateway.set_presence(Presence(set_to))
-            print(f"{gateway.provider}: presence set to {set_to}")
-            print(SHOWN_NOTE)
-        elif gateway.provider == "evolution":
-            print(EVOLUTION_NOTE)
-    except GatewayError as exc:
-        print(f"{gateway.provider}: {scrub(exc.message, secrets)} [{exc.kind}]", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await gateway.aclose()
-    return EXIT_OK if session == "WORKING" else EXIT_FAILED
-
-
-async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> int:
-    """`check-gateway --probe` on a WORKING session: 0 when the verdict is definite."""
-    from controller.gateway.probe import Vocabulary, probe
-
-    values = gateway.values
-    configured = Vocabulary(gateway.field, values[Presence.AVAILABLE], values[Presence.UNAVAILABLE])
-    print(
-        f"{settings.provider}: probing the set-presence vocabulary: THIS CHANGES THE BOT'S "
-        "PRESENCE (each candidate's available value, then its unavailable value; it ends on "
-        "unavailable)"
-    )
-    verdict = await probe(
-        gateway,
-        configured,
-        settings.provider != "wawp",  # WAHA's and Evolution's are fixed
-        lambda line: print(scrub(line, secrets)),
-    )
-    for line in verdict.lines:
-        print(f"{settings.provider}: {line}")
-    return EXIT_OK if verdict.definite else EXIT_FAILED

@@ -7,9 +7,9 @@ goes, the vocabulary, the answers); what the tests and demos look at is shared (
 the fault queues) and `whatsapp`, the model of what contacts are shown (`sim/whatsapp.py`):
 an accepted write is not shown for ever, and on some profiles not at all.
 
-Never kinder than the real thing (the README's "Gateway facts" lists the sources): WAHA holds
-a set call on a session that is not WORKING up to 15 s before its 422 and requires its key;
-Evolution looks the instance up before the key and refuses presence on non-Baileys
+Never kinder than the real thing (docs/operations.md, "Gateways", says what each answers):
+WAHA holds a set call on a session that is not WORKING up to 15 s before its 422 and requires
+its key; Evolution looks the instance up before the key and refuses presence on non-Baileys
 integrations; Wawp reads one field and one vocabulary, and answers 403 for a plan limit.
 """
 
@@ -345,7 +345,7 @@ class SimGateway:
         response = self._auth(request, body) or await self._fault(self.set_faults, request)
         shown = None
         if response is None:
-            if self.provider == "waha" and self._waha_session_known():
+            if self.provider == "waha" and self._waha_core_allows():
                 await self._waha_hold()
             response = self._waha_refusal()
             if response is None:
@@ -371,11 +371,12 @@ class SimGateway:
         )
         return response
 
-    def _waha_session_known(self) -> bool:
+    def _waha_core_allows(self) -> bool:
+        """WAHA Core runs one session, called `default`; WAHA Plus any."""
         return not (self.core and self.instance_id != "default")
 
     def _waha_refusal(self) -> web.Response | None:
         """WAHA Core with another session name: refused before anything else is looked at."""
-        if self.provider != "waha" or self._waha_session_known():
+        if self.provider != "waha" or self._waha_core_allows():
             return None
         return self.error(422, "WAHA Core support only 'default' session. Use WAHA Plus")
