@@ -125,9 +125,8 @@ class Settings(BaseSettings):
         PositiveDuration, AtMost(HOUR, "presence does not stick: gateways drop it within minutes")
     ] = 8.0
     """Re-send `available` this often. WhatsApp shows `available` for about 10 s after a write
-    (Baileys), so this must stay below 10 s for contacts to see the bot online without gaps
-    (bench: 99.99% shown at 8 s, 97% at 10 s, 49% at 20 s). Costs 10,800 writes a day
-    while available."""
+    (Baileys): keep it below, or contacts see gaps (bench: 100% shown at 8 s, 97% at 10 s,
+    49% at 20 s). Costs 10,800 writes a day while available."""
     reassert_unavailable: Annotated[
         PositiveDuration, AtMost(HOUR, "presence does not stick: reconnects mark the bot online")
     ] = 60.0
@@ -137,10 +136,9 @@ class Settings(BaseSettings):
     session_check: Annotated[
         PositiveDuration, AtMost(HOUR, "a lost session would go unnoticed that long")
     ] = 15.0
-    """Read the gateway's session this often, also while nothing is to be written (a read is
-    answered by the gateway, not WhatsApp: contacts see nothing), and before a set call when
-    the last read is older. A read that sees WORKING after one that did not (a reconnect,
-    which marks the bot online on NOWEB and Evolution) writes the desired presence at once.
+    """Read the gateway's session this often, also while idle (answered by the gateway, not
+    WhatsApp) and before a set call when older. Seeing WORKING after a read that was not (a
+    reconnect: NOWEB and Evolution mark the bot online) writes the desired presence at once.
     Idle reads use at most half the read budget (one every 6 s)."""
     provider: Literal["wawp", "waha", "evolution"] = "wawp"
     """Gateway provider: `wawp`, `waha` or `evolution` (docs/operations.md, "Gateways")."""
