@@ -12,10 +12,17 @@ from conftest import running, until
 from test_cli import cli
 
 from controller.core.types import Presence
-from controller.gateway import AuthError, PermanentError, SessionNotReady, Unsupported
+from controller.gateway import (
+    AuthError,
+    PermanentError,
+    SessionNotReady,
+    TransientError,
+    Unsupported,
+)
 from controller.gateway.base import Gateway
 from controller.gateway.probe import Vocabulary, probe
 from controller.runtime.controller import build_gateway
+from controller.sim.gateway import Fault
 from controller.sim.harness import Simulation, simulation
 
 
@@ -117,6 +124,23 @@ async def test_waha_holds_a_not_ready_set_call_and_the_client_calls_it_not_ready
     assert "while the session is STARTING" in caught.value.message
     assert "WAHA holds such calls up to 15s" in caught.value.message
     waha.gateway.session_state = "WORKING"  # ends the simulator's hold
+
+
+async def test_a_waha_set_call_and_its_session_read_never_outlast_the_timeout(
+    waha: Simulation,
+) -> None:
+    """Fleet mode starts a call only if it can end before a takeover: the read that follows a
+    timed-out set call comes out of the same timeout, even when that read hangs too."""
+    waha.gateway.session_state = "STARTING"
+    waha.gateway.session_faults.append(Fault(200, delay=5.0, body='{"status": "STARTING"}'))
+    gw = client(waha, timeout=2.0)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"timed out after 2s$"):
+        await gw.set_presence(Presence.AVAILABLE)
+    took = time.monotonic() - started
+    await gw.aclose()
+    assert 1.5 <= took < 3.5, f"took {took:.2f}s: a 2 s call plus a hung 2 s read would be 4 s"
+    waha.gateway.session_state = "WORKING"
 
 
 async def test_waha_answers_422_after_its_hold(waha: Simulation) -> None:

@@ -82,34 +82,45 @@ class HttpGateway:
     async def send(self, field: str, value: str, what: str) -> int:
         """POST `{field: value}` as the set call (the vocabulary probe tries several); the
         HTTP status."""
+        return await self._send(field, value, what, within=self._timeout)
+
+    async def _send(self, field: str, value: str, what: str, within: float) -> int:
         response, data = await self._request(
-            "POST", self._set_path, what, json=self._body({field: value})
+            "POST", self._set_path, what, json=self._body({field: value}), within=within
         )
         self._raise(response, data, what, setting=True)
         return response.status_code
 
-    async def _read(self, path: str, what: str, method: str = "GET") -> dict[str, Any]:
+    async def _read(
+        self, path: str, what: str, method: str = "GET", within: float | None = None
+    ) -> dict[str, Any]:
         """GET (or POST) `path`: its reply as a JSON object, or the taxonomy's error."""
-        response, data = await self._read_raw(path, what, method)
+        response, data = await self._read_raw(path, what, method, within)
         self._raise(response, data, what, setting=False)
         return json_reply(data, what)
 
     async def _read_raw(
-        self, path: str, what: str, method: str = "GET"
+        self, path: str, what: str, method: str = "GET", within: float | None = None
     ) -> tuple[httpx.Response, bytes]:
         """A read call's reply, unchecked (a POST carries the body `_body({})`)."""
         body = self._body({}) if method == "POST" else None
-        return await self._request(method, path, what, json=body)
+        return await self._request(method, path, what, json=body, within=within)
 
     async def _request(
-        self, method: str, path: str, what: str, json: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        what: str,
+        json: dict[str, str] | None = None,
+        within: float | None = None,
     ) -> tuple[httpx.Response, bytes]:
-        """The reply (status and headers) and at most MAX_REPLY_BYTES of its body, within the
-        timeout, never decompressed."""
+        """The reply (status and headers) and at most MAX_REPLY_BYTES of its body, within
+        `within` seconds (default: the gateway's timeout), never decompressed."""
+        timeout = self._timeout if within is None else within
         params, headers = self._auth()
         try:
             async with (
-                asyncio.timeout(self._timeout),
+                asyncio.timeout(timeout),
                 self._client.stream(
                     method, path, params=params, json=json, headers={**IDENTITY, **headers}
                 ) as response,
@@ -118,7 +129,7 @@ class HttpGateway:
         except (ReplyTooLarge, CompressedReply) as exc:
             raise PermanentError(f"{what}: {exc}") from None
         except (TimeoutError, httpx.HTTPError) as exc:
-            raise transport_error(what, exc, self._timeout) from None
+            raise transport_error(what, exc, timeout) from None
 
 
 def json_body(data: bytes) -> Any:

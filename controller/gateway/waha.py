@@ -33,6 +33,8 @@ HOLD = 15.0
 """WAHA holds a set call on a session that is not WORKING: up to 5 s for it to run, then up
 to 10 s for WORKING, and only then answers 422. Our timeout is shorter (fleet mode needs it
 well under the lease), so a set call that times out is followed by one session read."""
+_CHECK = 1.0
+"""At most this much of the timeout is kept for that read (a quarter with a short timeout)."""
 
 
 class WahaGateway(HttpGateway):
@@ -71,18 +73,24 @@ class WahaGateway(HttpGateway):
 
     async def send(self, field: str, value: str, what: str) -> int:
         """The set call; one that times out while the session is not WORKING (WAHA held it,
-        waiting for the session) is a session not ready, not a gateway outage."""
+        waiting for the session) is a session not ready, not a gateway outage. The set call
+        and that one session read share the timeout: a call never outlasts it (fleet mode's
+        margin before a takeover counts on that)."""
+        check = min(_CHECK, self._timeout / 4)
         try:
-            return await super().send(field, value, what)
+            return await self._send(field, value, what, within=self._timeout - check)
         except TransientError as exc:
             if not exc.timed_out:
                 raise
             try:
-                state = await self.session_status()
+                reply = await self._read(f"/api/sessions/{self._path}", what, within=check)
+                state = normalise_state(reply, "status", what, _STATES)
             except GatewayError:
-                raise exc from None
-            if state == "WORKING":
-                raise
+                state = None
+            if state in (None, "WORKING"):
+                # Said against the configured timeout: the read came out of it.
+                message = f"{what}: timed out after {self._timeout:g}s"
+                raise TransientError(message, timed_out=True) from None
             raise SessionNotReady(
                 f"{what}: timed out after {self._timeout:g}s while the session is {state} "
                 f"(WAHA holds such calls up to {HOLD:g}s before its 422): session not ready"
