@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from controller.core.actuation import (
@@ -96,52 +97,75 @@ def _profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-def simulate_day(profile: str, setting: Setting, seed: int) -> tuple[Truth, int]:
-    """One day on `profile` with `setting`: the truth measures and the session reads."""
-    desired = day_plan(seed)
+class VirtualClock:
+    """The model's clock: the driver moves it."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(
+    model: WhatsApp,
+    clock: VirtualClock,
+    desired: Timeline,
+    cfg: ActuationConfig,
+    end: float,
+    rng: random.Random,
+    activities: Sequence[float] = (),
+    latency: float = 1.0,
+) -> tuple[list[float], int]:
+    """The real planner against `model` until `end`, in virtual time: calls take SET_LATENCY
+    and READ_LATENCY times `latency`. The set calls' start times, and the session reads."""
     changes = [t for t, _ in desired]
-    activities = activity_times(desired, seed)
-    cfg = setting.config()
-    rng = random.Random(seed)
-    now = 0.0
-    # The session connected at a random moment before the day: the gateway's own timers
-    # (reconnects, re-marks) are not in phase with our re-asserts.
-    connected = -random.Random(seed + 2).uniform(0.0, 1800.0)
-    model = WhatsApp(_profile(profile), clock=lambda: now, rng=random.Random(seed), start=connected)
     state = ActuationState()
     writes: list[float] = []
-    reads = 0
-    a = 0
-    while now < DAY:
+    reads = a = 0
+    while clock.now < end:
+        now = clock.now
         while a < len(activities) and activities[a] <= now:
             model.activity()
             a += 1
-        want = at(desired, now)
-        action = plan(state, want, now, cfg)
+        action = plan(state, at(desired, now), now, cfg)
         if isinstance(action, Wait):
-            wake = [DAY, *(t for t in changes if t > now)][:2]
+            wake = [end, *(t for t in changes if t > now)][:2]
             if action.until is not None:
                 wake.append(action.until)
             if a < len(activities):
                 wake.append(activities[a])
-            now = max(min(wake), now + 1e-6)
+            clock.now = max(min(wake), now + 1e-6)
         elif isinstance(action, CheckSession):
             state = on_session_started(state, now, cfg)
             reads += 1
-            now += READ_LATENCY
-            state = on_session(state, model.session(), now, cfg, rng)
+            clock.now += READ_LATENCY * latency
+            state = on_session(state, model.session(), clock.now, cfg, rng)
         else:
             state = on_set_started(state, now, cfg)
             writes.append(now)
-            now += SET_LATENCY
+            clock.now += SET_LATENCY * latency
             if model.session() == WORKING:
                 model.write(action.presence)
-                state = on_set_ok(state, action.presence, now, action.pulse)
+                state = on_set_ok(state, action.presence, clock.now, action.pulse)
             else:
                 failure = Failure(FailureKind.SESSION_NOT_READY, "session not ready")
-                state = on_failure(state, failure, now, cfg, rng)
-    truth = measure(desired, model.timeline(), 0.0, DAY, writes)
-    return truth, reads
+                state = on_failure(state, failure, clock.now, cfg, rng)
+    return writes, reads
+
+
+def simulate_day(profile: str, setting: Setting, seed: int) -> tuple[Truth, int]:
+    """One day on `profile` with `setting`: the truth measures and the session reads."""
+    desired = day_plan(seed)
+    clock = VirtualClock()
+    # The session connected at a random moment before the day: the gateway's own timers
+    # (reconnects, re-marks) are not in phase with our re-asserts.
+    connected = -random.Random(seed + 2).uniform(0.0, 1800.0)
+    model = WhatsApp(_profile(profile), clock=clock, rng=random.Random(seed), start=connected)
+    activities = activity_times(desired, seed)
+    cfg = setting.config()
+    writes, reads = drive(model, clock, desired, cfg, DAY, random.Random(seed), activities)
+    return measure(desired, model.timeline(), 0.0, DAY, writes), reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,24 +287,9 @@ async def wall_check(seconds: float, reassert_available: float) -> WallFigures:
 
 def _virtual_available_ratio(decay: float, setting: Setting, seconds: float) -> float:
     """The virtual model's shown-available ratio for the same scaled run (always available)."""
-    now = 0.0
-    profile = replace(PROFILES["baileys"], decay=decay)
-    model = WhatsApp(profile, clock=lambda: now, start=0.0)
-    cfg = setting.config()
-    state = ActuationState()
-    rng = random.Random(0)
-    while now < seconds:
-        action = plan(state, A, now, cfg)
-        if isinstance(action, Wait):
-            now = max(min(seconds, action.until or seconds), now + 1e-6)
-        elif isinstance(action, CheckSession):
-            state = on_session(on_session_started(state, now, cfg), model.session(), now, cfg, rng)
-            now += READ_LATENCY / SCALE
-        else:
-            state = on_set_started(state, now, cfg)
-            now += SET_LATENCY / SCALE
-            model.write(A)
-            state = on_set_ok(state, A, now)
+    clock = VirtualClock()
+    model = WhatsApp(replace(PROFILES["baileys"], decay=decay), clock=clock, start=0.0)
+    drive(model, clock, [(0.0, A)], setting.config(), seconds, random.Random(0), latency=1 / SCALE)
     shown = model.timeline()
     start = next(t for t, p in shown if p is A)  # from the first write shown, like the wall run
     return measure([(start, A)], shown, start, seconds).shown_available_ratio or 0.0
@@ -297,7 +306,7 @@ def truth_lines(rows: list[Row], wall: WallFigures | None, seeds: int) -> list[s
         f"{SET_LATENCY:g} s and session reads {READ_LATENCY:g} s. The day: desired `available` "
         "16 h, `unavailable` 8 h (maintenance 02:00-04:00, outside online hours 06:00-08:00 "
         "and 20:00-24:00) plus six 3-minute consumer outages; the bot sends a message every "
-        "5 minutes on average while available (WAHA's \"activity\"). The session connected "
+        '5 minutes on average while available (WAHA\'s "activity"). The session connected '
         f"at a random moment before the day. Mean of {seeds} days (seeds 0-{seeds - 1}).",
         "",
         "| profile | setting | false-online min/day | false-online share | shown-available "
@@ -335,9 +344,10 @@ def truth_lines(rows: list[Row], wall: WallFigures | None, seeds: int) -> list[s
             "",
             f"The real process (`presence-controller run`, Wawp) against a `baileys` simulated "
             f"gateway for {wall.seconds:g} s, every period divided by {SCALE:g} (decay "
-            f"{BAILEYS_DECAY / SCALE:g} s, REASSERT_AVAILABLE {DEFAULTS.reassert_available / SCALE:g}"
-            " s; not more: the call budget is not scaled), healthy consumer; the figures from "
-            "the simulator's own timeline, and the same run in virtual time:",
+            f"{BAILEYS_DECAY / SCALE:g} s, REASSERT_AVAILABLE "
+            f"{DEFAULTS.reassert_available / SCALE:g} s; not more: the call budget is not "
+            "scaled), healthy consumer; the figures from the simulator's own timeline, and the "
+            "same run in virtual time:",
             "",
             "| | shown-available | writes/day (at the unscaled periods) |",
             "|---|---|---|",

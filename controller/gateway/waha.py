@@ -96,6 +96,13 @@ class WahaGateway(HttpGateway):
                 f"(WAHA holds such calls up to {HOLD:g}s before its 422): session not ready"
             ) from None
 
+    def _unknown(self, prefix: str, status: int) -> PermanentError:
+        return PermanentError(
+            f"{prefix}: WAHA has no session {self.session!r} (start it, or check "
+            "PRESENCE_WAHA__SESSION and PRESENCE_WAHA__BASE_URL)",
+            status_code=status,
+        )
+
     def _raise(self, response: httpx.Response, data: bytes, what: str, *, setting: bool) -> None:
         """WAHA's answers on top of the common mapping: 404 (or a 422 that says so) is an
         unknown session, a 422 with `expected` a session that did not reach WORKING within
@@ -103,13 +110,8 @@ class WahaGateway(HttpGateway):
         without presence): neither of those is worth a quick retry."""
         status = response.status_code
         prefix = f"{what}: HTTP {status}"
-        unknown = PermanentError(
-            f"{prefix}: WAHA has no session {self.session!r} (start it, or check "
-            "PRESENCE_WAHA__SESSION and PRESENCE_WAHA__BASE_URL)",
-            status_code=status,
-        )
         if status == 404:
-            raise unknown
+            raise self._unknown(prefix, status)
         if status == 401:
             raise AuthError(
                 f"{prefix}: the gateway rejected the credentials (current WAHA requires an API "
@@ -124,7 +126,7 @@ class WahaGateway(HttpGateway):
                 status_code=status,
             )
         if status == 422 and mentions(data, "does not exist"):
-            raise unknown
+            raise self._unknown(prefix, status)
         if status == 422:
             body = json_body(data)
             if isinstance(body, dict) and "expected" in body:

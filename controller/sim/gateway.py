@@ -259,10 +259,12 @@ class SimGateway:
 
     async def _waha_hold(self) -> None:
         """WAHA waits for a session that is not WORKING before it answers (up to `hold`)."""
-        deadline = self.clock() + self.hold
+        # The hold is the server's own wall time (the model's clock may be virtual and still).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hold
         # Polled, like WAHA itself (it re-reads the session's status every second or so).
-        while self.state() != "WORKING" and self.clock() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(min(0.05, max(0.0, deadline - self.clock())))
+        while self.state() != "WORKING" and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
     def _set_reply(self, value: object, body: object) -> tuple[web.Response, str | None]:
         """The answer to a well-authenticated set call, and the presence it shows (if any)."""
