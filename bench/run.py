@@ -52,11 +52,11 @@ from controller.core.types import (
 )
 from controller.replay.command import decision_settings
 from controller.runtime.controller import Controller
-from controller.runtime.logs import configure_logging
 from controller.sim.collector import SimCollector
 from controller.sim.gateway import GatewayCall
 from controller.sim.harness import simulation, wait_until
 from controller.sim.server import LoopbackServer
+from controller.telemetry.logs import configure_logging
 
 BENCH = Path(__file__).resolve().parent
 DEFAULTS = decision_settings({})

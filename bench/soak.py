@@ -41,8 +41,8 @@ from procfs import open_sockets, rss_mib
 
 from controller.core.types import Presence
 from controller.runtime.admin import AdminServer
+from controller.runtime.clock import Clock as ShellClock
 from controller.runtime.controller import Controller
-from controller.runtime.logs import configure_logging
 from controller.sim.consumer import MetricsMode
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
@@ -50,6 +50,7 @@ from controller.sim.harness import Simulation, simulation
 from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
+from controller.telemetry.logs import configure_logging
 
 BENCH = Path(__file__).resolve().parent
 P = "presence-controller/"
@@ -290,7 +291,9 @@ async def soak(minutes: float, seed: int) -> dict[str, object]:
                   "workload": "deployment/whatsapp-bot", "lease_duration": 3.0,
                   "renew_deadline": 2.0, "retry_period": 0.4, "heartbeat": 0.5},
         )  # fmt: skip
-        controller = Controller(settings, wall_clock=world.clock, rng=random.Random(seed))
+        controller = Controller(
+            settings, clock=ShellClock(wall=world.clock), rng=random.Random(seed)
+        )
         stop = asyncio.Event()
         catalogue = faults(world)
         async with AdminServer(controller, "127.0.0.1", 0):

@@ -5,12 +5,12 @@ In fleet mode a write is refused on a follower (the leader would overwrite it) u
 from __future__ import annotations
 
 import sys
-import time
 
 from controller.config import Settings
 from controller.core.types import Presence
 from controller.gateway.base import Gateway, GatewayError
 from controller.redaction import scrub
+from controller.runtime.clock import SYSTEM
 
 
 async def check_gateway(
@@ -34,7 +34,7 @@ async def _follower_refusal(settings: Settings) -> str | None:
     from controller.kube.who_leads import who_leads
 
     try:
-        fleet = await who_leads(settings.kube, time.time())
+        fleet = await who_leads(settings.kube, SYSTEM.wall().timestamp())
     except KubeError as exc:
         return (
             f"fleet mode: cannot tell which replica leads ({exc}); a write here may be "
@@ -64,7 +64,7 @@ EVOLUTION_NOTE = (
 
 async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:
     from controller.cli import EXIT_FAILED, EXIT_OK
-    from controller.runtime.controller import build_gateway
+    from controller.gateway.factory import build_gateway
 
     gateway = build_gateway(settings)
     secrets = settings.secrets()

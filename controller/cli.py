@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -153,7 +152,7 @@ def _seconds(value: str) -> float:
 
 
 def _load() -> Settings | None:
-    from controller.runtime.telemetry import tracing_errors
+    from controller.telemetry.tracing import tracing_errors
 
     errors = tracing_errors(os.environ)
     settings = None
@@ -172,7 +171,7 @@ def _load() -> Settings | None:
 
 def _tracing_summary() -> dict[str, object]:
     """What tracing will do, from the OTEL_* variables (header values are never printed)."""
-    from controller.runtime.telemetry import SERVICE_NAME
+    from controller.telemetry.tracing import SERVICE_NAME
 
     env = os.environ
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
@@ -231,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from controller.runtime.logs import configure_logging
+    from controller.telemetry.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level, settings.secrets())
     try:
@@ -245,16 +244,18 @@ def _run(settings: Settings) -> int:
 
 async def serve(settings: Settings) -> None:
     """Run the controller and its admin server until SIGTERM or SIGINT."""
-    from controller.runtime.controller import SHUTDOWN_DEADLINE, Controller
+    from controller.runtime.clock import SYSTEM
+    from controller.runtime.controller import Controller
     from controller.runtime.listen import bind
-    from controller.runtime.metrics import Metrics
-    from controller.runtime.telemetry import SHUTDOWN_FLUSH, setup_tracing
+    from controller.runtime.shutdown import SHUTDOWN_DEADLINE
+    from controller.telemetry.metrics import Metrics
+    from controller.telemetry.tracing import SHUTDOWN_FLUSH, setup_tracing
 
     stop = asyncio.Event()
     stopped_at: list[float] = []
 
     def on_signal() -> None:
-        stopped_at.append(time.monotonic())
+        stopped_at.append(SYSTEM.now())
         stop.set()
 
     loop = asyncio.get_running_loop()
@@ -279,7 +280,7 @@ async def serve(settings: Settings) -> None:
             await running
         # Flush spans with what is left of the shutdown deadline, never more (and at most
         # SHUTDOWN_FLUSH: an unreachable collector must not hold up the exit).
-        spent = time.monotonic() - stopped_at[0] if stopped_at else 0.0
+        spent = SYSTEM.now() - stopped_at[0] if stopped_at else 0.0
         budget = min(SHUTDOWN_FLUSH, max(0.2, SHUTDOWN_DEADLINE - spent - 0.3))
         if not await asyncio.to_thread(tracing.shutdown, budget):
             message = f"trace export did not finish within {budget:.1f}s: unsent spans dropped"
@@ -288,7 +289,7 @@ async def serve(settings: Settings) -> None:
 
 def _log_start(settings: Settings, provider: str, address: tuple[Any, ...]) -> None:
     """One line with the effective mode, so an operator sees at once what this process does."""
-    from controller.runtime.logs import event
+    from controller.telemetry.logs import event
 
     s = settings
     mode = "dry run (decides and reports, calls no gateway)" if s.dry_run else "live"
@@ -311,9 +312,10 @@ def _log_start(settings: Settings, provider: str, address: tuple[Any, ...]) -> N
 
 def _windows(spec: str, count: int, start: str | None) -> int:
     from controller.core.schedule import ScheduleError, Weekly, parse, parse_timestamp
+    from controller.runtime.clock import SYSTEM
 
     try:
-        at = parse_timestamp(start) if start else datetime.now(UTC)
+        at = parse_timestamp(start) if start else SYSTEM.wall()
     except ScheduleError as exc:
         print(f"presence-controller: --from: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -20,8 +20,8 @@ import pytest
 from controller.config import Settings
 from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
-from controller.runtime.logs import configure_logging
 from controller.sim.harness import Simulation, simulation, wait_until
+from controller.telemetry.logs import configure_logging
 
 Sim = Simulation  # the name the tests use
 

@@ -7,17 +7,19 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from conftest import Sim, until
+from opentelemetry import trace
 
 from controller.config import WawpSettings
 from controller.core.actuation import ActuationConfig
 from controller.core.types import Presence
 from controller.gateway.wawp import WawpGateway
 from controller.runtime.actuator import Actuator
-from controller.runtime.metrics import Metrics
 from controller.sim.gateway import Fault
+from controller.telemetry.metrics import Metrics
 
 A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
 FAST = ActuationConfig(
@@ -45,9 +47,11 @@ def wawp(sim: Sim) -> WawpGateway:
 
 
 @asynccontextmanager
-async def actuating(sim: Sim, cfg: ActuationConfig = FAST) -> AsyncIterator[Actuator]:
+async def actuating(
+    sim: Sim, cfg: ActuationConfig = FAST, tracer: trace.Tracer | None = None
+) -> AsyncIterator[Actuator]:
     gateway = wawp(sim)
-    actuator = Actuator(gateway, cfg, Metrics(), rng=random.Random(5))
+    actuator = Actuator(gateway, cfg, Metrics(), rng=random.Random(5), tracer=tracer)
     task = asyncio.create_task(actuator.run())
     try:
         yield actuator
@@ -190,23 +194,28 @@ async def test_a_crashing_provider_is_reported_not_fatal(sim: Sim) -> None:
         assert counter(act, "permanent_error") == 1
 
 
+class FailsOnce(trace.NoOpTracer):
+    """A tracer whose first span raises: a bug outside any gateway call."""
+
+    failed = False
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("bug")
+        return super().start_as_current_span(*args, **kwargs)
+
+
 async def test_a_bug_in_a_step_is_logged_and_the_actuator_goes_on(
     sim: Sim, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with actuating(sim) as act:
-        original, calls = act._check_session, 0
-
-        async def broken() -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise RuntimeError("bug")
-            await original()
-
-        act._check_session = broken  # type: ignore[method-assign]
+    tracer = FailsOnce()
+    async with actuating(sim, tracer=tracer) as act:
         act.want(A)
         await until(lambda: act.state.applied is A, within=10)
+    assert tracer.failed
     assert "actuator step failed" in caplog.text
+    assert "RuntimeError: bug" in caplog.text
 
 
 async def test_a_cancel_that_meets_a_wake_up_is_never_lost(sim: Sim) -> None:

@@ -13,6 +13,7 @@ import pytest
 from conftest import Sim, reason, running, until
 
 from controller.runtime.admin import AdminServer
+from controller.runtime.clock import Clock
 from controller.runtime.controller import Controller
 from controller.sim.consumer import MetricsMode
 from controller.sim.downward_api import DownwardAPIVolume
@@ -229,20 +230,22 @@ async def test_the_token_appears_nowhere(sim: Sim) -> None:
     assert run.logs.getvalue(), "there were log lines to check"
 
 
+class FlakyProbes(Controller):
+    """Its observation raises on the first three ticks (a bug no probe catches)."""
+
+    failures = 0
+
+    async def observe(self) -> Any:
+        if self.failures < 3:
+            self.failures += 1
+            raise RuntimeError("bug in a probe")
+        return await super().observe()
+
+
 async def test_a_failing_tick_is_logged_and_the_loop_goes_on(sim: Sim) -> None:
-    async with running(sim.settings()) as run:
-        original = run.controller._observe
-        failures = 0
-
-        async def flaky() -> Any:
-            nonlocal failures
-            if failures < 3:
-                failures += 1
-                raise RuntimeError("bug in a probe")
-            return await original()
-
-        run.controller._observe = flaky  # type: ignore[method-assign]
+    async with running(sim.settings(), controller_class=FlakyProbes) as run:
         await until(lambda: sim.gateway.presence == "available")
+        assert isinstance(run.controller, FlakyProbes) and run.controller.failures == 3
     errors = [e for e in run.log_events() if e["msg"].startswith("tick failed")]
     assert len(errors) == 1, "one traceback per distinct error, not one per tick"
     assert errors[0]["msg"] == "tick failed: RuntimeError: bug in a probe"
@@ -339,7 +342,7 @@ async def test_a_vanished_annotations_file_keeps_the_last_good_values(
     async with running(sim.settings(annotations_file=volume.file)) as run:
         await until(lambda: sim.gateway.presence == "unavailable")
         (volume.directory / "..data").unlink()
-        await until(lambda: run.controller._snapshot.stale)
+        await until(lambda: run.controller.sources.report().stale)
         ticks = run.controller.ticks
         await until(lambda: run.controller.ticks >= ticks + 3)
         status = await run.status()
@@ -353,7 +356,7 @@ async def test_a_vanished_annotations_file_keeps_the_last_good_values(
 async def test_configured_windows_and_online_hours(sim: Sim) -> None:
     friday_night = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)
     settings = sim.settings(online_hours="Mon-Fri 09:00-18:00 Europe/Berlin")
-    async with running(settings, wall_clock=lambda: friday_night) as run:
+    async with running(settings, clock=Clock(wall=lambda: friday_night)) as run:
         await until(lambda: reason(run).startswith("outside online hours"))
         await until(lambda: sim.gateway.presence == "unavailable")
         status = await run.status()
@@ -363,7 +366,7 @@ async def test_configured_windows_and_online_hours(sim: Sim) -> None:
         )
         assert status["online_hours"]["inside"] is False
     settings = sim.settings(maintenance_windows="Fri 22:00-02:00 UTC")
-    async with running(settings, wall_clock=lambda: friday_night) as run:
+    async with running(settings, clock=Clock(wall=lambda: friday_night)) as run:
         await until(lambda: reason(run).startswith("maintenance"))
         status = await run.status()
         assert status["presence"]["reason"] == (

@@ -24,8 +24,8 @@ from controller.core.damping import (
     reuse_at,
     step,
 )
-from controller.core.hysteresis import HysteresisConfig, HysteresisState
-from controller.core.policy import decide
+from controller.core.hysteresis import HysteresisConfig
+from controller.core.policy import PolicyState, decide
 from controller.core.types import (
     Decision,
     HealthResult,
@@ -166,7 +166,7 @@ def test_damping_only_delays_a_return_to_available(
     history: list[tuple[bool, float, PolicyInputs]],
 ) -> None:
     undamped_cfg = replace(FAST, damping=replace(FAST.damping, enabled=False))
-    damped_s, plain_s = HysteresisState(), HysteresisState()
+    damped_s, plain_s = PolicyState(), PolicyState()
     damped: Decision | None = None
     plain: Decision | None = None
     now, holds_seen = 0.0, 0
@@ -178,8 +178,8 @@ def test_damping_only_delays_a_return_to_available(
             AT + timedelta(seconds=now),
             policy,
         )
-        damped_s, damped = decide(damped_s, obs, now, FAST, damped)
-        plain_s, plain = decide(plain_s, obs, now, undamped_cfg, plain)
+        damped_s, damped = decide(damped_s, obs, now, FAST)
+        plain_s, plain = decide(plain_s, obs, now, undamped_cfg)
         if damped.presence is not plain.presence:
             # The only difference: available held back by damping, where health decides.
             assert (plain.presence, damped.presence, damped.rule) == (A, U, "damping")
@@ -199,7 +199,7 @@ def test_damping_only_delays_a_return_to_available(
 
 
 def test_a_damped_decision_says_why_and_until_when() -> None:
-    state, decision = HysteresisState(), None
+    state, decision = PolicyState(), None
     cfg = replace(FAST, damping=DampingConfig())
     for i, healthy in enumerate([True, False, True, False, True, False, True]):
         obs = Observation(
@@ -207,7 +207,7 @@ def test_a_damped_decision_says_why_and_until_when() -> None:
             LagResult.not_configured(),
             AT + timedelta(seconds=60 * i),
         )
-        state, decision = decide(state, obs, 60.0 * i, cfg, decision)
+        state, decision = decide(state, obs, 60.0 * i, cfg)
     assert decision is not None
     assert decision.presence is U and decision.rule == "damping"
     assert decision.reason.startswith("damped: 3 outages in 4 minutes, back at 12:")
@@ -215,7 +215,7 @@ def test_a_damped_decision_says_why_and_until_when() -> None:
     assert "damping penalty" in decision.detail
     # The reason stands while nothing changes (no churn in logs and /status).
     obs = Observation(HEALTHY, LagResult.not_configured(), AT + timedelta(seconds=420))
-    _, later = decide(state, obs, 420.0, cfg, decision)
+    _, later = decide(state, obs, 420.0, cfg)
     assert later.reason == decision.reason
 
 

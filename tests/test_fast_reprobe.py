@@ -82,7 +82,7 @@ async def test_a_failure_reaches_the_gateway_before_the_next_interval(sim: Sim) 
         await until(lambda: sim.gateway.presence == "available")
         assert (await run.status())["hysteresis"]["fast_reprobe"] is False
         sim.consumer.health_status = 503
-        await until(lambda: run.controller.state.bad >= 1)
+        await until(lambda: run.controller.policy.hysteresis.bad >= 1)
         assert (await run.status())["hysteresis"]["fast_reprobe"] is True
         offline = await wait_until(lambda: sim.gateway.presence == "unavailable", 2.5)
         assert offline, "the two remaining bad ticks waited for the 3 s interval"

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from conftest import Running, Sim, reason, running, until
 
+from controller.runtime.clock import Clock
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 
@@ -122,7 +123,7 @@ async def test_a_200_kb_annotation_does_not_slow_ticks(sim: Sim, tmp_path: Path)
         await until(lambda: sim.gateway.presence == "available")
         volume.write({"big": "y" * 200_000, P + "maintenance": "true"})
         await until(lambda: sim.gateway.presence == "unavailable")
-        annotations = run.controller._annotations
+        annotations = run.controller.sources.file
         assert annotations is not None
         version, ticks = annotations.snapshot.version, run.controller.ticks
         await until(lambda: run.controller.ticks >= ticks + 10)
@@ -138,7 +139,7 @@ async def test_wall_clock_jumps_move_windows_but_not_ticks(sim: Sim) -> None:
         return friday_noon + offset
 
     settings = sim.settings(maintenance_windows="Sat 00:00-24:00 UTC")
-    async with running(settings, wall_clock=wall) as run:
+    async with running(settings, clock=Clock(wall=wall)) as run:
         await until(lambda: sim.gateway.presence == "available")
         offset = timedelta(days=1)  # the clock jumps into Saturday
         await until(lambda: reason(run).startswith("maintenance: PRESENCE_MAINTENANCE_WINDOWS"))

@@ -5,7 +5,7 @@ safe (towards `unavailable`), says why, and keeps the loop (and /healthz) alive.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from conftest import Sim, reason, running, until
 from controller.config import ConfigError, load_settings
 from controller.core.schedule import ScheduleError, parse
 from controller.core.types import HealthResult, HealthStatus, LagResult, LagStatus, PolicyInputs
+from controller.runtime.clock import Clock
 from controller.runtime.controller import Controller
 from controller.sim import LoopbackServer
 from controller.sim.downward_api import DownwardAPIVolume
@@ -151,15 +152,8 @@ def test_a_maintenance_lead_past_a_week_is_refused(
 class BrokenProbes(Controller):
     """A controller whose observation path raises (a bug no probe catches)."""
 
-    async def _observe(self) -> tuple[HealthResult, LagResult]:
+    async def observe(self) -> tuple[HealthResult, LagResult]:
         raise RuntimeError("boom in the probe path")
-
-
-class BrokenMaintenance(Controller):
-    """A controller whose maintenance evaluation raises."""
-
-    def _evaluate(self, at: datetime) -> Any:
-        raise OverflowError("date value out of range")
 
 
 async def test_a_tick_that_raises_counts_as_bad_and_the_bot_goes_offline(sim: Sim) -> None:
@@ -182,7 +176,10 @@ async def test_a_tick_that_raises_counts_as_bad_and_the_bot_goes_offline(sim: Si
 
 
 async def test_a_maintenance_source_that_raises_fails_closed(sim: Sim) -> None:
-    async with running(sim.settings(), controller_class=BrokenMaintenance) as run:
+    # A wall clock in the year 9999: the next window's dates overflow (a real OverflowError).
+    end_of_time = Clock(wall=lambda: datetime.max.replace(tzinfo=UTC) - timedelta(days=1))
+    settings = sim.settings(maintenance_windows="Sat 00:00-24:00 UTC")
+    async with running(settings, clock=end_of_time) as run:
         await until(lambda: sim.gateway.presence == "unavailable")
         assert reason(run) == (
             "maintenance: evaluation failed (OverflowError: date value out of range): fail closed"
@@ -216,7 +213,7 @@ async def test_a_200_kb_invalid_maintenance_value_stays_out_of_reasons_logs_and_
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from controller.runtime.telemetry import span_limits
+    from controller.telemetry.tracing import span_limits
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(span_limits=span_limits({}))

@@ -14,10 +14,10 @@ from conftest import Sim, running, spawn, until
 
 from controller.config import ConfigError, load_settings
 from controller.core.retry_after import parse_retry_after
-from controller.runtime.logs import configure_logging, event
 from controller.sim.collector import SimCollector
 from controller.sim.gateway import Fault
 from controller.sim.server import LoopbackServer
+from controller.telemetry.logs import configure_logging, event
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ from controller.gateway import (
     Unsupported,
 )
 from controller.gateway.base import Gateway
+from controller.gateway.factory import build_gateway
 from controller.gateway.probe import Vocabulary, probe
-from controller.runtime.controller import build_gateway
 from controller.sim.gateway import Fault
 from controller.sim.harness import Simulation, simulation
 

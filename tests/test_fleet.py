@@ -19,6 +19,7 @@ from controller.core.election import ElectionConfig
 from controller.kube.client import KubeClient
 from controller.kube.elector import LeaderElector
 from controller.kube.wire import micro_time
+from controller.runtime.clock import SYSTEM
 from controller.runtime.controller import Controller
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import GatewayCall
@@ -434,7 +435,7 @@ async def test_maintenance_on_the_deployment_reaches_every_replica_and_survives_
         await until(lambda: sim.gateway.presence == "available" and leader_of(runs) is not None)
 
         def maintained(run: Running) -> bool:
-            evaluation = run.controller.evaluation
+            evaluation = run.controller.sources.evaluation
             return evaluation is not None and evaluation.maintenance.active
 
         fake.annotate(
@@ -666,7 +667,7 @@ async def test_a_watch_that_delivers_nothing_is_relisted_without_missing_a_chang
     monkeypatch.setattr(watch_module, "RELIST", 0.5)
     fake, url = kube
     client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, "token-pod-a"))
-    watch = watch_module.ObjectWatch(client, "deployments", time.monotonic, name="whatsapp-bot")
+    watch = watch_module.ObjectWatch(client, "deployments", SYSTEM, name="whatsapp-bot")
     task = asyncio.create_task(watch.run())
     try:
         await until(lambda: watch.listed and "whatsapp-bot" in watch.items)

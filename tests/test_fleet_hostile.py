@@ -21,6 +21,7 @@ from controller.core.election import read_record
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.transport import TokenFile
 from controller.kube.watch import MAX_OBJECTS, ObjectWatch
+from controller.runtime.clock import SYSTEM
 from controller.sim.kube import SimKube
 
 LEASE = "whatsapp-bot-presence"
@@ -253,9 +254,7 @@ async def watching(
             counted[verb] = counted.get(verb, 0) + 1
 
     client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, token), on_request=count)
-    watch = ObjectWatch(
-        client, "leases", time.monotonic, labels={"presence-controller/lease": LEASE}
-    )
+    watch = ObjectWatch(client, "leases", SYSTEM, labels={"presence-controller/lease": LEASE})
     task = asyncio.create_task(watch.run())
     try:
         yield watch

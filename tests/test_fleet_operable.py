@@ -181,7 +181,7 @@ async def test_check_gateway_set_refuses_on_a_follower_unless_forced(
     fake.put("leases", {
         "metadata": {"name": "whatsapp-bot-presence", "namespace": "shop"},
         "spec": {"holderIdentity": "pod-b", "leaseDurationSeconds": 600,
-                 "renewTime": micro_time()},
+                 "renewTime": micro_time(datetime.now(UTC))},
     })  # fmt: skip
     code, out, err = await cli("check-gateway", "--set", "available", env=env)
     assert code == 1, (out, err)

@@ -18,13 +18,13 @@ from controller.core.fleet import (
     read_heartbeat,
     verdict,
 )
-from controller.core.hysteresis import HysteresisState
-from controller.core.policy import decide
+from controller.core.policy import PolicyState, decide
 from controller.core.types import (
     Decision,
     Observation,
     PolicyInputs,
     Presence,
+    Rule,
     TickKind,
 )
 
@@ -152,29 +152,29 @@ def inputs(*others: str) -> FleetInputs:
 
 
 def test_the_leader_decides_from_the_fleet_with_precedence_on_top() -> None:
-    state = HysteresisState()
+    state = PolicyState()
     state, got = decide(state, healthy(), 0.0, CFG, fleet=inputs("unavailable", "unavailable"))
-    assert (got.presence, got.rule) == (U, "health")
+    assert (got.presence, got.rule) == (U, Rule.HEALTH)
     assert got.reason.startswith("fleet: 1/3 members available, 2 needed")
-    state, got = decide(state, healthy(), 1.0, CFG, got, fleet=inputs("available", "unavailable"))
+    state, got = decide(state, healthy(), 1.0, CFG, fleet=inputs("available", "unavailable"))
     assert got.presence is A
     maintenance = healthy(PolicyInputs(maintenance="DB migration"))
-    state, held = decide(state, maintenance, 2.0, CFG, got, fleet=inputs("available", "available"))
+    state, held = decide(state, maintenance, 2.0, CFG, fleet=inputs("available", "available"))
     assert (held.presence, held.rule) == (U, "maintenance"), "maintenance beats the fleet"
-    state, back = decide(state, healthy(), 3.0, CFG, held, fleet=inputs("available", "available"))
+    state, back = decide(state, healthy(), 3.0, CFG, fleet=inputs("available", "available"))
     assert back.presence is A and back.reason.startswith("maintenance ended: fleet: 3/3")
 
 
 def test_members_still_starting_hold_the_last_fleet_decision() -> None:
-    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, "health")
+    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, Rule.HEALTH)
     _, got = decide(
-        HysteresisState(), healthy(), 0.0, CFG, previous, fleet=inputs("unknown", "unknown")
+        PolicyState(decision=previous), healthy(), 0.0, CFG, fleet=inputs("unknown", "unknown")
     )
     assert (
         got.presence is A and got.reason.endswith("1 not decided yet: keeping available") is False
     )
     assert "not decided yet: keeping available" in got.reason
-    _, first = decide(HysteresisState(), healthy(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
+    _, first = decide(PolicyState(), healthy(), 0.0, CFG, fleet=inputs("unknown", "unknown"))
     assert first.presence is Presence.UNKNOWN, "nothing decided before: nothing to hold"
 
 
@@ -222,19 +222,19 @@ def test_a_view_that_is_not_current_never_concludes_available_on_a_percentage(
 def test_an_undecided_fleet_is_held_for_three_heartbeats_then_unavailable() -> None:
     """Held while members start or the view is stale, but never for ever: after 3 x HEARTBEAT
     (STALE) without a verdict, unavailable until there is one."""
-    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, "health")
+    previous = Decision(A, "fleet: 3/3 members available", "", TickKind.GOOD, Rule.HEALTH)
     blind = FleetInputs("pod-0", (), "50%", STALE, view_age=20.0, unseen="members watch: x")
-    state, held = decide(HysteresisState(), healthy(), 100.0, CFG, previous, fleet=blind)
+    state, held = decide(PolicyState(decision=previous), healthy(), 100.0, CFG, fleet=blind)
     assert held.presence is A and held.reason.endswith("(members watch: x): keeping available")
-    state, still = decide(state, healthy(), 114.9, CFG, held, fleet=blind)
+    state, still = decide(state, healthy(), 114.9, CFG, fleet=blind)
     assert still.presence is A
-    state, off = decide(state, healthy(), 115.0, CFG, still, fleet=blind)
+    state, off = decide(state, healthy(), 115.0, CFG, fleet=blind)
     assert off.presence is U
     assert off.reason.endswith(
         "(members watch: x): no fleet verdict for 15s (3 x HEARTBEAT): unavailable until "
         "there is one"
     )
-    state, back = decide(state, healthy(), 116.0, CFG, off, fleet=inputs("available"))
+    state, back = decide(state, healthy(), 116.0, CFG, fleet=inputs("available"))
     assert back.presence is A and state.undecided_since is None
 
 
@@ -273,9 +273,9 @@ def test_at_start_an_undecided_fleet_writes_nothing_until_the_startup_grace() ->
     """As one replica does: nothing is decided before the fleet has a verdict, for up to
     STARTUP_GRACE; then unavailable."""
     starting = FleetInputs("pod-0", (), "50%", STALE, view_age=STALE, unseen="starting: ...")
-    state, got = decide(HysteresisState(), healthy(), 0.0, CFG, fleet=starting)
+    state, got = decide(PolicyState(), healthy(), 0.0, CFG, fleet=starting)
     for now in (1.0, STALE + 1, CFG.startup_grace - 0.1):
-        state, got = decide(state, healthy(), now, CFG, got, fleet=starting)
+        state, got = decide(state, healthy(), now, CFG, fleet=starting)
         assert got.presence is Presence.UNKNOWN, now
-    state, got = decide(state, healthy(), CFG.startup_grace, CFG, got, fleet=starting)
+    state, got = decide(state, healthy(), CFG.startup_grace, CFG, fleet=starting)
     assert got.presence is U and "(startup grace): unavailable until there is one" in got.reason

@@ -39,11 +39,11 @@ from controller.core.actuation import (
     refresh_due,
     refresh_veto,
 )
-from controller.core.types import Presence
+from controller.core.types import Presence, Rule
+from controller.gateway.factory import build_gateway
 from controller.runtime.actuator import Actuator
-from controller.runtime.controller import build_gateway
-from controller.runtime.metrics import Metrics
 from controller.sim.downward_api import DownwardAPIVolume
+from controller.telemetry.metrics import Metrics
 
 A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
 CFG = ActuationConfig(
@@ -76,7 +76,7 @@ def fresh_session(state: ActuationState, now: float) -> ActuationState:
         ("online_hours", U, A, True, "the consumer is not healthy"),
         ("force", U, U, False, "the consumer is not healthy"),
         ("health", U, U, True, "unavailable because of the consumer"),
-        ("error", U, A, False, "unavailable because of the consumer"),
+        ("error", U, A, False, "controller error"),
         ("health", A, A, False, "the decision is available"),
         ("force", A, A, False, "the decision is available"),
     ],
@@ -84,7 +84,7 @@ def fresh_session(state: ActuationState, now: float) -> ActuationState:
 def test_refresh_veto(
     rule: str, presence: Presence, consumer: Presence, bad: bool, veto: str | None
 ) -> None:
-    assert refresh_veto(rule, presence, consumer, bad) == veto
+    assert refresh_veto(Rule(rule), presence, consumer, bad) == veto
 
 
 # The planner, on a driven clock.

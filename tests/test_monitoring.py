@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import installed
 
-from controller.runtime.metrics import Metrics
+from controller.telemetry.metrics import Metrics
 
 KIT = Path(__file__).resolve().parent.parent / "k8s" / "monitoring"
 RULES = yaml.safe_load((KIT / "prometheus-rule.yaml").read_text())

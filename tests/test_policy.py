@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.core.hysteresis import HysteresisConfig, HysteresisState
-from controller.core.policy import decide
+from controller.core.hysteresis import HysteresisConfig
+from controller.core.policy import PolicyState, decide
 from controller.core.types import (
     HealthResult,
     HealthStatus,
@@ -18,6 +18,7 @@ from controller.core.types import (
     Observation,
     PolicyInputs,
     Presence,
+    Rule,
     TickKind,
 )
 
@@ -35,8 +36,8 @@ def observe(health: HealthResult, policy: PolicyInputs) -> Observation:
 @pytest.mark.parametrize(
     ("health", "policy", "presence", "reason", "rule"),
     [
-        (HEALTHY, PolicyInputs(), A, "healthy: health HTTP 200", "health"),
-        (SICK, PolicyInputs(), U, "unhealthy: health HTTP 500", "health"),
+        (HEALTHY, PolicyInputs(), A, "healthy: health HTTP 200", Rule.HEALTH),
+        (SICK, PolicyInputs(), U, "unhealthy: health HTTP 500", Rule.HEALTH),
         (
             HEALTHY,
             PolicyInputs(maintenance="window 'Sat 02:00-04:00 UTC'"),
@@ -73,26 +74,24 @@ def observe(health: HealthResult, policy: PolicyInputs) -> Observation:
 def test_precedence(
     health: HealthResult, policy: PolicyInputs, presence: Presence, reason: str, rule: str
 ) -> None:
-    _, decision = decide(HysteresisState(), observe(health, policy), 0.0, CFG)
+    _, decision = decide(PolicyState(), observe(health, policy), 0.0, CFG)
     assert decision.presence is presence
     assert decision.reason.startswith(reason)
     assert decision.rule == rule
 
 
 def test_hysteresis_keeps_tracking_under_a_higher_rule() -> None:
-    state, decision = decide(
-        HysteresisState(), observe(SICK, PolicyInputs(maintenance="m")), 0.0, CFG
-    )
-    assert decision.presence is U and state.verdict is U
+    state, decision = decide(PolicyState(), observe(SICK, PolicyInputs(maintenance="m")), 0.0, CFG)
+    assert decision.presence is U and state.hysteresis.verdict is U
     state, decision = decide(state, observe(HEALTHY, PolicyInputs(maintenance="m")), 1.0, CFG)
-    assert decision.presence is U and state.verdict is A
+    assert decision.presence is U and state.hysteresis.verdict is A
     _, decision = decide(state, observe(HEALTHY, PolicyInputs()), 2.0, CFG)
     assert decision.presence is A  # maintenance over: health takes over at once
 
 
 def test_detail_reports_streaks_and_hold_down() -> None:
     cfg = HysteresisConfig(rise=3, fall=1, hold_down=30)
-    state, _ = decide(HysteresisState(), observe(SICK, PolicyInputs()), 0.0, cfg)
+    state, _ = decide(PolicyState(), observe(SICK, PolicyInputs()), 0.0, cfg)
     _, decision = decide(state, observe(HEALTHY, PolicyInputs()), 5.0, cfg)
     assert decision.tick is TickKind.GOOD
     assert decision.detail == (
@@ -112,7 +111,7 @@ policies = st.builds(
 def test_maintenance_always_wins_and_force_beats_the_rest(
     seq: list[tuple[bool, PolicyInputs]],
 ) -> None:
-    state = HysteresisState()
+    state = PolicyState()
     for i, (healthy, policy) in enumerate(seq):
         state, decision = decide(state, observe(HEALTHY if healthy else SICK, policy), i, CFG)
         if policy.maintenance is not None:
@@ -124,33 +123,33 @@ def test_maintenance_always_wins_and_force_beats_the_rest(
             assert decision.presence is U
         elif decision.rule == "damping":
             # Damping holds back a return to available, and nothing else.
-            assert state.verdict is A and decision.presence is U
+            assert state.hysteresis.verdict is A and decision.presence is U
             assert decision.reason.startswith("damped: ")
         else:
-            assert decision.presence is state.verdict
+            assert decision.presence is state.hysteresis.verdict
 
 
 def test_when_maintenance_ends_the_reason_describes_the_consumer_now() -> None:
     """The verdict's reason was written when it flipped ("after the 2s hold-down"); handing back
     from maintenance 0.2 s later must not repeat it as if it had just happened."""
     cfg = HysteresisConfig(rise=2, fall=1, hold_down=2)
-    state = HysteresisState()
+    state = PolicyState()
     decision = None
     timeline = [(0.0, SICK), (0.1, HEALTHY), (1.0, HEALTHY), (2.5, HEALTHY)]
     for now, health in timeline:
-        state, decision = decide(state, observe(health, PolicyInputs()), now, cfg, decision)
+        state, decision = decide(state, observe(health, PolicyInputs()), now, cfg)
     assert decision is not None and decision.presence is A
     assert decision.reason.endswith("after the 2s hold-down)"), "true when it flipped"
     maintenance = PolicyInputs(maintenance="annotation presence-controller/maintenance 'true'")
-    state, decision = decide(state, observe(HEALTHY, maintenance), 10.0, cfg, decision)
+    state, decision = decide(state, observe(HEALTHY, maintenance), 10.0, cfg)
     assert decision.presence is U and decision.rule == "maintenance"
-    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 10.2, cfg, decision)
+    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 10.2, cfg)
     assert decision.presence is A
     assert decision.reason == ("maintenance ended: consumer available (good tick: health HTTP 200)")
     assert "hold-down" not in decision.reason
-    state, later = decide(state, observe(HEALTHY, PolicyInputs()), 10.4, cfg, decision)
+    state, later = decide(state, observe(HEALTHY, PolicyInputs()), 10.4, cfg)
     assert later.reason == decision.reason, "stable while nothing changes"
-    state, down = decide(state, observe(SICK, PolicyInputs()), 10.6, cfg, later)
+    state, down = decide(state, observe(SICK, PolicyInputs()), 10.6, cfg)
     assert down.reason.startswith("unhealthy: health HTTP 500"), "a flip writes a fresh reason"
 
 
@@ -162,7 +161,7 @@ def test_when_maintenance_ends_the_reason_describes_the_consumer_now() -> None:
     ],
 )
 def test_every_higher_rule_says_it_handed_back(rule_inputs: PolicyInputs, said: str) -> None:
-    state, decision = decide(HysteresisState(), observe(HEALTHY, PolicyInputs()), 0.0, CFG)
-    state, decision = decide(state, observe(HEALTHY, rule_inputs), 1.0, CFG, decision)
-    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 2.0, CFG, decision)
+    state, decision = decide(PolicyState(), observe(HEALTHY, PolicyInputs()), 0.0, CFG)
+    state, decision = decide(state, observe(HEALTHY, rule_inputs), 1.0, CFG)
+    state, decision = decide(state, observe(HEALTHY, PolicyInputs()), 2.0, CFG)
     assert decision.reason.startswith(f"{said}: consumer available")

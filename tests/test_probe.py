@@ -7,8 +7,8 @@ from conftest import Sim
 from test_cli import cli
 
 from controller.gateway.base import Gateway
+from controller.gateway.factory import build_gateway
 from controller.gateway.probe import Trial, Verdict, Vocabulary, candidates, probe, verdict
-from controller.runtime.controller import build_gateway
 from controller.sim.gateway import Fault
 from controller.sim.harness import Simulation, simulation
 

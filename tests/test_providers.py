@@ -30,8 +30,8 @@ from controller.gateway import (
     TransientError,
     Unsupported,
 )
+from controller.gateway.factory import build_gateway
 from controller.gateway.http import MAX_REPLY_BYTES
-from controller.runtime.controller import build_gateway
 from controller.sim import LoopbackServer
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault

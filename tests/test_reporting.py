@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.actuation import FailureKind
 from controller.core.types import HealthStatus, LagStatus
-from controller.runtime.metrics import RULES
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
+from controller.telemetry.metrics import RULES
 
 P = "presence-controller/"
 

@@ -22,12 +22,12 @@ from opentelemetry.trace import StatusCode
 
 from controller.config import Settings
 from controller.runtime.controller import Controller
-from controller.runtime.logs import configure_logging
-from controller.runtime.metrics import Metrics
-from controller.runtime.telemetry import Tracing, resource, setup_tracing, tracing_errors
 from controller.sim import LoopbackServer
 from controller.sim.collector import SimCollector
 from controller.sim.gateway import Fault
+from controller.telemetry.logs import configure_logging
+from controller.telemetry.metrics import Metrics
+from controller.telemetry.tracing import Tracing, resource, setup_tracing, tracing_errors
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ import enum
 import random
 from dataclasses import dataclass, replace
 
-from controller.core.types import Presence
+from controller.core.types import NOT_ELIGIBLE, Presence, Rule
 
 WORKING = "WORKING"
 
@@ -150,14 +150,12 @@ def calls_last_window(state: ActuationState, now: float, cfg: ActuationConfig) -
     return len(_budget_calls(state, now, cfg))
 
 
-NOT_ELIGIBLE = "not eligible"
-"""The default veto: no last-seen refresh unless the caller says the decision allows one."""
 PULSE_WHY = "last-seen refresh"
 RECONNECT_WHY = "reconnect"
 """Why a write follows a seen reconnect (the gateway may have marked the session online)."""
 
 
-def refresh_veto(rule: str, presence: Presence, consumer: Presence, bad_tick: bool) -> str | None:
+def refresh_veto(rule: Rule, presence: Presence, consumer: Presence, bad_tick: bool) -> str | None:
     """Why a last-seen refresh may not run now (None: it may). Only while the bot is kept
     `unavailable` by online hours or a force, never during maintenance, never while the consumer
     is unhealthy (showing online would lie), never on a controller error. `consumer` is the
@@ -165,9 +163,11 @@ def refresh_veto(rule: str, presence: Presence, consumer: Presence, bad_tick: bo
     without waiting for `FALL` of them."""
     if presence is not Presence.UNAVAILABLE:
         return f"the decision is {presence}"
-    if rule == "maintenance":
+    if rule is Rule.MAINTENANCE:
         return "maintenance"
-    if rule not in ("online_hours", "force"):
+    if rule is Rule.ERROR:
+        return "controller error"
+    if rule not in (Rule.ONLINE_HOURS, Rule.FORCE):
         return "unavailable because of the consumer"
     if consumer is not Presence.AVAILABLE or bad_tick:
         return "the consumer is not healthy"

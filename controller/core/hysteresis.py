@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from controller.core.damping import DampingConfig, DampingState
+from controller.core.damping import DampingConfig
 from controller.core.types import HealthStatus, LagStatus, Observation, Presence, TickKind
 
 
@@ -55,10 +55,6 @@ class HysteresisState:
     started_at: float | None = None
     down_since: float | None = None
     """When the verdict last became UNAVAILABLE; the hold-down counts from here."""
-    damping: DampingState = field(default_factory=DampingState)
-    """Flap damping of the health rule's outcome (advanced by policy.decide)."""
-    undecided_since: float | None = None
-    """Fleet mode, on the leader: since when the fleet has had no verdict (policy.decide)."""
 
 
 def _fmt(value: float) -> str:

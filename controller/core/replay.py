@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.core.hysteresis import HysteresisConfig, HysteresisState
-from controller.core.policy import decide
+from controller.core.hysteresis import HysteresisConfig
+from controller.core.policy import PolicyState, decide
 from controller.core.types import (
     HealthResult,
     HealthStatus,
@@ -105,7 +105,7 @@ def replay(
     if not samples:
         return Score(name, 0, 0.0, 0, tuple(None for _ in found), 0.0, ())
     origin = samples[0].at
-    state, decision = HysteresisState(), None
+    state = PolicyState()
     track: list[Presence] = []
     for sample in samples:
         now = (sample.at - origin).total_seconds()
@@ -115,7 +115,7 @@ def replay(
             else LagResult.missing("no sample (recorded)")
         )
         obs = Observation(_HEALTHY if sample.healthy else _SICK, lag, sample.at)
-        state, decision = decide(state, obs, now, cfg, decision)
+        state, decision = decide(state, obs, now, cfg)
         track.append(decision.presence)
     durations = [(b.at - a.at).total_seconds() / 60 for a, b in itertools.pairwise(samples)] + [
         _step(samples) / 60

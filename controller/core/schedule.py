@@ -22,7 +22,6 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -214,13 +213,6 @@ class Schedule:
                     return _at(instant)
             start = stop
         return None
-
-    def _absolute_boundaries(self) -> Iterator[datetime]:
-        for window in self.windows:
-            if isinstance(window, Until):
-                yield window.end
-            elif isinstance(window, Interval):
-                yield from (window.start, window.end)
 
     def _held_until(self, at: datetime) -> datetime | None:
         """The latest end among the absolute windows active at `at` (`_FOREVER` for `true`)."""

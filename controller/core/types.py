@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+NOT_ELIGIBLE = "not eligible"
+"""The default last-seen veto: no refresh unless a decision says it allows one."""
+
 
 class Presence(enum.StrEnum):
     """The bot's WhatsApp presence, as desired by the controller or as applied at the gateway."""
@@ -96,6 +99,26 @@ class Observation:
     policy: PolicyInputs = field(default_factory=PolicyInputs)
 
 
+@dataclass(frozen=True, slots=True)
+class TickFailed:
+    """A tick that could not observe or decide: the controller's own error, in words."""
+
+    error: str
+    at: datetime
+
+
+class Rule(enum.StrEnum):
+    """Which precedence rule decided (README, "How decisions are made"), highest first."""
+
+    MAINTENANCE = "maintenance"
+    FORCE = "force"
+    ONLINE_HOURS = "online_hours"
+    DAMPING = "damping"
+    HEALTH = "health"
+    ERROR = "error"
+    """`FALL` ticks in a row failed: the controller fails safe to unavailable."""
+
+
 class TickKind(enum.StrEnum):
     """How one tick counts for hysteresis."""
 
@@ -116,6 +139,7 @@ class Decision:
     reason: str
     detail: str
     tick: TickKind
-    rule: str = "health"
-    """Which precedence rule decided: maintenance, force, online_hours or health; `error` when
-    ticks failed and the controller fell back to unavailable."""
+    rule: Rule = Rule.HEALTH
+    refresh_veto: str | None = NOT_ELIGIBLE
+    """Why a last-seen pulse may not run under this decision (None: it may): see
+    `core.actuation.refresh_veto`."""

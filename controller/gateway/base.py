@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
@@ -130,7 +129,8 @@ def raise_for_response(
     if not_ready is not None and status == not_ready:
         raise SessionNotReady(f"{prefix}: session not ready", status_code=status)
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        headers = response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"), headers.get("date"))
         hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
         raise RateLimited(f"{prefix}: rate limited{hint}", retry_after=retry_after)
     if status >= 500 or status == 408:

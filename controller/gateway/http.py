@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,9 +23,6 @@ MAX_REPLY_BYTES = 16 * 1024
 """Gateway replies are a few hundred bytes; more is refused while streaming, never buffered."""
 SESSION_STATES = frozenset({"WORKING", "STARTING", "SCAN_QR_CODE", "STOPPED", "FAILED"})
 """The normalised session states (Wawp's and WAHA's own vocabulary)."""
-
-Credential = Callable[[], str | None]
-"""Returns the current secret (a rotating secret file), or None when there is none."""
 
 
 class HttpGateway:

@@ -11,12 +11,12 @@ one takes effect (no gateway reads its own presence back), and the probe says so
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.core.actuation import FailureKind
 from controller.gateway.base import Gateway, GatewayError
+from controller.runtime.clock import SYSTEM, Clock
 
 FIELDS = ("presence", "status")
 VALUE_PAIRS = (("available", "unavailable"), ("online", "offline"), ("online", "unavailable"))
@@ -129,6 +129,7 @@ async def probe(
     fixed: bool,
     say: Callable[[str], None],
     pause: float = PAUSE,
+    clock: Clock = SYSTEM,
 ) -> Verdict:
     """Try every candidate, print each answer through `say`, end on an unavailable value
     (the accepted one, else the configured one); the verdict."""
@@ -138,7 +139,7 @@ async def probe(
             answers: list[str | None] = []
             for value in (vocabulary.available, vocabulary.unavailable):
                 if number or answers:
-                    await asyncio.sleep(pause)
+                    await clock.sleep(pause)
                 answers.append(await _try(gateway, vocabulary.field, value))
             trial = Trial(vocabulary, answers[0], answers[1])
             trials.append(trial)
@@ -152,7 +153,7 @@ async def probe(
         result = verdict(trials, configured, fixed)
     last = result.use or configured
     try:
-        await asyncio.sleep(pause)
+        await clock.sleep(pause)
         await gateway.send(last.field, last.unavailable, "final unavailable")
         say(f"presence set back to unavailable ({last.field}={last.unavailable})")
     except GatewayError as exc:

@@ -7,10 +7,8 @@ off from the API server stops acting at the renew deadline even if this loop is 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +18,8 @@ from controller.core import election
 from controller.core.election import Create, ElectionConfig, ElectionState, Held, LeaseRecord
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.wire import micro_time, version_of
-from controller.runtime.logs import event
+from controller.runtime.clock import SYSTEM, Clock
+from controller.telemetry.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class LeaderElector:
         cfg: ElectionConfig,
         *,
         labels: dict[str, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         rng: random.Random | None = None,
         on_change: Callable[[bool], None] | None = None,
         on_reachable: Callable[[], None] | None = None,
@@ -74,10 +73,10 @@ class LeaderElector:
 
     def leading(self, within: float = 0.0) -> bool:
         """Whether this replica may start a leader-only action that lasts up to `within` s."""
-        return election.leading(self.state, self._clock(), self.cfg, within)
+        return election.leading(self.state, self._clock.now(), self.cfg, within)
 
     def leader(self) -> str | None:
-        return election.leader(self.state, self._clock(), self.cfg)
+        return election.leader(self.state, self._clock.now(), self.cfg)
 
     async def run(self) -> None:
         """Campaign and renew until cancelled: a leader every retry period, the others every
@@ -87,7 +86,7 @@ class LeaderElector:
             period = self.cfg.retry_period
             if not self.leading():
                 period *= 1 + self._rng.random() * election.JITTER
-            await asyncio.sleep(period)
+            await self._clock.sleep(period)
 
     async def try_once(self) -> None:
         """One tryAcquireOrRenew; failures are kept in `error` and reported once per change."""
@@ -119,17 +118,17 @@ class LeaderElector:
         ReleaseOnCancel) so that a successor leads within one retry period."""
         if self.state.observed is None or self.state.observed.holder != self.cfg.identity:
             return
-        sent = self._clock()
+        sent = self._clock.now()
         self.state = ElectionState(self.state.observed, self.state.version, sent, None)
         self._notice()
         try:
-            async with asyncio.timeout(min(self.cfg.renew_deadline, RELEASE_BUDGET)):
+            async with self._clock.timeout(min(self.cfg.renew_deadline, RELEASE_BUDGET)):
                 for _ in range(3):  # a conflict means it changed under us: read and retry
                     current = await self.client.get_lease(self.lease)
                     record = election.read_record((current or {}).get("spec"))
                     if current is None or record.problem or record.holder != self.cfg.identity:
                         return
-                    record = election.released(micro_time(), record)
+                    record = election.released(micro_time(self._clock.wall()), record)
                     try:
                         await self.client.replace_lease({**current, "spec": _spec(record)})
                     except KubeError as exc:
@@ -143,9 +142,9 @@ class LeaderElector:
 
     async def _renew_fast(self) -> bool:
         """A leader renews from its cached object without reading first; False to fall back."""
-        sent = self._clock()
+        sent = self._clock.now()
         record = (
-            election.renewal(self.state, micro_time(), self.cfg)
+            election.renewal(self.state, micro_time(self._clock.wall()), self.cfg)
             if election.leading(self.state, sent, self.cfg)
             else None
         )
@@ -162,7 +161,7 @@ class LeaderElector:
 
     async def _acquire_or_renew(self) -> None:
         current = await self.client.get_lease(self.lease)
-        now = self._clock()
+        now = self._clock.now()
         if current is None:
             self.state = election.observe(self.state, None, None, now)
             self._cached = None
@@ -170,10 +169,10 @@ class LeaderElector:
             self._cached = current
             record = election.read_record(current.get("spec"))
             self.state = election.observe(self.state, record, version_of(current), now)
-        action = election.attempt(self.state, now, micro_time(), self.cfg)
+        action = election.attempt(self.state, now, micro_time(self._clock.wall()), self.cfg)
         if isinstance(action, Held):
             return
-        sent = self._clock()
+        sent = self._clock.now()
         try:
             if isinstance(action, Create):
                 body = {

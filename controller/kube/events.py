@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from opentelemetry import trace
 from controller.core.excerpt import clip
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.wire import micro_time
-from controller.runtime.logs import event
+from controller.runtime.clock import SYSTEM, Clock
+from controller.telemetry.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class EventRecorder:
         client: KubeClient,
         instance: str,
         regarding: Callable[[], dict[str, Any] | None],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.client, self.instance = client, instance
@@ -79,14 +79,14 @@ class EventRecorder:
         self.sent = 0
         self.dropped = 0
         self.error: str | None = None
+        self._last_stamp = 0
 
     def record(self, type_: str, reason: str, note: str, action: str) -> None:
         if len(self._queue) >= QUEUE:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(
-            _Pending(type_, reason, action, clip(note, _NOTE_CHARS - 40), micro_time())
-        )
+        at = micro_time(self._clock.wall())
+        self._queue.append(_Pending(type_, reason, action, clip(note, _NOTE_CHARS - 40), at))
         self._wake.set()
 
     async def run(self) -> None:
@@ -99,7 +99,7 @@ class EventRecorder:
                 await self._emit(self._queue.popleft())
             await self._flush()
             try:
-                async with asyncio.timeout(self.flush):
+                async with self._clock.timeout(self.flush):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -109,7 +109,7 @@ class EventRecorder:
         if regarding is None:
             return  # no workload known (yet): nothing to attach the event to
         key = (item.type, item.reason, item.note, str(regarding.get("uid", "")))
-        now = self._clock()
+        now = self._clock.now()
         recent = sorted(
             ((k, s) for k, s in self._series.items() if now - s.last < SERIES_WINDOW),
             key=lambda item: item[1].last,
@@ -120,7 +120,11 @@ class EventRecorder:
             series.count += 1
             series.last, series.last_wall = now, item.at
             return  # patched by _flush
-        name = f"{regarding['name']}.{time.time_ns():x}"
+        # client-go names an Event `<object>.<UnixNano hex>`; one more nanosecond when two land
+        # on the same instant (a virtual clock's).
+        stamp = max(int(self._clock.wall().timestamp() * 1e9), self._last_stamp + 1)
+        self._last_stamp = stamp
+        name = f"{regarding['name']}.{stamp:x}"
         body = {
             "metadata": {"name": name},
             "eventTime": item.at,
@@ -142,7 +146,7 @@ class EventRecorder:
                 self._series[key] = _Series(name, 1, now, item.at, 1, now)
 
     async def _flush(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         for series in self._series.values():
             if series.count == series.flushed or now - series.flushed_at < self.flush:
                 continue

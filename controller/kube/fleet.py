@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,8 +43,9 @@ from controller.kube.members import PodCheck, pod_owner, workload_of
 from controller.kube.supervisor import SETUP_BACKOFF, Supervisor
 from controller.kube.view import FleetView
 from controller.kube.watch import ObjectWatch
-from controller.runtime.logs import event
-from controller.runtime.metrics import Metrics
+from controller.runtime.clock import SYSTEM, Clock
+from controller.telemetry.logs import event
+from controller.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class FleetMember:
         on_change: Callable[[bool], None],
         *,
         prefix: str = "presence-controller/",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         tracer: trace.Tracer | None = None,
@@ -95,7 +95,7 @@ class FleetMember:
         self._rng = rng or random.Random()
         self._client: KubeClient | None = None
         self._verdict = ("unknown", "starting")
-        self._started = clock()
+        self._started = clock.now()
         self._owner: dict[str, Any] | None = None
         """This replica's Pod as an ownerReference ({}: no such Pod), once read."""
         self._supervisor = Supervisor(clock, self._rng)
@@ -114,7 +114,7 @@ class FleetMember:
                 if str(exc) != self.error:
                     event(log, logging.ERROR, "fleet_setup", f"fleet mode not ready: {exc}")
                 self.error = str(exc)
-                await asyncio.sleep(
+                await self._clock.sleep(
                     max(delay, exc.retry_after or 0.0) * (1 + self._rng.random() * 0.2)
                 )
                 delay = min(delay * 2, SETUP_BACKOFF[1])
@@ -140,8 +140,8 @@ class FleetMember:
     async def _first_window(self) -> None:
         """The view counts as complete from one heartbeat window after set-up: renew the
         heartbeat then, so that its echo confirms the view at once, not a period later."""
-        started = self.view.started if self.view is not None else self._clock()
-        await asyncio.sleep(max(0.0, started + self.stale_after - self._clock()))
+        started = self.view.started if self.view is not None else self._clock.now()
+        await self._clock.sleep(max(0.0, started + self.stale_after - self._clock.now()))
         if self.heartbeat is not None:
             self.heartbeat.renew()
 
@@ -149,7 +149,7 @@ class FleetMember:
         """The leader deletes heartbeat Leases silent for PRUNE_AFTER lease durations."""
         after = max(PRUNE_AFTER * self.settings.lease_duration, 2 * self.stale_after)
         while True:
-            await asyncio.sleep(self.stale_after)
+            await self._clock.sleep(self.stale_after)
             if self.leading() and self.view is not None and self._client is not None:
                 await self.view.prune(self._client, after)
 
@@ -177,7 +177,7 @@ class FleetMember:
 
     def view_age(self) -> float:
         """Seconds since this replica's view of the heartbeats was confirmed (view.FleetView)."""
-        return self.view.age() if self.view is not None else self._clock() - self._started
+        return self.view.age() if self.view is not None else self._clock.now() - self._started
 
     def unseen(self) -> str:
         """What keeps this replica from seeing its fleet, if anything is known to."""
@@ -208,7 +208,7 @@ class FleetMember:
             return
         self.report(STOPPING, "shutting down")
         try:
-            async with asyncio.timeout(budget):
+            async with self._clock.timeout(budget):
                 await self.heartbeat.write()
         except TimeoutError:
             pass
@@ -322,7 +322,7 @@ class FleetMember:
         """(`deployment/NAME` or `namespace/NAME`, its annotations) for each watched source
         (kube.sources: the last good ones while a watch cannot read; for a source that
         disappeared, its last maintenance annotations for a while)."""
-        now = self._clock()
+        now = self._clock.now()
         return tuple(
             (source.what, sources.annotations_of(source, now, self._prefix))
             for source in self.sources
@@ -330,7 +330,7 @@ class FleetMember:
 
     @property
     def sources_version(self) -> tuple[tuple[int, bool], ...]:
-        now = self._clock()
+        now = self._clock.now()
         return tuple((source.version, sources.keeping(source, now)) for source in self.sources)
 
     async def shutdown(self) -> None:
@@ -350,7 +350,7 @@ class FleetMember:
             self.unseen() if watch and watch.overflow else None,
             f"member check: {pods.error}" if pods and pods.error else None,
             *(f"watch of {w.what}: {w.error}" for w in self.sources if w.error),
-            *(sources.gone_note(w, self._clock()) for w in self.sources),
+            *(sources.gone_note(w, self._clock.now(), self._clock.wall()) for w in self.sources),
             f"events: {self.recorder.error}" if self.recorder and self.recorder.error else None,
             *self._supervisor.notes(),
         ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,8 @@ from controller.core.fleet import (
 )
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.wire import micro_time, version_of
-from controller.runtime.logs import event
+from controller.runtime.clock import SYSTEM, Clock
+from controller.telemetry.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Heartbeat:
         pod: str,
         period: float,
         leading: Callable[[], bool] = lambda: False,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         owner: dict[str, Any] | None = None,
     ) -> None:
         """`owner`: this replica's Pod as an ownerReference: the garbage collector deletes the
@@ -87,7 +87,7 @@ class Heartbeat:
             period = 2 * self.period if self._leading() else self.period
             period = max(period, self._pause)  # the server asked us to wait (Retry-After)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(period):
+                async with self._clock.timeout(period):
                     await self._changed.wait()
 
     async def write(self) -> None:
@@ -104,12 +104,12 @@ class Heartbeat:
             "spec": {
                 "holderIdentity": self.pod,
                 "leaseDurationSeconds": max(1, round(3 * self.period)),
-                "renewTime": micro_time(),
+                "renewTime": micro_time(self._clock.wall()),
             },
         }
         if self.owner is not None:
             body["metadata"]["ownerReferences"] = [self.owner]
-        sent = self._clock()
+        sent = self._clock.now()
         try:
             try:
                 stored = await self.client.patch_lease(self.name, body)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from controller.kube.client import KubeClient, KubeError
-from controller.runtime.logs import event
+from controller.runtime.clock import SYSTEM, Clock
+from controller.telemetry.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class PodCheck:
         self,
         client: KubeClient,
         workload: str,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.client, self.workload, self._clock = client, workload, clock
         self._results: dict[str, _Result] = {}
@@ -87,11 +86,11 @@ class PodCheck:
         self.error: str | None = None
         """The last failure to check a pod (an API error), None once a check works."""
         self._wake = asyncio.Event()
-        self._tokens, self._refilled = float(RATE[0]), clock()
+        self._tokens, self._refilled = float(RATE[0]), clock.now()
 
     def status(self, pod: str) -> tuple[bool | None, str]:
         """(True: one of ours | False: not | None: not checked yet, why)."""
-        now = self._clock()
+        now = self._clock.now()
         result = self._results.get(pod)
         if result is not None:
             valid = ACCEPTED_FOR if result.belongs else REFUSED_FOR
@@ -117,7 +116,7 @@ class PodCheck:
                     await self._check(pod)
             if not self._wanted or self.error is not None:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(None if not self._wanted else 5.0):
+                    async with self._clock.timeout(None if not self._wanted else 5.0):
                         await self._wake.wait()
 
     async def _check(self, pod: str) -> None:
@@ -132,19 +131,19 @@ class PodCheck:
         self.error = None
         self._wanted.pop(pod, None)
         if found is None:
-            result = _Result(False, "no such pod", self._clock())
+            result = _Result(False, "no such pod", self._clock.now())
         elif self.workload == "none" or found == self.workload:
-            result = _Result(True, "", self._clock())
+            result = _Result(True, "", self._clock.now())
         else:
-            result = _Result(False, f"a pod of {found}, not of {self.workload}", self._clock())
+            result = _Result(False, f"a pod of {found}, not of {self.workload}", self._clock.now())
         self._results[pod] = result
 
     async def _take_token(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         burst, period = RATE
         self._tokens = min(float(burst), self._tokens + (now - self._refilled) / period)
         self._refilled = now
         if self._tokens < 1:
-            await asyncio.sleep((1 - self._tokens) * period)
-            self._tokens, self._refilled = 1.0, self._clock()
+            await self._clock.sleep((1 - self._tokens) * period)
+            self._tokens, self._refilled = 1.0, self._clock.now()
         self._tokens -= 1

@@ -8,7 +8,7 @@ reported; one re-created counts as it is.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from controller.kube.watch import ObjectWatch
 
@@ -32,12 +32,12 @@ def keeping(source: ObjectWatch, now: float) -> bool:
     return since is not None and now - since < KEEP_GONE
 
 
-def gone_note(source: ObjectWatch, now: float) -> str | None:
+def gone_note(source: ObjectWatch, now: float, wall: datetime) -> str | None:
     """What /status.fleet.error says of a source that disappeared (None: it did not)."""
     if not keeping(source, now):
         return None
     since = source.gone_since or now
-    until = datetime.now(UTC) + timedelta(seconds=since + KEEP_GONE - now)
+    until = wall + timedelta(seconds=since + KEEP_GONE - now)
     return (
         f"{source.what} not found ({now - since:.0f}s): its maintenance annotations are kept "
         f"until {until:%H:%M:%S} UTC"

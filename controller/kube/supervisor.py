@@ -4,12 +4,12 @@ back-off; it never ends the controller."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
 
 from controller.core.excerpt import describe
+from controller.runtime.clock import Clock
 
 log = logging.getLogger("controller.kube.fleet")
 
@@ -22,7 +22,7 @@ failure (it runs again meanwhile, restarted)."""
 
 
 class Supervisor:
-    def __init__(self, clock: Callable[[], float], rng: random.Random) -> None:
+    def __init__(self, clock: Clock, rng: random.Random) -> None:
         self._clock, self._rng = clock, rng
         self._crashed: dict[str, tuple[str, float]] = {}
         """Loops that failed with a bug (not an API failure), and the error: restarting."""
@@ -32,20 +32,20 @@ class Supervisor:
         SETUP_BACKOFF's first to its cap; a loop that ran a good while starts over)."""
         delay = SETUP_BACKOFF[0]
         while True:
-            started = self._clock()
+            started = self._clock.now()
             try:
                 await loop()
             except Exception as exc:
                 message = f"{name} failed ({describe(exc)}); restarting"
                 if self._crashed.get(name, ("", 0.0))[0] != message:
                     log.exception("fleet %s", message)
-                self._crashed[name] = (message, self._clock())
-            if self._clock() - started > 2 * SETUP_BACKOFF[1]:
+                self._crashed[name] = (message, self._clock.now())
+            if self._clock.now() - started > 2 * SETUP_BACKOFF[1]:
                 delay = SETUP_BACKOFF[0]
-            await asyncio.sleep(delay * (1 + self._rng.random()))
+            await self._clock.sleep(delay * (1 + self._rng.random()))
             delay = min(delay * 2, SETUP_BACKOFF[1])
 
     def notes(self) -> list[str]:
         """The loops that failed within CRASH_SHOWN, and how."""
-        now = self._clock()
+        now = self._clock.now()
         return [message for message, at in self._crashed.values() if now - at < CRASH_SHOWN]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import httpx2
 
 from controller.bounded_read import IDENTITY
 from controller.kube.wire import route
+from controller.runtime.clock import SYSTEM, Clock
 from controller.secret_file import SecretFile, one_word
 
 MAX_BODY = 4 * 1024 * 1024
@@ -61,7 +61,7 @@ def is_watch(request: httpx2.Request) -> bool:
 class TokenFile:
     """A bearer token in a file the kubelet rotates (the projected service-account token)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM) -> None:
         self.path = path
         self._secret = SecretFile(path, "", _check_token)
         self._clock = clock
@@ -72,8 +72,8 @@ class TokenFile:
     async def bearer(self, *, reread: bool = False) -> str:
         """The current token; `reread` after a 401 (the file may have rotated since)."""
         async with self._lock:
-            if reread or self._clock() - self._checked_at >= TOKEN_RECHECK:
-                self._checked_at = self._clock()
+            if reread or self._clock.now() - self._checked_at >= TOKEN_RECHECK:
+                self._checked_at = self._clock.now()
                 check = await asyncio.to_thread(self._secret.refresh)
                 self.error = check.error
         if not self._secret.value:

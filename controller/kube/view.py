@@ -8,10 +8,7 @@ watch that stalls, sends only bookmarks or garbage cannot pass for a quiet fleet
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
 
 from controller.core.excerpt import quote
 from controller.core.fleet import LEASE_LABEL, Member, first_sight_age, read_heartbeat
@@ -21,8 +18,9 @@ from controller.kube.heartbeat import Heartbeat
 from controller.kube.members import PodCheck
 from controller.kube.watch import MAX_OBJECTS, ObjectWatch
 from controller.kube.wire import version_of
-from controller.runtime.logs import event
-from controller.runtime.metrics import Metrics
+from controller.runtime.clock import Clock
+from controller.telemetry.logs import event
+from controller.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +39,16 @@ class FleetView:
         heartbeat: Heartbeat,
         pods: PodCheck,
         stale_after: float,
-        clock: Callable[[], float],
+        clock: Clock,
         metrics: Metrics | None = None,
-        wall: Callable[[], float] = time.time,
     ) -> None:
         self.identity, self.lease, self.stale_after = identity, lease, stale_after
         self.watch, self.heartbeat, self.pods = watch, heartbeat, pods
-        self._clock, self._metrics, self._wall = clock, metrics, wall
+        self._clock, self._metrics = clock, metrics
         self._first: dict[str, str] = {}
         """Heartbeat name -> its resourceVersion when this replica first saw it: until it
         changes, its age is read from its renewTime (core.fleet.first_sight_age)."""
-        self.started = clock()
+        self.started = clock.now()
         self._confirmed: float | None = None
         """When the view was last known complete and current."""
         self.ignored: dict[str, str] = {}
@@ -60,7 +57,7 @@ class FleetView:
     def members(self, me: list[Member]) -> list[Member]:
         """Every member that counts, as last seen, with `me` (this replica as it is now):
         heartbeats of pods of this workload, one per pod; the rest is ignored (reported)."""
-        now, wall = self._clock(), self._wall()
+        now, wall = self._clock.now(), self._clock.wall().timestamp()
         out = list(me)
         ignored: dict[str, str] = {}
         holders = set()
@@ -104,7 +101,7 @@ class FleetView:
         (by this replica's clock and by their renewTime), whose pods' garbage collection did
         not (an older version's heartbeat, a pod deleted while the collector was behind). A
         Lease renewed since it was read is kept (a delete precondition). Never raises."""
-        now, wall, pruned = self._clock(), self._wall(), list[str]()
+        now, wall, pruned = self._clock.now(), self._clock.wall().timestamp(), list[str]()
         for name, obj in list(self.watch.items.items()):
             read = read_heartbeat(name, obj, self.lease)
             if isinstance(read, str) or read.pod == self.identity or len(pruned) >= most:
@@ -145,7 +142,7 @@ class FleetView:
             for at in (watch.listed_at, own):
                 if at is not None and (self._confirmed is None or at > self._confirmed):
                     self._confirmed = at
-        now = self._clock()
+        now = self._clock.now()
         if not self._complete():
             return max(now - (self._confirmed or self.started), self.stale_after)
         return now - (self._confirmed or self.started)
@@ -175,9 +172,9 @@ class FleetView:
         if that read fails, judge from `seen` (a leader that could not see its fleet then turns
         the light off)."""
         me, view_age = self.identity, self.age()
-        await asyncio.sleep(settle)
+        await self._clock.sleep(settle)
         try:
-            async with asyncio.timeout(budget):
+            async with self._clock.timeout(budget):
                 items, _, _ = await client.list_objects(
                     "leases", labels={LEASE_LABEL: self.lease}, most=MAX_OBJECTS
                 )

@@ -24,7 +24,8 @@ from opentelemetry import trace
 
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.wire import name_of, version_of
-from controller.runtime.logs import event
+from controller.runtime.clock import Clock
+from controller.telemetry.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ObjectWatch:
         self,
         client: KubeClient,
         plural: str,
-        clock: Callable[[], float],
+        clock: Clock,
         *,
         labels: dict[str, str] | None = None,
         name: str | None = None,
@@ -133,7 +134,7 @@ class ObjectWatch:
     async def run(self) -> None:
         version: str | None = None
         while True:
-            started = self._clock()
+            started = self._clock.now()
             try:
                 if version is None:
                     version = await self._list()
@@ -145,7 +146,7 @@ class ObjectWatch:
     async def _list(self) -> str:
         self._phase = "list"
         self._request()
-        sent = self._clock()
+        sent = self._clock.now()
         items, version, more = await self.client.list_objects(
             self.plural, labels=self.labels, name=self.name, most=MAX_OBJECTS
         )
@@ -158,18 +159,18 @@ class ObjectWatch:
         self._request()
         events = 0
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PERIOD - (self._clock() - started)):
+            async with self._clock.timeout(PERIOD - (self._clock.now() - started)):
                 stream = self.client.watch_objects(
                     self.plural, version, int(PERIOD) + 30,
                     labels=self.labels, name=self.name, stall=self.stall,
                 )  # fmt: skip
-                changed = self._clock()
+                changed = self._clock.now()
                 async for kind, obj in stream:
                     events += 1
                     version = self._apply(kind, obj) or version
                     if kind != "BOOKMARK":
-                        changed = self._clock()
-                    elif self.stall is not None and self._clock() - changed > 2 * self.stall:
+                        changed = self._clock.now()
+                    elif self.stall is not None and self._clock.now() - changed > 2 * self.stall:
                         # Bookmarks keep a stream alive, not current: what this watch follows
                         # changes more often than `stall` (this replica's own heartbeat).
                         raise KubeError(
@@ -179,7 +180,7 @@ class ObjectWatch:
                     if kind != "BOOKMARK" and self._failed_in == "watch":
                         self._recovered()  # what failed (the stream) delivers again
                 # The server ended the stream: resume at once, unless that is a storm.
-                if events == 0 and self._clock() - started < SHORT:
+                if events == 0 and self._clock.now() - started < SHORT:
                     raise KubeError(0, "", "the watch ended at once, having delivered nothing")
                 if len(self._requests) > MAX_REQUESTS:
                     raise KubeError(
@@ -189,10 +190,10 @@ class ObjectWatch:
                 return version
         self._recovered()  # a whole period read without a failure
         listed = self.listed_at
-        return None if listed is None or self._clock() - listed >= RELIST else version
+        return None if listed is None or self._clock.now() - listed >= RELIST else version
 
     def _request(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         self._requests.append(now)
         while self._requests and self._requests[0] <= now - 60.0:
             self._requests.popleft()
@@ -208,7 +209,7 @@ class ObjectWatch:
             self._logged = self.error
         self._retry.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._backoff.delay(self._clock(), exc.retry_after)):
+            async with self._clock.timeout(self._backoff.delay(self._clock.now(), exc.retry_after)):
                 await self._retry.wait()
 
     def retry_now(self) -> None:
@@ -225,7 +226,7 @@ class ObjectWatch:
             self._logged = None
 
     def _relisted(self, items: list[dict[str, Any]], sent: float, more: bool) -> None:
-        now = self._clock()
+        now = self._clock.now()
         fresh = {}
         for obj in items:
             name = name_of(obj)
@@ -278,13 +279,13 @@ class ObjectWatch:
                 self.overflow += 1
             elif version_of(self.items.get(name)) != version_of(obj):
                 if self.name is not None:
-                    self._presence(obj, self._clock())
-                self.seen[name] = self._clock()
+                    self._presence(obj, self._clock.now())
+                self.seen[name] = self._clock.now()
                 self.items[name] = obj
                 self._changed(kind, obj)
         elif kind == "DELETED" and name in self.items:
             if self.name is not None:
-                self._presence(None, self._clock())
+                self._presence(None, self._clock.now())
             self.items.pop(name, None)
             self.seen.pop(name, None)
             self._changed(kind, obj)

@@ -27,9 +27,9 @@ class KubeError(Exception):
         self.retry_after = retry_after
 
 
-def micro_time(at: datetime | None = None) -> str:
+def micro_time(at: datetime) -> str:
     """A Kubernetes MicroTime: UTC with exactly six fractional digits (anything else is a 400)."""
-    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def route(path: str) -> tuple[str, str, str | None]:
@@ -105,4 +105,4 @@ def _json_object(data: bytes) -> dict[str, Any] | None:
 
 def retry_after_of(headers: Any) -> float | None:
     value = headers.get("retry-after") if headers else None
-    return parse_retry_after(value, datetime.now(UTC)) if value else None
+    return parse_retry_after(value, headers.get("date")) if value else None

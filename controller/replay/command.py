@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from controller.replay.sources import (
     read_csv,
     token_from,
 )
+from controller.runtime.clock import SYSTEM
 
 
 def decision_settings(environ: Mapping[str, str], compare: str | None = None) -> Settings:
@@ -144,7 +145,7 @@ async def _fetch(args: argparse.Namespace, step: float) -> list[Any]:
     if args.since and (args.start or args.end):
         raise ReplayError("give --since, or --start and --end, not both", usage=True)
     if args.since:
-        end = datetime.now(UTC).replace(microsecond=0)
+        end = SYSTEM.wall().replace(microsecond=0)
         start = end - timedelta(seconds=parse_since(args.since))
     elif args.start and args.end:
         try:

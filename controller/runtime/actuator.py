@@ -11,10 +11,9 @@ import contextlib
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -22,7 +21,6 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from controller.core.actuation import (
-    NOT_ELIGIBLE,
     RECONNECT_WHY,
     WORKING,
     ActuationConfig,
@@ -43,10 +41,12 @@ from controller.core.actuation import (
     pulsing,
     refresh_due,
 )
-from controller.core.types import Presence
+from controller.core.types import NOT_ELIGIBLE, Presence
 from controller.gateway.base import Gateway, GatewayError, PermanentError
-from controller.runtime.logs import event
-from controller.runtime.metrics import Metrics
+from controller.runtime.clock import SYSTEM, Clock
+from controller.runtime.status import ActuatorReport
+from controller.telemetry.logs import event
+from controller.telemetry.metrics import Metrics
 
 log = logging.getLogger("presence.actuator")
 T = TypeVar("T")
@@ -65,7 +65,7 @@ class Actuator:
         cfg: ActuationConfig,
         metrics: Metrics,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
         reread_credentials: Callable[[], bool] | None = None,
@@ -123,6 +123,21 @@ class Actuator:
                 self.state = on_pulse_over(self.state)
                 self._pulse_done("merged", "the decision turned available during the pulse")
 
+    def report(self) -> ActuatorReport:
+        """What it knows of the gateway, as plain values (`/status`)."""
+        return ActuatorReport(
+            self.gateway.provider,
+            self.state,
+            self.cfg,
+            self.desired,
+            self.next_action,
+            self.last_success,
+            self.last_pulse,
+            self.veto,
+            self.pulsing(),
+            self.next_refresh(),
+        )
+
     def pulsing(self) -> bool:
         """A last-seen pulse shows `available` at the gateway now."""
         return pulsing(self.state, self.desired)
@@ -131,7 +146,7 @@ class Actuator:
         """Seconds until the next last-seen pulse (None: none due: off, vetoed, or the gateway
         is not known to show unavailable)."""
         due = refresh_due(self.state, self.cfg, self.veto)
-        return None if due is None else max(0.0, due - self._clock())
+        return None if due is None else max(0.0, due - self._clock.now())
 
     async def run(self) -> None:
         """Converge forever; cancel to stop (an in-flight call is abandoned)."""
@@ -142,7 +157,7 @@ class Actuator:
                 # A bug, not a gateway failure (those are folded into the state): report it and
                 # pause before planning again, so a persistent bug cannot spin.
                 log.exception("actuator step failed")
-                await asyncio.sleep(self.cfg.backoff_base)
+                await self._clock.sleep(self.cfg.backoff_base)
 
     def leadership_changed(self, leading: bool) -> None:
         """Fleet mode: a new leader forgets what it knew of the gateway (another replica wrote
@@ -167,17 +182,17 @@ class Actuator:
         if self._gate is not None and not self._gate(self.call_timeout):
             self.next_action = "wait: not the leader (the leader replica calls the gateway)"
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_FOLLOWER_RECHECK):
+                async with self._clock.timeout(_FOLLOWER_RECHECK):
                     await self._wake.wait()
             return
-        action = plan(self.state, self.desired, self._clock(), self.cfg, self.veto)
+        action = plan(self.state, self.desired, self._clock.now(), self.cfg, self.veto)
         if isinstance(action, Wait):
             self.next_action = f"wait: {action.why}"
-            timeout = None if action.until is None else max(0.0, action.until - self._clock())
+            timeout = None if action.until is None else max(0.0, action.until - self._clock.now())
             # Not `wait_for`: on Python 3.11 it swallows a cancel that arrives in the same loop
             # step as the wake-up, and the actuator would run on after shutdown.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with self._clock.timeout(timeout):
                     await self._wake.wait()
         elif isinstance(action, CheckSession):
             self.next_action = "checking gateway session"
@@ -194,7 +209,7 @@ class Actuator:
         pulse = Pulse.END if self.pulsing() else None
         why = "shutdown" if pulse is None else "last-seen pulse cut short: shutdown"
         try:
-            async with asyncio.timeout(deadline):
+            async with self._clock.timeout(deadline):
                 await self._set(SetPresence(Presence.UNAVAILABLE, why, pulse), budget=False)
         except TimeoutError:
             event(log, logging.ERROR, "shutdown", f"shutdown write timed out after {deadline:g}s")
@@ -221,7 +236,7 @@ class Actuator:
         )
 
     async def _check_session(self) -> None:
-        self.state = on_session_started(self.state, self._clock(), self.cfg)
+        self.state = on_session_started(self.state, self._clock.now(), self.cfg)
         with self._span("session", "session check") as span:
             try:
                 status = await self._call("session", self.gateway.session_status())
@@ -229,7 +244,7 @@ class Actuator:
                 self._failed(exc, span)
                 return
             before = self.state.session
-            self.state = on_session(self.state, status, self._clock(), self.cfg, self._rng)
+            self.state = on_session(self.state, status, self._clock.now(), self.cfg, self._rng)
             span.set_attribute("gateway.session", status)
             if status != WORKING:
                 span.set_status(Status(StatusCode.ERROR, f"session {status}"))
@@ -247,7 +262,7 @@ class Actuator:
             event(log, level, "gateway_session", message, session=status)
 
     async def _set(self, action: SetPresence, *, budget: bool = True) -> None:
-        now = self._clock()
+        now = self._clock.now()
         if self.cfg.dry_run:
             # Nothing is sent, so nothing counts against the call budget; the planner still
             # records the would-be write so that it converges instead of planning it again.
@@ -276,7 +291,7 @@ class Actuator:
                     self._pulse_done("failed", exc.message)
                 return
             span.set_attribute("http.response.status_code", code)
-            self._applied(action, self._clock(), "gateway accepted")
+            self._applied(action, self._clock.now(), "gateway accepted")
         if action.pulse is Pulse.START:
             message = (
                 f"last-seen refresh: showing available for {self.cfg.last_seen_pulse:g}s "
@@ -285,7 +300,7 @@ class Actuator:
             event(log, logging.INFO, "last_seen", message)
         elif action.pulse is Pulse.END:
             cut = action.why.startswith("last-seen pulse cut short")
-            self.last_pulse = datetime.now(UTC)
+            self.last_pulse = self._clock.wall()
             self._pulse_done("cut_short" if cut else "completed", action.why)
 
     def _pulse_done(self, outcome: str, why: str) -> None:
@@ -305,7 +320,7 @@ class Actuator:
         self.state = on_set_ok(self.state, action.presence, now, action.pulse)
         Metrics.set_state(self.metrics.applied_state, action.presence)
         self.metrics.gateway_auth_failed.set(0)
-        self.last_success = datetime.now(UTC)
+        self.last_success = self._clock.wall()
         self.metrics.gateway_last_success.set(self.last_success.timestamp())
         # A write after a seen reconnect is news (the gateway may have shown the bot online by
         # itself); a plain re-assert is not.
@@ -323,7 +338,7 @@ class Actuator:
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
         """Await one gateway call under the in-flight lock, counting its outcome and duration."""
         async with self._call_lock:
-            started = time.perf_counter()
+            started = self._clock.now()
             outcome = "cancelled"
             try:
                 result = await call
@@ -341,14 +356,14 @@ class Actuator:
                 outcome = "ok"
                 return result
             finally:
-                self.metrics.gateway_duration.observe(time.perf_counter() - started)
+                self.metrics.gateway_duration.observe(self._clock.now() - started)
                 self.metrics.gateway_requests.labels(
                     provider=self.gateway.provider, outcome=outcome
                 ).inc()
 
     def _failed(self, exc: GatewayError, span: Span) -> None:
         failure = exc.as_failure()
-        self.state = on_failure(self.state, failure, self._clock(), self.cfg, self._rng)
+        self.state = on_failure(self.state, failure, self._clock.now(), self.cfg, self._rng)
         if failure.kind is FailureKind.AUTH and self._reread is not None and self._reread():
             # The secret rotated under us: the next attempt uses the new one, at once.
             self.state = on_credentials_changed(self.state)
@@ -370,4 +385,4 @@ class Actuator:
         )
 
     def _backoff_left(self) -> float:
-        return max(0.0, self.state.backoff_until - self._clock())
+        return max(0.0, self.state.backoff_until - self._clock.now())

@@ -5,15 +5,31 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from controller.redaction import scrub_document
-from controller.runtime.controller import Controller
 from controller.runtime.listen import bind
+from controller.telemetry.metrics import Metrics
 
-CONTROLLER_KEY = web.AppKey("controller", Controller)
+
+class Observable(Protocol):
+    """What the admin server asks of the controller."""
+
+    metrics: Metrics
+
+    def healthy(self) -> bool: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def secrets(self) -> list[str]: ...
+
+
+CONTROLLER_KEY = web.AppKey("controller", Observable)
 MAX_CONNECTIONS = 32
 """Open admin connections at most (kubelet probes, a scraper or two, a person with curl)."""
 IDLE_TIMEOUT = 10.0
@@ -21,7 +37,7 @@ IDLE_TIMEOUT = 10.0
 BACKLOG = 64
 
 
-def make_app(controller: Controller) -> web.Application:
+def make_app(controller: Observable) -> web.Application:
     app = web.Application()
     app[CONTROLLER_KEY] = controller
     app.router.add_get("/healthz", _healthz)
@@ -59,7 +75,7 @@ class AdminServer:
 
     def __init__(
         self,
-        controller: Controller,
+        controller: Observable,
         host: str = "",
         port: int = 0,
         sock: socket.socket | None = None,

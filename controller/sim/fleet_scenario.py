@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from controller.config import Settings
 from controller.core.types import Presence
-from controller.runtime.controller import Controller, Transition
-from controller.runtime.logs import configure_logging
+from controller.runtime.controller import Controller
+from controller.runtime.reporter import Transition
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
 from controller.sim.harness import wait_until
@@ -34,6 +34,7 @@ from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.scenario import Timeline, demo_values
 from controller.sim.server import LoopbackServer
 from controller.sim.whatsapp import DEFAULT_PROFILE
+from controller.telemetry.logs import configure_logging
 
 NAMESPACE, WORKLOAD = "whatsapp-bot", "whatsapp-bot"
 PODS = ("whatsapp-bot-7d4b9-a", "whatsapp-bot-7d4b9-b", "whatsapp-bot-7d4b9-c")

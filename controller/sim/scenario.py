@@ -19,14 +19,15 @@ from typing import Any, TextIO
 from controller.config import Settings
 from controller.config.values import MIN_INTERVAL
 from controller.core.types import Presence
-from controller.runtime.controller import Controller, Transition
-from controller.runtime.logs import configure_logging
+from controller.runtime.controller import Controller
+from controller.runtime.reporter import Transition
 from controller.sim.consumer import SimConsumer
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault, GatewayCall, SimGateway
 from controller.sim.harness import gateway_values, wait_until
 from controller.sim.server import LoopbackServer
 from controller.sim.whatsapp import DEFAULT_PROFILE, PROFILES
+from controller.telemetry.logs import configure_logging
 
 MAINTENANCE = "presence-controller/maintenance"
 PROVIDER_NAMES = {"wawp": "Wawp", "waha": "WAHA", "evolution": "Evolution API"}

@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from controller import __version__
-from controller.runtime.logs import event
-from controller.runtime.metrics import Metrics
+from controller.telemetry.logs import event
+from controller.telemetry.metrics import Metrics
 
 SERVICE_NAME = "presence-controller"
 EXPORTERS = ("otlp", "console", "none")

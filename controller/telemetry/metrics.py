@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controller.core.actuation import FailureKind
-from controller.core.types import HealthStatus, LagStatus, Presence
+from controller.core.types import HealthStatus, LagStatus, Presence, Rule
 
 _STATES = tuple(Presence)
-RULES = ("maintenance", "force", "online_hours", "health", "damping", "error")
+RULES = tuple(rule.value for rule in Rule)
+"""Every value of the `rule` label (core.types.Rule)."""
 GATEWAY_OUTCOMES = ("ok", *(kind.value for kind in FailureKind), "cancelled")
 """Every outcome label of presence_gateway_requests_total (created at 0 at start)."""
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -191,7 +191,6 @@ class Metrics:
             "Unix time of the last tick (before the first one: of the start)",
             registry=r,
         )
-        self.last_tick.set(time.time())
         for state in _STATES:
             self.desired_state.labels(state=state.value)
             self.applied_state.labels(state=state.value)
