@@ -44,9 +44,10 @@ from truth import truth_lines, truth_rows, wall_check
 
 from controller.core.replay import Sample, replay
 from controller.core.replay import incidents as replay_incidents
-from controller.core.schedule import MAX_SPEC_CHARS, WEEKDAYS
+from controller.core.schedule import WEEKDAYS
 from controller.core.schedule import clear_caches as clear_schedule_caches
-from controller.core.schedule import parse as parse_schedule
+from controller.core.schedule_grammar import MAX_SPEC_CHARS
+from controller.core.schedule_grammar import parse as parse_schedule
 from controller.core.types import (
     Presence,
 )

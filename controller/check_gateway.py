@@ -17,7 +17,7 @@ async def check_gateway(
     settings: Settings, set_to: str | None, probe: bool = False, *, force: bool = False
 ) -> int:
     """The command's exit code: 0 when the session is WORKING (and any write or probe done)."""
-    from controller.cli import EXIT_FAILED
+    from controller.exits import EXIT_FAILED
 
     if (set_to or probe) and settings.kube.enabled and not force:
         refusal = await _follower_refusal(settings)
@@ -63,7 +63,7 @@ EVOLUTION_NOTE = (
 
 
 async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = False) -> int:
-    from controller.cli import EXIT_FAILED, EXIT_OK
+    from controller.exits import EXIT_FAILED, EXIT_OK
     from controller.gateway.factory import build_gateway
 
     gateway = build_gateway(settings)
@@ -94,7 +94,7 @@ async def _check_gateway(settings: Settings, set_to: str | None, probe: bool = F
 
 async def _probe(settings: Settings, gateway: Gateway, secrets: list[str]) -> int:
     """`check-gateway --probe` on a WORKING session: 0 when the verdict is definite."""
-    from controller.cli import EXIT_FAILED, EXIT_OK
+    from controller.exits import EXIT_FAILED, EXIT_OK
     from controller.gateway.probe import Vocabulary, probe
 
     values = gateway.values

@@ -18,12 +18,9 @@ from typing import Any
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, reference_markdown
 from controller.core.types import Presence
+from controller.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from controller.redaction import redact_url
 from controller.replay.arguments import add_parser
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -311,7 +308,8 @@ def _log_start(settings: Settings, provider: str, address: tuple[Any, ...]) -> N
 
 
 def _windows(spec: str, count: int, start: str | None) -> int:
-    from controller.core.schedule import ScheduleError, Weekly, parse, parse_timestamp
+    from controller.core.schedule import ScheduleError, Weekly
+    from controller.core.schedule_grammar import parse, parse_timestamp
     from controller.runtime.clock import SYSTEM
 
     try:

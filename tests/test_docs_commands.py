@@ -16,7 +16,8 @@ import pytest
 from manifests import GATEWAY_COMPONENTS, OVERLAY, ROOT, render, secret_references, with_components
 
 from controller.core.annotations import FORCE, FORCE_UNTIL, MAINTENANCE, MAINTENANCE_REASON
-from controller.core.schedule import ScheduleError, parse
+from controller.core.schedule import ScheduleError
+from controller.core.schedule_grammar import parse
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NAMESPACED = {"annotate", "exec", "port-forward", "logs", "get", "describe", "rollout", "patch"}

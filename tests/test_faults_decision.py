@@ -15,7 +15,8 @@ from aiohttp import web
 from conftest import Sim, reason, running, until
 
 from controller.config import ConfigError, load_settings
-from controller.core.schedule import ScheduleError, parse
+from controller.core.schedule import ScheduleError
+from controller.core.schedule_grammar import parse
 from controller.core.types import HealthResult, HealthStatus, LagResult, LagStatus, PolicyInputs
 from controller.runtime.clock import Clock
 from controller.runtime.controller import Controller

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from controller.core.annotations import Directives, read_directives
 from controller.core.overrides import CONFIG_SOURCE, evaluate
-from controller.core.schedule import Schedule, parse
+from controller.core.schedule import Schedule
+from controller.core.schedule_grammar import parse
 from controller.core.types import Presence
 
 P = "presence-controller/"

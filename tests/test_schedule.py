@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.core.schedule import (
-    Always,
-    Interval,
-    Schedule,
-    ScheduleError,
-    Until,
-    Weekly,
-    parse,
-)
+from controller.core.schedule import Always, Interval, Schedule, ScheduleError, Until, Weekly
+from controller.core.schedule_grammar import parse
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 H = 3600

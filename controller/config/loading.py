@@ -20,11 +20,11 @@ from controller.config.settings import (
     Settings,
 )
 from controller.config.values import (
-    _SECRET_FIELDS,
     CONFIG_FILE_VAR,
     ENV_PREFIX,
     MAX_CONFIG_BYTES,
     NESTED_DELIMITER,
+    SECRET_FIELDS,
     AtMost,
 )
 from controller.core.excerpt import clip
@@ -106,7 +106,7 @@ def _describe(error: Mapping[str, Any], document: Mapping[str, Any] | None = Non
     if (
         error["type"] not in {"missing", "extra_forbidden"}
         and isinstance(shown, str | int | float)
-        and not _SECRET_FIELDS.intersection(str(p) for p in loc)
+        and not SECRET_FIELDS.intersection(str(p) for p in loc)
         and "got" not in message
         and "'" not in message  # the message already quotes what is wrong
     ):

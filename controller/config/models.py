@@ -21,23 +21,23 @@ from pydantic_settings import (
 )
 
 from controller.config.values import (
-    _GATEWAY_CALL,
     DAY,
+    GATEWAY_CALL,
     AtMost,
     PositiveDuration,
-    _parse_value_pair,
-    _read_secret_file,
-    _real_name,
     check_token,
+    parse_value_pair,
+    read_secret_file,
+    real_name,
 )
 from controller.core.damping import DampingConfig
 from controller.core.election import ElectionConfig
 from controller.core.fleet import parse_min_available
 
 
-class _GatewaySettings(BaseModel):
+class GatewaySettings(BaseModel):
     """What every provider's settings share: one credential, given inline or in a file (read
-    and checked at start, then followed as it rotates, see runtime/controller.token_file)."""
+    and checked at start, then followed as it rotates, see gateway/factory.Credential)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -66,7 +66,7 @@ class _GatewaySettings(BaseModel):
         if getattr(self, field) is not None:
             upper = field.upper()
             raise ValueError(f"set {upper} or {upper}_FILE, not both")
-        setattr(self, field, _read_secret_file(path, what))
+        setattr(self, field, read_secret_file(path, what))
         return self
 
     def secret(self) -> tuple[SecretStr | None, Path | None]:
@@ -77,7 +77,7 @@ class _GatewaySettings(BaseModel):
         return value, path
 
 
-class WawpSettings(_GatewaySettings):
+class WawpSettings(GatewaySettings):
     """Wawp gateway (`PRESENCE_PROVIDER=wawp`)."""
 
     _credential: ClassVar[tuple[str, str]] = ("access_token", "access token")
@@ -93,12 +93,12 @@ class WawpSettings(_GatewaySettings):
     Followed as it rotates."""
     field: str = Field(default="presence", min_length=1)
     """JSON body field of the set-presence call (`check-gateway --probe` finds the right one)."""
-    values: Annotated[tuple[str, str], NoDecode, BeforeValidator(_parse_value_pair)] = (
+    values: Annotated[tuple[str, str], NoDecode, BeforeValidator(parse_value_pair)] = (
         "available",
         "unavailable",
     )
     """Body values for the two states, `available,unavailable` (WAHA style: `online,offline`)."""
-    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 5.0
+    timeout: Annotated[PositiveDuration, GATEWAY_CALL] = 5.0
     """Timeout of one gateway call."""
 
     @field_validator("values")
@@ -111,10 +111,10 @@ class WawpSettings(_GatewaySettings):
     @field_validator("instance_id")
     @classmethod
     def _real_instance_id(cls, value: str | None) -> str | None:
-        return _real_name(value, "instance ID of your Wawp session")
+        return real_name(value, "instance ID of your Wawp session")
 
 
-class WahaSettings(_GatewaySettings):
+class WahaSettings(GatewaySettings):
     """WAHA gateway, self-hosted (`PRESENCE_PROVIDER=waha`)."""
 
     base_url: AnyHttpUrl | None = None
@@ -126,18 +126,18 @@ class WahaSettings(_GatewaySettings):
     `WAHA_API_KEY`."""
     api_key_file: Path | None = None
     """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
-    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 6.0
+    timeout: Annotated[PositiveDuration, GATEWAY_CALL] = 6.0
     """Timeout of one gateway call. WAHA holds a set call up to 5 s while the session is not
     WORKING before it answers 422: above 5 s, that answer is seen instead of a timeout."""
 
     @field_validator("session")
     @classmethod
     def _real_session(cls, value: str) -> str:
-        _real_name(value, "name of your WAHA session")
+        real_name(value, "name of your WAHA session")
         return value
 
 
-class EvolutionSettings(_GatewaySettings):
+class EvolutionSettings(GatewaySettings):
     """Evolution API gateway, self-hosted (`PRESENCE_PROVIDER=evolution`)."""
 
     base_url: AnyHttpUrl | None = None
@@ -150,13 +150,13 @@ class EvolutionSettings(_GatewaySettings):
     Required with provider `evolution`, here or in `API_KEY_FILE`."""
     api_key_file: Path | None = None
     """File holding the API key (e.g. a mounted Secret); followed as it rotates."""
-    timeout: Annotated[PositiveDuration, _GATEWAY_CALL] = 5.0
+    timeout: Annotated[PositiveDuration, GATEWAY_CALL] = 5.0
     """Timeout of one gateway call."""
 
     @field_validator("instance")
     @classmethod
     def _real_instance(cls, value: str | None) -> str | None:
-        return _real_name(value, "name of your Evolution instance")
+        return real_name(value, "name of your Evolution instance")
 
 
 class DampingSettings(BaseModel):
@@ -266,9 +266,9 @@ class KubeSettings(BaseModel):
         return self
 
 
-ProviderSettings = _GatewaySettings
+ProviderSettings = GatewaySettings
 """The settings of any provider (WawpSettings, WahaSettings, EvolutionSettings)."""
-_REQUIRED = {
+REQUIRED_FIELDS = {
     "wawp": ("instance_id", "access_token"),
     "waha": ("base_url",),
     "evolution": ("base_url", "instance", "api_key"),

@@ -23,41 +23,41 @@ from pydantic_settings import (
 )
 
 from controller.config.models import (
-    _REQUIRED,
+    REQUIRED_FIELDS,
     DampingSettings,
     EvolutionSettings,
+    GatewaySettings,
     KubeSettings,
     ProviderSettings,
     WahaSettings,
     WawpSettings,
-    _GatewaySettings,
 )
 from controller.config.values import (
-    _FOLLOW,
-    _METRIC_NAME,
-    _SECRET_FIELDS,
     CONFIG_FILE_VAR,
     DAY,
     ENV_PREFIX,
+    FOLLOW,
     HOUR,
     MAX_LAST_SEEN_PULSE,
+    METRIC_NAME,
     MIN_INTERVAL,
     MIN_LAST_SEEN_REFRESH,
     NESTED_DELIMITER,
+    SECRET_FIELDS,
     AtMost,
     Duration,
     Number,
     PositiveDuration,
-    _below,
-    _lower,
-    _parse_pairs,
+    check_below,
     listen_address,
+    lower,
     parse_duration,
+    parse_pairs,
 )
 from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
-from controller.core.schedule import parse as parse_schedule
+from controller.core.schedule_grammar import parse as parse_schedule
 
 
 class Settings(BaseSettings):
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     """Consumer Prometheus/OpenMetrics text endpoint; unset means no lag signal."""
     lag_metric: str = "webhook_queue_lag_seconds"
     """Name of the queue-lag sample to read from `METRICS_URL`."""
-    lag_labels: Annotated[dict[str, str], NoDecode, BeforeValidator(_parse_pairs)] = Field(
+    lag_labels: Annotated[dict[str, str], NoDecode, BeforeValidator(parse_pairs)] = Field(
         default_factory=dict
     )
     """Label matchers that select series, `queue=inbound,tenant=a` (all must match)."""
@@ -96,12 +96,12 @@ class Settings(BaseSettings):
         float,
         BeforeValidator(parse_duration),
         Field(ge=MIN_INTERVAL, allow_inf_nan=False),
-        _FOLLOW,
+        FOLLOW,
     ] = 5.0
     """Tick interval: probes run and presence is decided this often (at least 50ms)."""
     timeout: PositiveDuration = 2.0
     """Per-probe timeout (whole request); must be < `INTERVAL`."""
-    fast_interval: Annotated[Duration, _FOLLOW] = 1.0
+    fast_interval: Annotated[Duration, FOLLOW] = 1.0
     """Fast re-probe: while a streak that could flip the presence is in progress (bad ticks
     while available, good ticks while unavailable past the hold-down), tick this often instead
     of `INTERVAL`. `0`: off; at or above `INTERVAL`: no effect. Ticks never overlap: a probe
@@ -179,9 +179,9 @@ class Settings(BaseSettings):
     """On SIGTERM/SIGINT: write `unavailable` (within 5 s) or `keep` the current presence."""
     dry_run: bool = False
     """Decide and report everything, call nothing at the gateway."""
-    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = "json"
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(lower)] = "json"
     """`json` (one object per line) or `text`."""
-    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = (
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = (
         "info"
     )
     """`debug`, `info`, `warning` or `error`."""
@@ -189,19 +189,19 @@ class Settings(BaseSettings):
     @field_validator("lag_metric")
     @classmethod
     def _metric_name(cls, value: str) -> str:
-        if not _METRIC_NAME.fullmatch(value):
+        if not METRIC_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a Prometheus metric name")
         return value
 
     @field_validator("lag_low")
     @classmethod
     def _low_below_high(cls, value: float, info: ValidationInfo) -> float:
-        return _below(value, info, "lag_high")
+        return check_below(value, info, "lag_high")
 
     @field_validator("timeout")
     @classmethod
     def _timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
-        return _below(value, info, "interval", unit="s")
+        return check_below(value, info, "interval", unit="s")
 
     @field_validator("fast_interval")
     @classmethod
@@ -219,8 +219,8 @@ class Settings(BaseSettings):
             return value
         missing = [
             f"{ENV_PREFIX}{name.upper()}{NESTED_DELIMITER}{field.upper()}"
-            + (" (or ..._FILE)" if field in _SECRET_FIELDS else "")
-            for field in _REQUIRED[name]
+            + (" (or ..._FILE)" if field in SECRET_FIELDS else "")
+            for field in REQUIRED_FIELDS[name]
             if getattr(value, field) in (None, "")
         ]
         if missing:
@@ -245,7 +245,7 @@ class Settings(BaseSettings):
         if not info.data.get("last_seen_refresh"):
             return value  # refresh off: the pulse is never used
         # A pulse longer than the re-assert period would be re-asserted as if it were decided.
-        return _below(value, info, "reassert_available", unit="s")
+        return check_below(value, info, "reassert_available", unit="s")
 
     @field_validator("annotations_file")
     @classmethod
@@ -281,7 +281,7 @@ class Settings(BaseSettings):
         renewal more."""
         provider = info.data.get("provider")
         chosen = info.data.get(provider) if isinstance(provider, str) else None
-        if not value.enabled or not isinstance(chosen, _GatewaySettings):
+        if not value.enabled or not isinstance(chosen, GatewaySettings):
             return value
         timeout: float = getattr(chosen, "timeout", 0.0)
         limit = value.lease_duration - 2 * value.retry_period

@@ -31,7 +31,7 @@ CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PLACEHOLDER = re.compile(
     r"replace[-_ ]?(with|me)|change[-_ ]?me|your[-_ ]|placeholder|^<.*>$|^(.)\2{3,}$", re.IGNORECASE
@@ -59,7 +59,7 @@ def parse_duration(value: object) -> object:
     return value
 
 
-def _parse_pairs(value: object) -> object:
+def parse_pairs(value: object) -> object:
     """`queue=inbound,tenant=a` -> {"queue": "inbound", "tenant": "a"}; mappings pass through."""
     if not isinstance(value, str):
         return value
@@ -75,14 +75,14 @@ def _parse_pairs(value: object) -> object:
     return pairs
 
 
-def _parse_value_pair(value: object) -> object:
+def parse_value_pair(value: object) -> object:
     """`available,unavailable` -> ("available", "unavailable")."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(","))
     return value
 
 
-def _lower(value: object) -> object:
+def lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
@@ -128,17 +128,17 @@ Number = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """A finite non-negative number (a threshold, a penalty)."""
 
 HOUR, DAY = 3600.0, 86400.0
-_FOLLOW = AtMost(
+FOLLOW = AtMost(
     300.0,
     "the presence follows the consumer only as often as it looks at it (and /healthz "
     "fails after 3 intervals)",
 )
-_GATEWAY_CALL = AtMost(
+GATEWAY_CALL = AtMost(
     60.0, "one call in flight at a time: a call held longer holds back every other one"
 )
 
 
-def _read_secret_file(path: Path, what: str) -> SecretStr:
+def read_secret_file(path: Path, what: str) -> SecretStr:
     """A secret from a mounted file (trailing newline ignored), checked like an inline one; a
     ValueError names the file and the reason, never the content."""
     try:
@@ -151,7 +151,7 @@ def _read_secret_file(path: Path, what: str) -> SecretStr:
     return SecretStr(text)
 
 
-def _real_name(value: str | None, what: str) -> str | None:
+def real_name(value: str | None, what: str) -> str | None:
     if value is not None and is_placeholder(value):
         raise ValueError(f"{value!r} is a placeholder: set the {what}")
     return value
@@ -186,12 +186,12 @@ def listen_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_SECRET_FIELDS = {"access_token", "api_key"}
+SECRET_FIELDS = {"access_token", "api_key"}
 MIN_LAST_SEEN_REFRESH = 60.0
 MAX_LAST_SEEN_PULSE = 60.0
 
 
-def _below(value: float, info: ValidationInfo, other: str, unit: str = "") -> float:
+def check_below(value: float, info: ValidationInfo, other: str, unit: str = "") -> float:
     """Check `value` < the already validated field `other` (skipped when `other` was invalid)."""
     # `info.data` holds the fields declared before this one: CROSS_FIELD_CHECKS (and its test)
     # keep `other` declared first, so the check can never be skipped silently by a reordering.

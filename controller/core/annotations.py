@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.schedule import Schedule, ScheduleError, parse, parse_timestamp
+from controller.core.schedule import Schedule, ScheduleError
+from controller.core.schedule_grammar import parse, parse_timestamp
 from controller.core.types import Presence
 
 MAINTENANCE = "maintenance"

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from controller.config import ENV_PREFIX, NESTED_DELIMITER, Settings, unknown_variables
-from controller.core.schedule import ScheduleError, parse_timestamp
+from controller.core.schedule import ScheduleError
+from controller.core.schedule_grammar import parse_timestamp
 
 if TYPE_CHECKING:
     import argparse
@@ -102,7 +103,7 @@ def _field_path(key: str) -> tuple[str, ...]:
 
 def main(args: argparse.Namespace) -> int:
     """`presence-controller replay`: 0 done, 1 the source failed, 2 bad arguments or settings."""
-    from controller.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+    from controller.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
     target = None
     try:

@@ -20,7 +20,8 @@ from controller.bounded_read import read_bounded
 from controller.config import parse_duration
 from controller.core.excerpt import clip
 from controller.core.replay import Sample
-from controller.core.schedule import ScheduleError, parse_timestamp
+from controller.core.schedule import ScheduleError
+from controller.core.schedule_grammar import parse_timestamp
 
 if TYPE_CHECKING:
     import httpx

@@ -78,7 +78,7 @@ class SimKube:
     """(resourceVersion, event type, plural, object) of recent writes, for watches."""
     generation: int = 0
     """Bumped by `drop_watches()`: every stream opened before it ends."""
-    _changed: asyncio.Condition | None = None
+    changed: asyncio.Condition | None = None
 
     # Steering.
 
@@ -260,7 +260,7 @@ class SimKube:
         self, request: web.Request, verb: str, kind: Kind, namespace: str, name: str | None
     ) -> tuple[int, dict[str, Any]]:
         if verb == "list":
-            items, version = self._select(kind, namespace, request.query)
+            items, version = self.select(kind, namespace, request.query)
             meta, items = page(items, version, request.query)
             if wants_table(request.headers.get("Accept", "")):
                 return 200, table(kind.plural, items, str(version), datetime.now(UTC))
@@ -364,8 +364,8 @@ class SimKube:
         self.history.append((self.version, event, plural, copy.deepcopy(obj)))
         while len(self.history) > self.history_size:
             self.history.popleft()
-        if self._changed is not None:
-            changed = self._changed
+        if self.changed is not None:
+            changed = self.changed
 
             async def notify() -> None:
                 async with changed:
@@ -373,7 +373,7 @@ class SimKube:
 
             asyncio.get_running_loop().create_task(notify())
 
-    def _select(self, kind: Kind, namespace: str, query: Any) -> tuple[list[dict[str, Any]], int]:
+    def select(self, kind: Kind, namespace: str, query: Any) -> tuple[list[dict[str, Any]], int]:
         matches = selector(query)
         items = [
             obj

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -18,12 +18,24 @@ from controller.sim.kube_hostile import misbehave
 from controller.sim.kube_rules import JSON, Failure, Kind, status_body
 from controller.sim.kube_selectors import selector
 
-if TYPE_CHECKING:
-    from controller.sim.kube import SimKube
+
+class Store(Protocol):
+    """What a watch stream reads of the fake API server (`SimKube`)."""
+
+    changed: asyncio.Condition | None
+    watch_faults: dict[str, str]
+    version: int
+    history: Any
+    generation: int
+    partitioned: set[str]
+
+    def select(
+        self, kind: Kind, namespace: str, query: Any
+    ) -> tuple[list[dict[str, Any]], int]: ...
 
 
 async def watch_stream(
-    sim: SimKube, request: web.Request, kind: Kind, namespace: str, client: str
+    sim: Store, request: web.Request, kind: Kind, namespace: str, client: str
 ) -> web.StreamResponse:
     matches = selector(request.query)
     bookmarks = request.query.get("allowWatchBookmarks") in {"true", "1"}
@@ -31,8 +43,8 @@ async def watch_stream(
     since = request.query.get("resourceVersion") or ""
     response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
     await response.prepare(request)
-    if sim._changed is None:
-        sim._changed = asyncio.Condition()
+    if sim.changed is None:
+        sim.changed = asyncio.Condition()
 
     async def send(event: str, obj: dict[str, Any]) -> None:
         await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
@@ -42,7 +54,7 @@ async def watch_stream(
         await misbehave(fault, response, kind, namespace, sim.version, time.monotonic() + timeout)
         return response
     if since in {"", "0"}:
-        for obj in sim._select(kind, namespace, request.query)[0]:
+        for obj in sim.select(kind, namespace, request.query)[0]:
             await send("ADDED", obj)
         last = sim.version
     else:
@@ -74,9 +86,9 @@ async def watch_stream(
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel that
         # ends this handler at shutdown, and the stream then runs on to its deadline (a test's
         # event loop waited minutes for it at teardown).
-        async with sim._changed:
+        async with sim.changed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(wait, 0.25)):
-                    await sim._changed.wait()
+                    await sim.changed.wait()
     await response.write_eof()
     return response
