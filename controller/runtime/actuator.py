@@ -99,6 +99,12 @@ class Actuator:
         self._origin: Context | None = None
         self._wake = asyncio.Event()
         self._call_lock = asyncio.Lock()
+        self._not_before = -math.inf
+        """The `until` of the last wait that ran out (see `_now`)."""
+
+    def _now(self) -> float:
+        """Monotonic now, never before the end of the last wait that ran out."""
+        return max(self._clock.now(), self._not_before)
 
     def credentials_changed(self) -> None:
         """The secret changed: retry an auth failure at once, with the new credentials."""
@@ -146,7 +152,7 @@ class Actuator:
         """Seconds until the next last-seen pulse (None: none due: off, vetoed, or the gateway
         is not known to show unavailable)."""
         due = refresh_due(self.state, self.cfg, self.veto)
-        return None if due is None else max(0.0, due - self._clock.now())
+        return None if due is None else max(0.0, due - self._now())
 
     async def run(self) -> None:
         """Converge forever; cancel to stop (an in-flight call is abandoned)."""
@@ -185,15 +191,21 @@ class Actuator:
                 async with self._clock.timeout(_FOLLOWER_RECHECK):
                     await self._wake.wait()
             return
-        action = plan(self.state, self.desired, self._clock.now(), self.cfg, self.veto)
+        action = plan(self.state, self.desired, self._now(), self.cfg, self.veto)
         if isinstance(action, Wait):
             self.next_action = f"wait: {action.why}"
-            timeout = None if action.until is None else max(0.0, action.until - self._clock.now())
+            timeout = None if action.until is None else max(0.0, action.until - self._now())
             # Not `wait_for`: on Python 3.11 it swallows a cancel that arrives in the same loop
             # step as the wake-up, and the actuator would run on after shutdown.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with self._clock.timeout(timeout):
                     await self._wake.wait()
+            except TimeoutError:
+                # The instant waited for has come, even if the loop's timer fired a hair early
+                # (its resolution) or the clock did not move (a virtual one): planning again
+                # at an earlier `now` would wait again for ever, a busy loop.
+                assert action.until is not None
+                self._not_before = max(self._not_before, action.until)
         elif isinstance(action, CheckSession):
             self.next_action = "checking gateway session"
             await self._check_session()
@@ -236,7 +248,7 @@ class Actuator:
         )
 
     async def _check_session(self) -> None:
-        self.state = on_session_started(self.state, self._clock.now(), self.cfg)
+        self.state = on_session_started(self.state, self._now(), self.cfg)
         with self._span("session", "session check") as span:
             try:
                 status = await self._call("session", self.gateway.session_status())
@@ -244,7 +256,7 @@ class Actuator:
                 self._failed(exc, span)
                 return
             before = self.state.session
-            self.state = on_session(self.state, status, self._clock.now(), self.cfg, self._rng)
+            self.state = on_session(self.state, status, self._now(), self.cfg, self._rng)
             span.set_attribute("gateway.session", status)
             if status != WORKING:
                 span.set_status(Status(StatusCode.ERROR, f"session {status}"))
@@ -262,7 +274,7 @@ class Actuator:
             event(log, level, "gateway_session", message, session=status)
 
     async def _set(self, action: SetPresence, *, budget: bool = True) -> None:
-        now = self._clock.now()
+        now = self._now()
         if self.cfg.dry_run:
             # Nothing is sent, so nothing counts against the call budget; the planner still
             # records the would-be write so that it converges instead of planning it again.
@@ -291,7 +303,7 @@ class Actuator:
                     self._pulse_done("failed", exc.message)
                 return
             span.set_attribute("http.response.status_code", code)
-            self._applied(action, self._clock.now(), "gateway accepted")
+            self._applied(action, self._now(), "gateway accepted")
         if action.pulse is Pulse.START:
             message = (
                 f"last-seen refresh: showing available for {self.cfg.last_seen_pulse:g}s "
@@ -338,7 +350,7 @@ class Actuator:
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
         """Await one gateway call under the in-flight lock, counting its outcome and duration."""
         async with self._call_lock:
-            started = self._clock.now()
+            started = self._now()
             outcome = "cancelled"
             try:
                 result = await call
@@ -356,14 +368,14 @@ class Actuator:
                 outcome = "ok"
                 return result
             finally:
-                self.metrics.gateway_duration.observe(self._clock.now() - started)
+                self.metrics.gateway_duration.observe(self._now() - started)
                 self.metrics.gateway_requests.labels(
                     provider=self.gateway.provider, outcome=outcome
                 ).inc()
 
     def _failed(self, exc: GatewayError, span: Span) -> None:
         failure = exc.as_failure()
-        self.state = on_failure(self.state, failure, self._clock.now(), self.cfg, self._rng)
+        self.state = on_failure(self.state, failure, self._now(), self.cfg, self._rng)
         if failure.kind is FailureKind.AUTH and self._reread is not None and self._reread():
             # The secret rotated under us: the next attempt uses the new one, at once.
             self.state = on_credentials_changed(self.state)
@@ -385,4 +397,4 @@ class Actuator:
         )
 
     def _backoff_left(self) -> float:
-        return max(0.0, self.state.backoff_until - self._clock.now())
+        return max(0.0, self.state.backoff_until - self._now())

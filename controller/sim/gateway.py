@@ -307,7 +307,7 @@ class SimGateway:
     # Handlers.
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
-        at = time.monotonic()
+        at = self.clock()
         body = await read_json(request) if request.method == "POST" else None
         response: web.StreamResponse | None = None
         allowed = self.session_methods if self.provider == "wawp" else frozenset({"GET"})
@@ -336,7 +336,7 @@ class SimGateway:
         return response
 
     async def _set(self, request: web.Request) -> web.StreamResponse:
-        at = time.monotonic()
+        at = self.clock()
         body = await read_json(request)
         sent_field = value_field(body, self.provider)
         value = None

@@ -30,7 +30,7 @@ class GatewayCall:
     """One request the gateway received, and how it answered."""
 
     at: float
-    """time.monotonic() when the request arrived."""
+    """When the request arrived, by the gateway's clock (`SimGateway.clock`)."""
     operation: str
     """'set' or 'session'."""
     status: int
