@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sim
+from conftest import Sim, until
 
 CLI = [sys.executable, "-m", "controller"]
 
@@ -112,10 +112,11 @@ async def test_run_then_sigterm_writes_unavailable_and_exits_0(sim: Sim) -> None
     while sim.gateway.presence != "available":
         assert loop.time() < deadline, "never became available"
         await asyncio.sleep(0.02)
-    sim.gateway.set_delay = 0.3  # the SIGTERM lands while a call is in flight
-    await asyncio.sleep(0.15)
+    sim.gateway.set_delay = 0.3  # the next re-assert (every 100 ms) is held 300 ms
+    await until(lambda: sim.gateway.in_flight == 1)
     sent = loop.time()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # while that call is in flight
+    assert sim.gateway.in_flight == 1
     _, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 0
     assert loop.time() - sent < 5.0

@@ -474,53 +474,6 @@ async def test_deleting_the_deployment_under_maintenance_keeps_the_maintenance_f
         assert (await run.status())["fleet"]["error"] is None
 
 
-async def test_a_watch_in_back_off_retries_at_once_when_the_api_answers_again(
-    kube: tuple[SimKube, str], tmp_path: Path
-) -> None:
-    """After an outage the back-off may have reached 30-60 s: a leader would stay blind that
-    long after the API server came back. The elector's first good renewal wakes the watches."""
-    fake, url = kube
-    fake.denied.add(("list", "leases"))
-    async with watching(fake, url, tmp_path) as watch:
-        watch._backoff.first = 60.0  # a back-off that outlasts the test's deadline
-        await until(lambda: watch.restarts == 1)
-        fake.denied.clear()
-        watch.retry_now()
-        await until(lambda: watch.error is None and watch.listed)
-
-
-async def test_event_series_are_remembered_within_a_bound(
-    kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Notes carry reasons, and reasons vary: the series table was bounded only by its
-    10-minute window. At most SERIES_KEPT are remembered, the least recently seen forgotten."""
-    import controller.kube.events as events_module
-    from controller.kube.events import EventRecorder
-
-    monkeypatch.setattr(events_module, "SERIES_KEPT", 5)
-    fake, url = kube
-    client = KubeClient("shop", 1.0, kubeconfig(tmp_path, url, "token-pod-a"))
-    regarding = fake.get("deployments", "shop", "whatsapp-bot")
-    assert regarding is not None
-    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "whatsapp-bot",
-              "namespace": "shop", "uid": regarding["metadata"]["uid"]}  # fmt: skip
-    recorder = EventRecorder(client, "pod-a", lambda: target)
-    task = asyncio.create_task(recorder.run())
-    try:
-        for i in range(12):
-            recorder.record("Warning", "PresenceUnavailable", f"fleet: {i}/3 available", "Set")
-        await until(lambda: recorder.sent >= 12)
-        recorder.record("Warning", "PresenceUnavailable", "fleet: 11/3 available", "Set")
-        await until(lambda: recorder.sent >= 12 and not recorder._queue)
-        assert len(recorder._series) == 5, "the 5 most recently seen"
-        events = [o for (plural, _, _), o in fake.objects.items() if plural == "events"]
-        assert len(events) == 12, "the repeat of the newest joined its series"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await client.aclose()
-
-
 async def test_a_fleet_loop_that_keeps_failing_is_reported_with_one_traceback_and_backs_off(
     sim: Sim,
     kube: tuple[SimKube, str],

@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import looptime
 import pytest
 
 from controller.config import Settings
+from controller.core.election import ElectionConfig
+from controller.kube.client import KubeClient
+from controller.kube.elector import LeaderElector
+from controller.kube.events import SERIES_KEPT, EventRecorder
+from controller.kube.watch import Backoff, ObjectWatch
 from controller.runtime.clock import VirtualClock
 from controller.runtime.controller import Controller
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import Fault, SimGateway
 from controller.sim.harness import Simulation, gateway_values
+from controller.sim.kube import SimKube
+from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
 MONDAY_NOON = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -92,14 +102,20 @@ async def test_ticks_come_every_interval_and_every_fast_interval_while_a_flip_is
     presence, then INTERVAL again (HAProxy's fastinter)."""
     async with world() as sim, running(sim) as controller:
         await asyncio.sleep(20.5)
+        assert controller.status()["hysteresis"]["fast_reprobe"] is False
         sim.consumer.health_status = 503
-        await asyncio.sleep(20)
+        await asyncio.sleep(2)  # 22.5: one bad tick
+        assert controller.status()["hysteresis"]["fast_reprobe"] is True
+        await asyncio.sleep(18)
+        assert controller.status()["hysteresis"]["fast_reprobe"] is False
         assert controller.decision is not None
         assert controller.decision.presence == "unavailable"
     probes = sim.consumer.probed_at
     # At start good ticks could flip the presence too: 0, 1, 2 (available), then every 5 s;
     # the first bad tick at 22, the 2nd and 3rd at 23 and 24 (unavailable), then every 5 s.
+    # Without the fast re-probe the bot would have gone offline at 32, not 24.
     assert probes[:10] == [0.0, 1.0, 2.0, 7.0, 12.0, 17.0, 22.0, 23.0, 24.0, 29.0]
+    assert sets(sim, "unavailable")[0] == 24.0, "written at the third bad tick"
 
 
 @virtual
@@ -178,3 +194,186 @@ async def test_a_last_seen_pulse_shows_available_for_its_pulse_exactly() -> None
     for at, _ in pulses:
         ends = [t for t, p in writes if p == "unavailable" and t > at]
         assert ends[0] - at == pytest.approx(5.0, abs=1e-6)
+
+
+# The Kubernetes shell in virtual time: the real client library against the fake API server.
+
+NAMES = ("pod-a", "pod-b", "pod-c")
+
+
+@asynccontextmanager
+async def api(folder: Path) -> AsyncIterator[tuple[SimKube, Callable[[str], KubeClient]]]:
+    """The fake API server on loopback, and a factory of clients (one per pod's token) that
+    note the loop time of every request they make."""
+    sim = SimKube(tokens={f"token-{n}": n for n in NAMES})
+    sim.workload("shop", "whatsapp-bot", list(NAMES))
+    clients: list[KubeClient] = []
+    async with LoopbackServer(sim.app()) as server:
+
+        def client(name: str, log: list[tuple[float, str, str, int]] | None = None) -> KubeClient:
+            def seen(verb: str, resource: str, code: int) -> None:
+                if log is not None:
+                    log.append((asyncio.get_running_loop().time(), verb, resource, code))
+
+            path = write_kubeconfig(folder / f"kubeconfig-{name}", server.url, f"token-{name}",
+                                    "shop")  # fmt: skip
+            made = KubeClient("shop", 1.0, path, on_request=seen)
+            clients.append(made)
+            return made
+
+        try:
+            yield sim, client
+        finally:
+            for made in clients:
+                await made.aclose()
+
+
+@virtual
+async def test_a_leader_renews_every_retry_period_and_a_partitioned_one_stops_at_its_deadline() -> (
+    None
+):
+    """Production timing (lease 15 s, renew deadline 10 s, retry period 2 s): the leader renews
+    every 2 s; cut off from the API, it stops leading exactly 10 s after its last renewal was
+    sent, and another replica takes over only once the lease has expired by its own clock:
+    15 s after it saw the last renewal, at its next try."""
+    loop = asyncio.get_running_loop()
+    changes: list[tuple[float, str, bool]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with api(Path(folder)) as (sim, client):
+            electors: dict[str, LeaderElector] = {}
+            for i, name in enumerate(NAMES):
+
+                def changed(leading: bool, name: str = name) -> None:
+                    changes.append((loop.time(), name, leading))
+
+                electors[name] = LeaderElector(
+                    client(name), "bot-presence", ElectionConfig(name),
+                    clock=VirtualClock(MONDAY_NOON), rng=random.Random(i), on_change=changed,
+                )  # fmt: skip
+            tasks = [asyncio.create_task(e.run()) for e in electors.values()]
+            renewals: list[str] = []
+            for _ in range(40):  # 20 s, looking every half second
+                await asyncio.sleep(0.5)
+                renewed = sim.get("leases", "shop", "bot-presence")["spec"]["renewTime"]
+                if renewed not in renewals:
+                    renewals.append(renewed)
+            leaders = [n for n, e in electors.items() if e.leading()]
+            assert len(leaders) == 1
+            old = electors[leaders[0]]
+            stamps = [datetime.fromisoformat(r.replace("Z", "+00:00")) for r in renewals]
+            assert {(b - a).total_seconds() for a, b in itertools.pairwise(stamps)} == {2.0}
+            sim.partitioned.add(leaders[0])
+            await asyncio.sleep(1.0)  # its next renewal (sent, then lost) comes after this
+            last = old.state.renewed_at
+            assert last is not None
+            await asyncio.sleep(last + 10.0 - loop.time() - 1e-6)
+            assert old.leading(), "still within its renew deadline"
+            await asyncio.sleep(2e-6)
+            assert not old.leading(), "past it: stopped, by its own clock"
+            while not any(e.leading() for e in electors.values() if e is not old):
+                await asyncio.sleep(0.1)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    took_over = min(at for at, name, leading in changes if name != leaders[0] and leading)
+    # The successor saw the last renewal at its first try after it (its tries come every
+    # 2 s x [1, 2.2)), waited out the 15 s from there, and took the lease at its next try.
+    assert last + 15.0 <= took_over <= last + 15.0 + 2 * 4.4
+    assert took_over > last + 10.0, "never two leaders at once"
+
+
+@virtual
+async def test_repeated_events_are_one_event_whose_count_is_patched_every_flush() -> None:
+    """The same Event every 10 s: created once, its series count patched at most every 30 s
+    (FLUSH): at 30, 60 and 90 s, with counts 4, 7 and 10."""
+    requests: list[tuple[float, str, str, int]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with api(Path(folder)) as (sim, client):
+            deployment = sim.get("deployments", "shop", "whatsapp-bot")
+            regarding = {"kind": "Deployment", "apiVersion": "apps/v1",
+                         "name": "whatsapp-bot", "namespace": "shop",
+                         "uid": deployment["metadata"]["uid"]}  # fmt: skip
+            recorder = EventRecorder(
+                client("pod-a", requests), "pod-a", lambda: regarding,
+                clock=VirtualClock(MONDAY_NOON),
+            )  # fmt: skip
+            task = asyncio.create_task(recorder.run())
+            for _ in range(10):
+                recorder.record("Warning", "PresenceUnavailable", "fleet: 1/3 available", "Set")
+                await asyncio.sleep(10)
+            await asyncio.sleep(0.5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            events = [o for (plural, *_), o in sim.objects.items() if plural == "events"]
+    calls = [(round(at, 6), verb) for at, verb, resource, _ in requests if resource == "events"]
+    assert calls == [(0.0, "create"), (30.0, "patch"), (60.0, "patch"), (90.0, "patch")]
+    assert len(events) == 1 and events[0]["series"]["count"] == 10
+
+
+@virtual
+async def test_event_series_are_remembered_within_a_bound() -> None:
+    """Notes carry reasons, and reasons vary: at most SERIES_KEPT series are remembered, the
+    least recently seen forgotten (its repeat is a new Event), whatever the 10-minute window
+    holds."""
+    with tempfile.TemporaryDirectory() as folder:
+        async with api(Path(folder)) as (sim, client):
+            deployment = sim.get("deployments", "shop", "whatsapp-bot")
+            regarding = {"kind": "Deployment", "apiVersion": "apps/v1",
+                         "name": "whatsapp-bot", "namespace": "shop",
+                         "uid": deployment["metadata"]["uid"]}  # fmt: skip
+            recorder = EventRecorder(
+                client("pod-a"), "pod-a", lambda: regarding, clock=VirtualClock(MONDAY_NOON)
+            )
+            task = asyncio.create_task(recorder.run())
+
+            def events() -> int:
+                return len([1 for (plural, *_) in sim.objects if plural == "events"])
+
+            for i in range(SERIES_KEPT + 10):
+                recorder.record("Warning", "PresenceUnavailable", f"fleet: {i}/3", "Set")
+                await asyncio.sleep(1)
+            assert events() == SERIES_KEPT + 10
+            newest = SERIES_KEPT + 9
+            recorder.record("Warning", "PresenceUnavailable", f"fleet: {newest}/3", "Set")
+            await asyncio.sleep(1)
+            assert events() == SERIES_KEPT + 10, "the repeat of a remembered one joins it"
+            recorder.record("Warning", "PresenceUnavailable", "fleet: 0/3", "Set")
+            await asyncio.sleep(1)
+            assert events() == SERIES_KEPT + 11, "the least recently seen was forgotten"
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@virtual
+async def test_a_failing_watch_backs_off_as_client_go_s_reflector_does() -> None:
+    """A list refused (403) again and again: the attempts come after 0.8 s doubling to a 30 s
+    cap, each stretched by up to 100% jitter, exactly the delays its back-off draws."""
+    requests: list[tuple[float, str, str, int]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with api(Path(folder)) as (sim, client):
+            sim.denied.add(("list", "leases"))
+            watch = ObjectWatch(
+                client("pod-a", requests), "leases", VirtualClock(MONDAY_NOON),
+                labels={"presence-controller/lease": "bot-presence"}, rng=random.Random(7),
+            )  # fmt: skip
+            task = asyncio.create_task(watch.run())
+            await asyncio.sleep(200)
+            attempts = [at for at, verb, _, code in requests if verb == "list"]
+            # The API answers again (the elector's first good renewal says so): the watch,
+            # maybe 30-60 s into a back-off, lists at once rather than stay blind that long.
+            sim.denied.clear()
+            healed = asyncio.get_running_loop().time()
+            watch.retry_now()
+            await asyncio.sleep(0.1)
+            assert watch.listed and watch.error is None
+            assert [at for at, verb, _, code in requests if verb == "list"][-1] == healed
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    twin, failed_at = Backoff(random.Random(7)), attempts[0]
+    expected = [failed_at]
+    while len(expected) < len(attempts):
+        failed_at += twin.delay(failed_at)
+        expected.append(failed_at)
+    # Exact but for the fake clock's 1 us resolution, once per wait.
+    assert attempts == pytest.approx(expected, abs=1e-5)
+    assert len(attempts) >= 8 and max(gaps(attempts)) <= 60.0
