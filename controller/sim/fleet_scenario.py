@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -28,10 +27,10 @@ from controller.runtime.controller import Controller
 from controller.runtime.reporter import Transition
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
-from controller.sim.harness import wait_until
 from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
-from controller.sim.scenario import Timeline, demo_values
+from controller.sim.scenario import demo_values
+from controller.sim.scenes import Scene, Timeline, play
 from controller.sim.server import LoopbackServer
 from controller.sim.whatsapp import DEFAULT_PROFILE
 from controller.telemetry.logs import configure_logging
@@ -166,16 +165,25 @@ async def _watch_leader(fleet: Fleet, timeline: Timeline) -> None:
         await asyncio.sleep(0.05)
 
 
-@dataclass(frozen=True)
-class Scene:
-    title: str
-    change: Callable[[Fleet], None]
-    expect: Presence
-    hold: float = 0.0
-    """> 0: the gateway must keep showing `expect` this long (seconds at speed 1), never the
-    other state."""
-    ready: Callable[[Fleet], bool] = lambda fleet: True
-    """Also wait for this before the step counts as done (the next step builds on it)."""
+class Gateway:
+    """The fleet demo's stage: what the gateway was sent, and who leads."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def showing(self, expect: Presence) -> bool:
+        return self.fleet.gateway.presence == expect.value and self.fleet.leader() is not None
+
+    def mark(self) -> int:
+        return len(self.fleet.gateway.calls)
+
+    def strayed(self, since: int, expect: Presence) -> str | None:
+        calls = self.fleet.gateway.calls[since:]
+        other = [c.presence for c in calls if c.presence not in {None, expect.value}]
+        return f"the gateway was sent {other[0]}" if other else None
+
+    def shown(self) -> str:
+        return str(self.fleet.gateway.presence)
 
 
 def _health(status: int, *pods: int) -> Callable[[Fleet], None]:
@@ -204,8 +212,8 @@ def _sigterm_leader(fleet: Fleet) -> None:
         fleet.stops[leader].set()
 
 
-SCENES = (
-    Scene(
+SCENES: tuple[Scene[Fleet], ...] = (
+    Scene[Fleet](
         "three replicas, all consumers healthy: one leader writes",
         lambda f: None,
         Presence.AVAILABLE,
@@ -213,24 +221,24 @@ SCENES = (
         # with 2/3 while the third is still rising, and step 2 would see 1/3.
         ready=Fleet.all_available,
     ),
-    Scene(
+    Scene[Fleet](
         "consumer a dies (503): 2/3 available >= 50%", _health(503, 0), Presence.AVAILABLE, hold=3.0
     ),
-    Scene("consumer b dies too: 1/3 available < 50%", _health(503, 1), Presence.UNAVAILABLE),
-    Scene(
+    Scene[Fleet]("consumer b dies too: 1/3 available < 50%", _health(503, 1), Presence.UNAVAILABLE),
+    Scene[Fleet](
         "consumers a and b recover",
         _health(200, 0, 1),
         Presence.AVAILABLE,
     ),
-    Scene(
+    Scene[Fleet](
         f"kubectl annotate deploy/{WORKLOAD} {MAINTENANCE}=true",
         _annotate("true"),
         Presence.UNAVAILABLE,
     ),
-    Scene(
+    Scene[Fleet](
         f"kubectl annotate deploy/{WORKLOAD} {MAINTENANCE}-", _annotate(None), Presence.AVAILABLE
     ),
-    Scene(
+    Scene[Fleet](
         "SIGTERM to the leader: it hands its Lease over, the bot stays online",
         _sigterm_leader,
         Presence.AVAILABLE,
@@ -256,9 +264,8 @@ async def run_fleet_demo(
         file=out,
     )
     async with _world(speed, timeline, profile) as fleet:
-        for number, scene in enumerate(SCENES, 1):
-            timeline.line("scenario", "", f"{number}/{total} {scene.title}")
-            failures += not await _play(scene, fleet, timeline, speed)
+        stage = Gateway(fleet)
+        failures += await play(SCENES, fleet, stage, timeline, speed, total, "gateway shows")
         timeline.line("scenario", "", f"{total}/{total} SIGTERM to the others: the last one out")
         for stop in fleet.stops.values():
             stop.set()
@@ -273,31 +280,3 @@ async def run_fleet_demo(
         timeline.line("events", "", f"Events on deploy/{WORKLOAD}: {', '.join(events)}")
     print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
     return 0 if failures == 0 else 1
-
-
-async def _play(scene: Scene, fleet: Fleet, timeline: Timeline, speed: float) -> bool:
-    before = len(fleet.gateway.calls)
-    scene.change(fleet)
-    expected = scene.expect.value
-
-    def shown() -> bool:
-        return (
-            fleet.gateway.presence == expected and fleet.leader() is not None and scene.ready(fleet)
-        )
-
-    if scene.hold:
-        started = time.monotonic()
-        await wait_until(lambda: False, scene.hold / speed)
-        other = [c for c in fleet.gateway.calls[before:] if c.presence not in {None, expected}]
-        ok = not other and fleet.gateway.presence == expected
-        await wait_until(shown, 10.0 / speed + 3.0)
-        verdict = (
-            f"gateway showed {expected} for {time.monotonic() - started:.1f}s, never anything else"
-            if ok
-            else f"the gateway was sent {other[0].presence if other else fleet.gateway.presence}"
-        )
-    else:
-        ok = await wait_until(shown, 15.0 / speed + 3.0)
-        verdict = f"gateway shows {expected}" if ok else f"gateway shows {fleet.gateway.presence}"
-    timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: {verdict}")
-    return ok

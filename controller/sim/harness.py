@@ -15,6 +15,22 @@ from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
 from controller.sim.server import LoopbackServer
 
+TEST_DEFAULTS: dict[str, Any] = {
+    "interval": 0.05,
+    "timeout": 0.04,
+    "jitter": 0.0,
+    "rise": 2,
+    "fall": 2,
+    "hold_down": 0,
+    "startup_grace": 5,
+    "listen": "127.0.0.1:0",
+    # The tests flip the consumer many times a minute on purpose: damping (which would hold the
+    # bot offline after the third outage) is tested on its own.
+    "damping": {"enabled": False},
+}
+"""The one set of fast settings the tests and benchmarks run the controller with (interval
+50 ms, rise/fall 2, no hold-down, no jitter, no damping)."""
+
 
 class Simulation:
     """A simulated consumer and gateway (Wawp, WAHA or Evolution API), served on loopback."""
@@ -26,21 +42,11 @@ class Simulation:
         self.gateway, self.gateway_url = gateway, gateway_url
 
     def settings(self, **overrides: Any) -> Settings:
-        """Fast settings pointing at the simulators (interval 50 ms, rise/fall 2, no hold-down)."""
+        """Fast settings pointing at the simulators (TEST_DEFAULTS), `overrides` on top."""
         values: dict[str, Any] = {
             "health_url": f"{self.consumer_url}/healthz",
             "metrics_url": f"{self.consumer_url}/metrics",
-            "interval": 0.05,
-            "timeout": 0.04,
-            "jitter": 0.0,
-            "rise": 2,
-            "fall": 2,
-            "hold_down": 0,
-            "startup_grace": 5,
-            "listen": "127.0.0.1:0",
-            # The tests flip the consumer many times a minute on purpose: damping (which would
-            # hold the bot offline after the third outage) is tested on its own.
-            "damping": {"enabled": False},
+            **TEST_DEFAULTS,
             **gateway_values(self.gateway, self.gateway_url, timeout=0.5),
         }
         provider = self.gateway.provider
@@ -50,26 +56,31 @@ class Simulation:
         return Settings.from_values(**values)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The same settings as environment variables, for a `presence-controller run` process."""
+        """The same settings as environment variables, for a `presence-controller run` process
+        (the gateway's own timeout left at its default)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-        env.update(
-            OTEL_TRACES_EXPORTER="none",
-            PRESENCE_HEALTH_URL=f"{self.consumer_url}/healthz",
-            PRESENCE_METRICS_URL=f"{self.consumer_url}/metrics",
-            PRESENCE_INTERVAL="50ms",
-            PRESENCE_TIMEOUT="40ms",
-            PRESENCE_RISE="2",
-            PRESENCE_FALL="2",
-            PRESENCE_HOLD_DOWN="0",
-            PRESENCE_LISTEN="127.0.0.1:0",
-            PRESENCE_DAMPING__ENABLED="false",
-        )
-        values = gateway_values(self.gateway, self.gateway_url)
-        env["PRESENCE_PROVIDER"] = values["provider"]
-        for name, value in values[values["provider"]].items():
-            env[f"PRESENCE_{values['provider'].upper()}__{name.upper()}"] = str(value)
+        values = {
+            "health_url": f"{self.consumer_url}/healthz",
+            "metrics_url": f"{self.consumer_url}/metrics",
+            **TEST_DEFAULTS,
+            **gateway_values(self.gateway, self.gateway_url),
+        }
+        env.update(OTEL_TRACES_EXPORTER="none", **as_environment(values))
         env.update(extra)
         return env
+
+
+def as_environment(values: dict[str, Any], prefix: str = "PRESENCE_") -> dict[str, str]:
+    """Settings values as PRESENCE_* variables: nested blocks joined with `__`, booleans in
+    lower case."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        key = f"{prefix}{name.upper()}"
+        if isinstance(value, dict):
+            out.update(as_environment(value, f"{key}__"))
+        else:
+            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def gateway_values(gateway: SimGateway, url: str, **block: Any) -> dict[str, Any]:

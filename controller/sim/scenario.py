@@ -10,7 +10,6 @@ import asyncio
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,11 @@ from controller.config import Settings
 from controller.config.values import MIN_INTERVAL
 from controller.core.types import Presence
 from controller.runtime.controller import Controller
-from controller.runtime.reporter import Transition
 from controller.sim.consumer import SimConsumer
 from controller.sim.downward_api import DownwardAPIVolume
-from controller.sim.gateway import Fault, GatewayCall, SimGateway
-from controller.sim.harness import gateway_values, wait_until
+from controller.sim.gateway import Fault, SimGateway
+from controller.sim.harness import gateway_values
+from controller.sim.scenes import Scene, Timeline, play
 from controller.sim.server import LoopbackServer
 from controller.sim.whatsapp import DEFAULT_PROFILE, PROFILES
 from controller.telemetry.logs import configure_logging
@@ -42,13 +41,36 @@ class World:
     podinfo: DownwardAPIVolume
 
 
-@dataclass(frozen=True)
-class Step:
-    title: str
-    change: Callable[[World], None]
-    expect: Presence
-    hold: float = 0.0
-    """> 0: the presence must stay `expect` for this long (seconds at speed 1), with no change."""
+Step = Scene[World]
+
+
+class Contacts:
+    """The single demo's stage: what contacts see (the WhatsApp model), and the controller's
+    decisions."""
+
+    def __init__(self, world: World, controller: Controller) -> None:
+        self.world, self.controller = world, controller
+        self._marked_at = 0.0
+
+    def showing(self, expect: Presence) -> bool:
+        applied = self.controller.actuator.state.applied is expect
+        return self.world.gateway.shown() is expect and applied
+
+    def mark(self) -> int:
+        self._marked_at = self.world.gateway.clock()
+        return len(self.controller.transitions)
+
+    def strayed(self, since: int, expect: Presence) -> str | None:
+        decided = list(self.controller.transitions)[since:]
+        if decided:
+            return f"decided {decided[0].to}: {decided[0].reason}"
+        shown = self.world.gateway.whatsapp.timeline()
+        other = [p for at, p in shown if at >= self._marked_at and p is not expect]
+        return f"contacts saw {other[0]}" if other else None
+
+    def shown(self) -> str:
+        gateway = self.world.gateway
+        return f"{gateway.shown()} (gateway applied {gateway.presence})"
 
 
 def _consumer(**changes: object) -> Callable[[World], None]:
@@ -145,34 +167,6 @@ def demo_settings(world: World, consumer_url: str, gateway_url: str, speed: floa
     return Settings.from_values(**values, annotations_file=world.podinfo.file)
 
 
-class Timeline:
-    """Prints events as they happen, time relative to the start."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.start = time.monotonic()
-        self.last_set: str | None = None
-
-    def line(self, kind: str, presence: str, text: str, at: float | None = None) -> None:
-        elapsed = (at if at is not None else time.monotonic()) - self.start
-        print(f"{elapsed:7.2f}s  {kind:<9} {presence:<12} {text}", file=self.out, flush=True)
-
-    def gateway_call(self, call: GatewayCall) -> None:
-        request = f"{call.method:<4} {call.path}"
-        if call.operation == "session":
-            self.line("gateway", "", f"{request} -> {call.status}", call.at)
-            return
-        presence = call.presence or "?"
-        note = f" ({call.field}: {call.value})" if call.value not in (None, presence) else ""
-        if call.status in (200, 201):
-            note += " (re-assert)" if presence == self.last_set else ""
-            self.last_set = presence
-        self.line("gateway", presence, f"{request} -> {call.status}{note}", call.at)
-
-    def transition(self, t: Transition) -> None:
-        self.line("decision", t.to.value, t.reason)
-
-
 async def run_demo(
     speed: float = 1.0,
     out: TextIO = sys.stdout,
@@ -213,10 +207,8 @@ async def run_demo(
             stop = asyncio.Event()
             task = asyncio.create_task(controller.run(stop))
             try:
-                for number, step in enumerate(STEPS, 1):
-                    timeline.line("scenario", "", f"{number}/{total} {step.title}")
-                    ok = await _run_step(step, world, controller, timeline, speed)
-                    failures += not ok
+                stage = Contacts(world, controller)
+                failures += await play(STEPS, world, stage, timeline, speed, total)
             finally:
                 stop.set()
                 timeline.line("scenario", "", f"{total}/{total} SIGTERM: stop, write unavailable")
@@ -229,32 +221,3 @@ async def run_demo(
         shutil.rmtree(podinfo, ignore_errors=True)
     print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
     return 0 if failures == 0 else 1
-
-
-async def _run_step(
-    step: Step, world: World, controller: Controller, timeline: Timeline, speed: float
-) -> bool:
-    step.change(world)
-    expected = step.expect.value
-
-    def shown() -> bool:
-        applied = controller.actuator.state.applied is step.expect
-        return world.gateway.shown() is step.expect and applied
-
-    if step.hold:
-        changes = len(controller.transitions)
-        left = await wait_until(lambda: not shown(), step.hold / speed)
-        ok = not left and len(controller.transitions) == changes
-        verdict = f"stayed {expected} for {step.hold / speed:g}s, no flip" if ok else "FLIPPED"
-    else:
-        ok = await wait_until(shown, 15.0 / speed + 3.0)
-        verdict = (
-            f"contacts see {expected}"
-            if ok
-            else (
-                f"contacts see {world.gateway.shown()} (gateway applied "
-                f"{world.gateway.presence}), expected {expected}"
-            )
-        )
-    timeline.line("check", "", f"{'ok' if ok else 'FAILED'}: {verdict}")
-    return ok
