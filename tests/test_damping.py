@@ -18,11 +18,11 @@ from controller.core.damping import (
     PENALTY,
     DampingConfig,
     DampingState,
+    damp,
+    damped_reason,
     holds,
     penalty,
-    reason,
     reuse_at,
-    step,
 )
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.policy import PolicyState, decide
@@ -45,7 +45,7 @@ def flaps(times: list[float], cfg: DampingConfig = CFG) -> DampingState:
     """Outages at `times` (each: up just before, down at the time)."""
     state = DampingState()
     for t in times:
-        state = step(step(state, A, t - 0.5, cfg), U, t, cfg)
+        state = damp(damp(state, A, t - 0.5, cfg), U, t, cfg)
     return state
 
 
@@ -66,8 +66,8 @@ def test_the_third_quick_outage_suppresses_until_the_penalty_decays_below_reuse(
     assert 2500 < current < 3000
     end = reuse_at(state, CFG)
     assert end == pytest.approx(120.0 + 900.0 * math.log2(current / 800.0))
-    assert holds(step(state, A, end - 1.0, CFG))
-    released = step(state, A, end, CFG)
+    assert holds(damp(state, A, end - 1.0, CFG))
+    released = damp(state, A, end, CFG)
     assert not holds(released) and penalty(released, end, CFG) == pytest.approx(800.0)
 
 
@@ -81,12 +81,12 @@ def test_the_penalty_is_capped_so_that_it_decays_to_reuse_within_max_suppress() 
 def test_a_crash_loop_gets_one_chance_per_suppression() -> None:
     """Down 20 s every 3 minutes: suppressed at the third outage; released after at most
     MAX_SUPPRESS, then the next outage suppresses again at once (the penalty is still high)."""
-    state, suppressions = step(DampingState(), A, -1.0, CFG), []
+    state, suppressions = damp(DampingState(), A, -1.0, CFG), []
     for cycle in range(40):
         t = cycle * 180.0
         was = holds(state)
-        state = step(state, U, t, CFG)
-        state = step(state, A, t + 20, CFG)
+        state = damp(state, U, t, CFG)
+        state = damp(state, A, t + 20, CFG)
         if holds(state) and not was:
             suppressions.append(state.suppressed_since)
     assert suppressions[0] == 2 * 180.0
@@ -126,7 +126,7 @@ def test_settings_name_the_damping_fields() -> None:
 
 def test_the_reason_text() -> None:
     state = flaps([0.0, 240.0, 480.0])
-    assert reason(state, CFG, "14:32 UTC") == (
+    assert damped_reason(state, CFG, "14:32 UTC") == (
         "damped: 3 outages in 8 minutes, back at 14:32 UTC when the penalty decays"
     )
 

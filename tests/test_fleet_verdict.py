@@ -12,11 +12,13 @@ from controller.core.fleet import (
     FleetInputs,
     Heartbeat,
     Member,
-    last_one_out,
+    census,
+    counted_members,
+    fleet_verdict,
+    is_last_one_out,
     needed,
     parse_min_available,
     read_heartbeat,
-    verdict,
 )
 from controller.core.policy import PolicyState, decide
 from controller.core.types import (
@@ -59,27 +61,27 @@ def fleet(*verdicts: str, age: float = 1.0) -> list[Member]:
 def test_the_rule_on_small_fleets(
     verdicts: tuple[str, ...], rule: str, presence: Presence, counts: tuple[int, int, int]
 ) -> None:
-    got = verdict(fleet(*verdicts), rule, STALE)
+    got = fleet_verdict(fleet(*verdicts), rule, STALE)
     assert got.presence is presence, got.reason
     assert (got.available, got.fresh, got.needed) == counts
 
 
 def test_stale_members_count_for_nothing() -> None:
     members = [*fleet("available", "available"), Member("gone", "available", "", 15.0)]
-    got = verdict(members, "100%", STALE)
+    got = fleet_verdict(members, "100%", STALE)
     assert (got.presence, got.fresh) == (A, 2)
-    assert verdict([Member("gone", "available", "", 60.0)], "1", STALE).presence is U
+    assert fleet_verdict([Member("gone", "available", "", 60.0)], "1", STALE).presence is U
 
 
 def test_the_reason_names_the_counts_and_who_is_down() -> None:
-    got = verdict(fleet("available", "unavailable", "unavailable"), "50%", STALE)
+    got = fleet_verdict(fleet("available", "unavailable", "unavailable"), "50%", STALE)
     assert got.reason == (
         "fleet: 1/3 members available, 2 needed (MIN_AVAILABLE 50%): "
         "pod-1 unavailable, pod-2 unavailable"
     )
-    starting = verdict(fleet("available", "unknown", "unavailable"), "50%", STALE)
+    starting = fleet_verdict(fleet("available", "unknown", "unavailable"), "50%", STALE)
     assert starting.reason.endswith("2 needed (MIN_AVAILABLE 50%), 1 not decided yet")
-    assert "no member has reported" in verdict([], "1", STALE).reason
+    assert "no member has reported" in fleet_verdict([], "1", STALE).reason
 
 
 def test_min_available_grammar() -> None:
@@ -94,10 +96,10 @@ def test_min_available_grammar() -> None:
 
 def test_the_last_one_out_turns_off_the_light() -> None:
     members = fleet("available", "available", "unavailable")
-    assert not last_one_out(members, "pod-0", STALE), "pod-1 keeps the bot online"
-    assert last_one_out(fleet("available", "unavailable"), "pod-0", STALE)
-    assert last_one_out(fleet("available", "stopping"), "pod-0", STALE)
-    assert last_one_out(fleet("available", "available", age=20.0), "pod-0", STALE)
+    assert not is_last_one_out(members, "pod-0", STALE), "pod-1 keeps the bot online"
+    assert is_last_one_out(fleet("available", "unavailable"), "pod-0", STALE)
+    assert is_last_one_out(fleet("available", "stopping"), "pod-0", STALE)
+    assert is_last_one_out(fleet("available", "available", age=20.0), "pod-0", STALE)
 
 
 members = st.lists(
@@ -115,7 +117,7 @@ rules = st.one_of(st.integers(1, 6).map(str), st.integers(1, 100).map(lambda p: 
 
 @given(members, rules)
 def test_more_available_members_never_make_it_unavailable(ms: list[Member], rule: str) -> None:
-    before = verdict(ms, rule, STALE)
+    before = fleet_verdict(ms, rule, STALE)
     for index, member in enumerate(ms):
         if member.verdict in {"unavailable", "unknown"} and member.age < STALE:
             better = [
@@ -123,14 +125,14 @@ def test_more_available_members_never_make_it_unavailable(ms: list[Member], rule
                 Member(member.pod, "available", "", member.age),
                 *ms[index + 1 :],
             ]
-            after = verdict(better, rule, STALE)
+            after = fleet_verdict(better, rule, STALE)
             rank = {U: 0, Presence.UNKNOWN: 1, A: 2}
             assert rank[after.presence] >= rank[before.presence]
 
 
 @given(members, rules)
 def test_available_only_with_enough_fresh_available_members(ms: list[Member], rule: str) -> None:
-    got = verdict(ms, rule, STALE)
+    got = fleet_verdict(ms, rule, STALE)
     fresh = [m for m in ms if m.age < STALE and m.verdict != "stopping"]
     available = sum(m.verdict == "available" for m in fresh)
     undecided = sum(m.verdict == "unknown" for m in fresh)
@@ -186,8 +188,8 @@ def test_silence_means_gone_only_when_the_view_was_current_after_it() -> None:
     """pod-1 silent for 20 s: gone if the view was confirmed after the 15 s window (view 2 s
     old), unconfirmed and `unknown` if the view itself is 10 s old (it may be alive)."""
     silent = [*fleet("available"), Member("pod-1", "available", "", 20.0)]
-    assert verdict(silent, "1", STALE, view_age=2.0).fresh == 1
-    unsure = verdict(silent, "100%", STALE, view_age=10.0)
+    assert fleet_verdict(silent, "1", STALE, view_age=2.0).fresh == 1
+    unsure = fleet_verdict(silent, "100%", STALE, view_age=10.0)
     assert (unsure.presence, unsure.fresh) == (Presence.UNKNOWN, 2)
     assert unsure.reason == (
         "fleet: 1/2 members available, 2 needed (MIN_AVAILABLE 100%), 1 not confirmed: this "
@@ -199,22 +201,22 @@ def test_a_blind_leader_never_concludes_available_from_a_percentage() -> None:
     """Members it never saw may exist: with 50% they could raise the number needed; with an
     integer already met, they cannot lower the number available."""
     alone = fleet("available")
-    assert verdict(alone, "50%", STALE, view_age=0.0).presence is A, "a current view: 1/1"
-    blind = verdict(alone, "50%", STALE, view_age=16.0, unseen="members watch: stalled")
+    assert fleet_verdict(alone, "50%", STALE, view_age=0.0).presence is A, "a current view: 1/1"
+    blind = fleet_verdict(alone, "50%", STALE, view_age=16.0, unseen="members watch: stalled")
     assert blind.presence is Presence.UNKNOWN
     assert blind.reason == (
         "fleet: 1/1 members available, 1 needed (MIN_AVAILABLE 50%): this replica's view of "
         "the fleet is 16s old (members watch: stalled)"
     )
-    assert verdict(alone, "1", STALE, view_age=16.0).presence is A
-    assert verdict(fleet("unavailable"), "50%", STALE, view_age=16.0).presence is U
+    assert fleet_verdict(alone, "1", STALE, view_age=16.0).presence is A
+    assert fleet_verdict(fleet("unavailable"), "50%", STALE, view_age=16.0).presence is U
 
 
 @given(members, rules, st.floats(STALE, 1000))
 def test_a_view_that_is_not_current_never_concludes_available_on_a_percentage(
     ms: list[Member], rule: str, view_age: float
 ) -> None:
-    got = verdict(ms, rule, STALE, view_age=view_age)
+    got = fleet_verdict(ms, rule, STALE, view_age=view_age)
     if rule.endswith("%"):
         assert got.presence is not A, got.reason
 
@@ -279,3 +281,19 @@ def test_at_start_an_undecided_fleet_writes_nothing_until_the_startup_grace() ->
         assert got.presence is Presence.UNKNOWN, now
     state, got = decide(state, healthy(), CFG.startup_grace, CFG, fleet=starting)
     assert got.presence is U and "(startup grace): unavailable until there is one" in got.reason
+
+
+def test_the_census_counts_members_as_the_verdict_does() -> None:
+    """presence_fleet_members and the verdict agree on who counts: a fresh member by its
+    verdict, an unconfirmed one as unknown, a stopping one as stopping while fresh and nowhere
+    once silent (the metric counted a silent stopping member as unknown)."""
+    members = [
+        Member("fresh", "available", "", 1.0),
+        Member("quiet", "available", "", 20.0),
+        Member("leaving", "stopping", "", 1.0),
+        Member("left", "stopping", "", 20.0),
+        Member("gone", "available", "", 60.0),
+    ]
+    counts = census(members, STALE, view_age=30.0)
+    assert counts == {"available": 1, "unavailable": 0, "unknown": 1, "stopping": 1}
+    assert sum(counts.values()) - counts["stopping"] == len(counted_members(members, STALE, 30.0))

@@ -82,7 +82,7 @@ def reuse_at(state: DampingState, cfg: DampingConfig) -> float | None:
     return min(decays, state.suppressed_since + cfg.max_suppress)
 
 
-def step(state: DampingState, verdict: Presence, now: float, cfg: DampingConfig) -> DampingState:
+def damp(state: DampingState, verdict: Presence, now: float, cfg: DampingConfig) -> DampingState:
     """Fold in the consumer's verdict at `now`: an outage adds the penalty (capped at the
     ceiling); a suppression starts above `suppress` and ends at `reuse_at`."""
     if not cfg.enabled:
@@ -113,7 +113,7 @@ def holds(state: DampingState) -> bool:
     return state.suppressed_since is not None
 
 
-def reason(state: DampingState, cfg: DampingConfig, back: str) -> str:
+def damped_reason(state: DampingState, cfg: DampingConfig, back: str) -> str:
     """`damped: N outages in M minutes, back at HH:MM when the penalty decays`; `back` is the
     wall-clock time of `reuse_at` as the caller shows it."""
     count = len(state.outages)

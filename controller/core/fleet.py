@@ -172,6 +172,16 @@ def unconfirmed(member: Member, stale_after: float, view_age: float) -> bool:
     return member.age >= stale_after and member.age - view_age < stale_after
 
 
+def census(members: list[Member], stale_after: float, view_age: float) -> dict[str, int]:
+    """Members by verdict as the fleet counts them (`presence_fleet_members`): the counted ones
+    (`counted_members`, unconfirmed ones as `unknown`), and the fresh `stopping` ones."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    for member in counted_members(members, stale_after, view_age):
+        counts[member.verdict if member.verdict in counts else "unknown"] += 1
+    counts[STOPPING] = sum(m.verdict == STOPPING and m.age < stale_after for m in members)
+    return counts
+
+
 def counted_members(members: list[Member], stale_after: float, view_age: float) -> list[Member]:
     """The members that count: fresh ones as they are, unconfirmed ones as `unknown`; stale and
     stopping ones not at all."""
@@ -186,7 +196,7 @@ def counted_members(members: list[Member], stale_after: float, view_age: float) 
     return out
 
 
-def verdict(
+def fleet_verdict(
     members: list[Member],
     min_available: str,
     stale_after: float,
@@ -236,7 +246,9 @@ def verdict(
     return FleetVerdict(presence, reason, available, len(fresh), need)
 
 
-def last_one_out(members: list[Member], me: str, stale_after: float, view_age: float = 0.0) -> bool:
+def is_last_one_out(
+    members: list[Member], me: str, stale_after: float, view_age: float = 0.0
+) -> bool:
     """On shutdown: whether no other member is known to report `available` (then the presence
     must go `unavailable` with this replica; otherwise a successor keeps the bot online). A
     leader that cannot see its fleet (`view_age` past the window) turns the light off."""

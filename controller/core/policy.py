@@ -13,11 +13,8 @@ from datetime import timedelta
 from typing import overload
 
 from controller.core.actuation import refresh_veto
-from controller.core.damping import DampingState, holds, penalty, reuse_at
-from controller.core.damping import reason as damped_reason
-from controller.core.damping import step as damping_step
-from controller.core.fleet import FleetInputs, Member
-from controller.core.fleet import verdict as fleet_verdict
+from controller.core.damping import DampingState, damp, damped_reason, holds, penalty, reuse_at
+from controller.core.fleet import FleetInputs, Member, fleet_verdict
 from controller.core.hysteresis import (
     HysteresisConfig,
     HysteresisState,
@@ -136,7 +133,7 @@ def _decide(
         detail += f"; hold-down {left:.1f}s left"
 
     presence, reason, undecided = _health(state, hysteresis, tick, why, fleet, now, cfg)
-    damping = damping_step(state.damping, presence, now, cfg.damping)
+    damping = damp(state.damping, presence, now, cfg.damping)
     new = replace(state, hysteresis=hysteresis, damping=damping, undecided_since=undecided)
 
     policy = obs.policy

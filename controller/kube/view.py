@@ -11,8 +11,13 @@ from __future__ import annotations
 import logging
 
 from controller.core.excerpt import quote
-from controller.core.fleet import LEASE_LABEL, Member, first_sight_age, read_heartbeat
-from controller.core.fleet import last_one_out as fleet_last_one_out
+from controller.core.fleet import (
+    LEASE_LABEL,
+    Member,
+    first_sight_age,
+    is_last_one_out,
+    read_heartbeat,
+)
 from controller.kube.client import KubeClient, KubeError
 from controller.kube.heartbeat import Heartbeat
 from controller.kube.members import PodCheck
@@ -179,7 +184,7 @@ class FleetView:
                     "leases", labels={LEASE_LABEL: self.lease}, most=MAX_OBJECTS
                 )
         except (KubeError, TimeoutError):
-            return fleet_last_one_out(seen, me, self.stale_after, view_age)
+            return is_last_one_out(seen, me, self.stale_after, view_age)
         known = self.watch.items
         now: dict[str, tuple[str, bool]] = {}
         for obj in items:
@@ -199,4 +204,4 @@ class FleetView:
             for m in seen
             if m.pod in now or m.pod == me
         ]
-        return fleet_last_one_out(members, me, self.stale_after)
+        return is_last_one_out(members, me, self.stale_after)

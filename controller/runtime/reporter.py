@@ -15,7 +15,7 @@ from opentelemetry.trace import Span
 
 from controller.core.actuation import ActuationConfig, reassert_period
 from controller.core.damping import DampingConfig, holds, penalty
-from controller.core.fleet import VERDICTS, Member, unconfirmed
+from controller.core.fleet import Member, census
 from controller.core.policy import PolicyState
 from controller.core.types import Decision, Observation, Presence, Rule, TickKind
 from controller.runtime.clock import Clock
@@ -179,13 +179,7 @@ class Reporter:
     def members(self, members: list[Member], stale_after: float, view_age: float) -> None:
         """Fleet mode: members heard from within the window by their verdict; unconfirmed ones
         (this replica's view is not current) as `unknown`."""
-        counts = dict.fromkeys(VERDICTS, 0)
-        for member in members:
-            if member.age < stale_after:
-                counts[member.verdict] += 1
-            elif unconfirmed(member, stale_after, view_age):
-                counts["unknown"] += 1
-        for verdict, count in counts.items():
+        for verdict, count in census(members, stale_after, view_age).items():
             self._metrics.fleet_members.labels(verdict=verdict).set(count)
         self._metrics.fleet_view_age.set(view_age)
 
