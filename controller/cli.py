@@ -1,5 +1,5 @@
 """`presence-controller` command line: run, demo, sim, check-config, check-gateway (its work in
-check_gateway.py), windows, replay."""
+check_gateway.py), windows, replay (its work in replay/); exit codes in exits.py."""
 
 from __future__ import annotations
 

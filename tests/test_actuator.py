@@ -243,7 +243,7 @@ async def test_a_cancel_that_meets_a_wake_up_is_never_lost(sim: Sim) -> None:
 
 async def test_a_fleet_leader_starts_a_call_only_if_it_can_end_before_a_takeover(sim: Sim) -> None:
     """The gate is asked with the gateway call's timeout: a leader whose lease would lapse
-    before the call could end does not start it (WAHA's 6 s used to exceed the 5 s margin)."""
+    before the call could end does not start it (a 6 s call against a 5 s margin would)."""
     asked: list[float] = []
     room = [0.0]
 

@@ -278,9 +278,9 @@ def test_a_lease_is_never_taken_sooner_than_my_own_lease_duration() -> None:
 
 
 def test_a_deleted_lease_is_not_free_until_its_holder_would_have_stopped() -> None:
-    """`kubectl delete lease`: the followers used to create it at once while the leader still
-    acted (two leaders for 0.4-0.6 s). They wait out the last holder's lease; the leader itself
-    stops at once, and may create it again at once."""
+    """`kubectl delete lease`: followers that created it at once would lead while the leader
+    still acts. They wait out the last holder's lease; the leader itself stops at once, and may
+    create it again at once."""
     record = LeaseRecord("pod-b", 60, WALL, WALL)  # it states 60 s: that counts too
     follower = observe(ElectionState(), record, "4", now=100.0)
     follower = observe(follower, None, None, now=103.0)

@@ -1,4 +1,4 @@
-"""Fault catalogue, part "wrong presence": inputs and bugs that used to freeze the decision while
+"""Fault catalogue, part "wrong presence": inputs and bugs that could freeze the decision while
 the actuator kept re-asserting the last `available`. Each case ends in a decision that fails
 safe (towards `unavailable`), says why, and keeps the loop (and /healthz) alive."""
 
@@ -33,7 +33,7 @@ def exposition(*lines: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The lag metric: values that used to raise out of the aggregation or the selection.
+# The lag metric: values that could raise out of the aggregation or the selection.
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ async def test_a_redirect_to_an_unusable_url_is_a_failed_probe(target: str) -> N
     assert lag.status is LagStatus.MISSING and "metrics scrape failed" in lag.detail, lag
 
 
-# Timestamps and leads that used to overflow date arithmetic on every tick.
+# Timestamps and leads that could overflow date arithmetic on every tick.
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Fault catalogue, part "clean edges": odd headers, signals, settings and log text that used to
+"""Fault catalogue, part "clean edges": odd headers, signals, settings and log text that could
 end in a traceback, a skipped shutdown write, a forged log line or a line per tick."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ async def test_a_flapping_signal_logs_a_summary_not_a_line_per_tick(sim: Sim) ->
 
 async def test_a_change_held_by_a_long_retry_after_is_shown_as_pending(sim: Sim) -> None:
     """`applied` says what the gateway last accepted; /status also says what waits, and until
-    when (a 429 with Retry-After: 3600 used to hide the change for an hour)."""
+    when (a 429 with Retry-After: 3600 would otherwise hide the change for an hour)."""
     async with running(sim.settings()) as run:
         await until(lambda: sim.gateway.presence == "available")
         assert (await run.status())["presence"]["pending"] is None

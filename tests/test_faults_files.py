@@ -59,7 +59,7 @@ def test_a_fifo_or_device_is_unreadable_at_once_and_keeps_the_last_good(
 @pytest.mark.parametrize("make", ["garbage", "huge"])
 async def test_a_garbled_annotations_file_fails_closed(sim: Sim, tmp_path: Path, make: str) -> None:
     """An unreadable file keeps the last good values; one that reads as garbage may have lost
-    the maintenance line: maintenance fails closed (it used to end maintenance: fail open)."""
+    the maintenance line: maintenance fails closed (ending it would fail open)."""
     volume = DownwardAPIVolume(tmp_path / "podinfo")
     volume.write({"app": "bot"})
     async with running(sim.settings(annotations_file=volume.file)) as run:

@@ -200,8 +200,8 @@ def test_too_many_lag_series_are_refused() -> None:
 
 
 def test_comment_lines_do_not_let_extra_series_through() -> None:
-    """The cap counts samples only: 10,500 series behind four HELP/TYPE/UNIT lines used to be
-    cut to 10,000 silently, and the max over them was wrong."""
+    """The cap counts samples only: 10,500 series behind four HELP/TYPE/UNIT lines are refused
+    as too many, never cut to 10,000 silently (the max over them would be wrong)."""
     header = "# HELP lag x\n# TYPE lag gauge\n# UNIT lag seconds\n# HELP lag again\n"
     text = header + "\n".join(f'lag{{s="{i}"}} {i}' for i in range(10_500))
     _, _, result = parse_cost(text, metric="lag")

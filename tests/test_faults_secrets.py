@@ -27,8 +27,8 @@ def test_scrubbing_ignores_letter_case() -> None:
 
 
 async def test_a_gateway_that_echoes_the_token_leaks_it_nowhere(sim: Sim) -> None:
-    """`{"status": "<token>"}`: the reply used to be upper-cased and quoted in the error, which
-    reached /status, the logs and the span status."""
+    """`{"status": "<token>"}`: the reply, upper-cased and quoted in an error, would reach
+    /status, the logs and the span status."""
     token = sim.gateway.access_token
     sim.gateway.session_state = token
     exporter = InMemorySpanExporter()
@@ -126,8 +126,9 @@ async def test_an_api_key_with_a_trailing_newline_works_and_leaks_nowhere(
     provider: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `echo key > f; kubectl create secret --from-file` plus an env `secretKeyRef` gives:
-    the HTTP library used to refuse the header and quote it escaped (`b'key\\n'`), past the
-    scrubber, in logs, /status and spans. Loaded through the environment like in a pod."""
+    the HTTP library refuses such a header and quotes it escaped (`b'key\\n'`), past the
+    scrubber, into logs, /status and spans, unless the value is checked first. Loaded through
+    the environment like in a pod."""
     from conftest import simulation
 
     from controller.config import load_settings

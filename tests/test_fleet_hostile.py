@@ -44,9 +44,9 @@ async def test_a_leader_that_cannot_see_its_fleet_never_shows_the_bot_available(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """2 of 3 consumers down, every watch broken: the bot used to show available in 90/90
-    samples (`fleet: 1/1 members available`), /status.fleet.error null. Now: never available;
-    unavailable with the reason, once the grace is over; the error in /status."""
+    """2 of 3 consumers down, every watch broken: a leader deciding from itself alone would
+    show the bot available (`fleet: 1/1 members available`). It is never available; it is
+    unavailable with the reason once the grace is over, and the error is in /status."""
     fake, url = kube
     fake.watch_faults["pod-a"] = fault  # the three replicas share one client identity
     async with three_replicas(
@@ -267,8 +267,8 @@ async def watching(
 async def test_a_server_that_ends_every_watch_gets_a_few_requests_not_a_storm(
     kube: tuple[SimKube, str], tmp_path: Path
 ) -> None:
-    """A 410 storm or streams that end at once drove one replica to ~986 requests a second,
-    none of them counted. Now: back-off with jitter, every request counted, the error named.
+    """A 410 storm or streams that end at once could drive one replica to ~1,000 requests a
+    second: back-off with jitter, every request counted, the error named.
     Three watches at once, one per fault (the fake tells clients apart by their token)."""
     fake, url = kube
     faults = {"pod-a": "eof", "pod-b": "expired", "pod-c": "garbage"}
@@ -480,9 +480,9 @@ async def test_a_fleet_loop_that_keeps_failing_is_reported_with_one_traceback_an
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A bug in a fleet loop (not an API failure: those are values) logged a full traceback
-    every second, and never reached /status. Now: one per distinct error, restarts backing off
-    (1 s doubling), the error named in /status.fleet.error, the controller going on."""
+    """A bug in a fleet loop (not an API failure: those are values): one traceback per
+    distinct error, restarts backing off (1 s doubling), the error named in
+    /status.fleet.error, the controller going on."""
     from controller.kube.members import PodCheck
 
     attempts: list[float] = []

@@ -180,8 +180,8 @@ def test_members_still_starting_hold_the_last_fleet_decision() -> None:
     assert first.presence is Presence.UNKNOWN, "nothing decided before: nothing to hold"
 
 
-# A leader that cannot see its fleet (the issue: "fleet: 1/1 members available" with 2 of 3
-# consumers down, when the member watch delivered nothing).
+# A leader that cannot see its fleet must not decide from itself alone ("fleet: 1/1 members
+# available" with 2 of 3 consumers down, when the member watch delivers nothing).
 
 
 def test_silence_means_gone_only_when_the_view_was_current_after_it() -> None:

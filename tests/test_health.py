@@ -94,8 +94,9 @@ async def test_a_huge_health_body_is_not_read_whole() -> None:
 
 
 async def test_probes_carry_no_cookies_whatever_the_consumer_sets() -> None:
-    """A consumer setting a new cookie per response used to grow every probe's Cookie header
-    past the 8 KiB a stock aiohttp server accepts: healthy, yet answered 400 for good."""
+    """A consumer setting a new cookie per response would grow every probe's Cookie header
+    past the 8 KiB a stock aiohttp server accepts (healthy, yet answered 400 for good): no
+    cookies are kept."""
     from controller.cookies import no_cookies
 
     seen: list[str | None] = []

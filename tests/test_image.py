@@ -149,7 +149,7 @@ def test_the_image_sets_the_environment_the_benchmarks_measure() -> None:
 
 
 def test_the_project_metadata_installs_without_setuptools_warnings() -> None:
-    """Every install used to print "project.license as a TOML table is deprecated"."""
+    """No install prints "project.license as a TOML table is deprecated"."""
     script = (
         "from setuptools.dist import Distribution\n"
         "from setuptools.config.pyprojecttoml import apply_configuration\n"

@@ -367,8 +367,8 @@ def test_next_change_matches_a_minute_scan_across_gaps_and_folds(data: st.DataOb
 
 
 def test_a_window_that_falls_into_a_dst_gap_once_is_found_the_week_after() -> None:
-    """The spring-forward Sunday has no 02:00-03:00: the search used to stop there (8 days) and
-    report no change, which froze maintenance for good."""
+    """The spring-forward Sunday has no 02:00-03:00: a search that stopped there (8 days) and
+    reported no change would freeze maintenance for good."""
     for zone, gap_sunday in (("Europe/Berlin", (2026, 3, 29)), ("America/New_York", (2026, 3, 8))):
         schedule = parse(f"Sun 02:00-03:00 {zone}")
         after = datetime(*gap_sunday, tzinfo=ZoneInfo(zone)) - timedelta(days=6)

@@ -175,7 +175,7 @@ async def test_lists_come_in_pages_when_a_limit_is_asked(
     api: tuple[SimKube, httpx.AsyncClient],
 ) -> None:
     """`limit` and `continue` as the real API server pages a list (the controller reads lists
-    in pages of 100): the fake used to answer everything at once, whatever was asked."""
+    in pages of 100), never everything at once whatever was asked."""
     sim, client = api
     for i in range(5):
         sim.put("leases", {"metadata": {"name": f"l{i}", "namespace": "shop"}, "spec": {}})

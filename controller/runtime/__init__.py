@@ -1,1 +1,2 @@
-"""The imperative shell: the tick loop, the actuator, the admin server, logs and metrics."""
+"""The shell where the parts meet: the loop, the actuator, the policy inputs, the reporter, the
+shutdown write, the status document, the admin server and the clock (docs/architecture.md)."""
