@@ -550,45 +550,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; {platform.system()}"
 
 
-async def main(quick: bool) -> None:
-    configure_logging("text", "error", [])
-    started = time.monotonic()
-    async with LoopbackServer(SimCollector().app()) as collector:
-        (falls, rises, bounds), prints, costs = await asyncio.gather(
-            reaction(cycles=2 if quick else 5, parallel=3 if quick else 6),
-            footprint(10 if quick else 60, collector.url),
-            cost_per_tick(6 if quick else 21, 3, collector.url),
-        )
-    # Fast re-probe on and off, at the defaults divided by 10 (interval 0.5 s, fast 0.1 s).
-    (fast_falls, _, _), (slow_falls, _, _) = await asyncio.gather(
-        reaction(cycles=2 if quick else 5, parallel=3 if quick else 6, fast=0.1),
-        reaction(cycles=2 if quick else 5, parallel=3 if quick else 6, fast=0.0),
-    )
-    boot = await startup(3 if quick else 7)
-    fleet = await fleet_bench(20 if quick else 60, spawn, stop, controller_cmd, image)
-    schedules = schedule_cost(5 if quick else 25)
-    flap = flap_economy()
-    plot(flap, BENCH / "flap-economy.png")
-    trace_csv(flap.lag, BENCH / "flap-economy.csv")
-    loop = crash_loop()
-    truth_seeds = 2 if quick else 5
-    truth = truth_rows(seeds=truth_seeds)
-    wall = await wall_check(30 if quick else 120, 8.0)
-    took = time.monotonic() - started
-
+def reaction_lines(
+    falls: Spread,
+    rises: Spread,
+    bounds: dict[str, float],
+    fast_falls: Spread,
+    slow_falls: Spread,
+) -> list[str]:
     fall_over = Spread([x - bounds["fall"] for x in falls.values])
     rise_over = Spread([x - bounds["rise"] for x in rises.values])
-    floor = statistics.median(costs["floor: hand-written httpx poller"].values)
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {took:.0f} s"
-        + (" (QUICK run: fewer repeats)" if quick else "")
-        + ".",
-        f"Machine: {machine()}.",
-        "Every figure is min | median | max over the repeats named. Simulated consumer and "
-        "gateway on loopback (controller/sim), real controller code.",
-        "",
+    return [
         "## 1. Reaction",
         "",
         f"{len(falls.values)} trials each way, interval {bounds['interval']} s, jitter 0, "
@@ -630,6 +601,11 @@ async def main(quick: bool) -> None:
         "on, the first bad probe comes within one interval and the other two follow at the "
         "fast interval: interval x U(0,1) + 2 x fast.",
         "",
+    ]
+
+
+def footprint_lines(prints: dict[str, Spread], quick: bool) -> list[str]:
+    return [
         "## 2. Footprint",
         "",
         "| process | RSS MiB min | median | max |",
@@ -641,6 +617,11 @@ async def main(quick: bool) -> None:
         "pydantic-settings, opentelemetry-sdk and prometheus-client, nothing else (3 runs). "
         "Goal: <= 64 MiB.",
         "",
+    ]
+
+
+def cost_lines(costs: dict[str, Spread], floor: float, quick: bool) -> list[str]:
+    return [
         "## 3. Cost per tick",
         "",
         "| process | CPU ms per tick min | median | max | vs floor (median) |",
@@ -655,6 +636,11 @@ async def main(quick: bool) -> None:
         "(bench/floor_poller.py) does the same two GETs with httpx and a string scan of the "
         "lag, nothing else. Goal: <= 1.5x the floor.",
         "",
+    ]
+
+
+def startup_lines(boot: Spread) -> list[str]:
+    return [
         "## 4. Start-up",
         "",
         "| | min | median | max |",
@@ -663,6 +649,11 @@ async def main(quick: bool) -> None:
         "",
         "Goal: <= 1.0 s.",
         "",
+    ]
+
+
+def flap_lines(flap: FlapResult, loop: CrashLoop) -> list[str]:
+    return [
         "## 5. Flap economy",
         "",
         "Two hours of a seeded lag trace at the default 5 s interval (seed 7): a healthy lag "
@@ -710,7 +701,10 @@ async def main(quick: bool) -> None:
         "crashes (held back at most 30 minutes at a time).",
         "",
     ]
-    lines += [
+
+
+def schedule_lines(schedules: dict[str, tuple[int, float, Spread]]) -> list[str]:
+    return [
         "## Schedule evaluation",
         "",
         "One `next_change()` on the hardest window specs of at most 4 KiB, from 2026-03-22 "
@@ -727,6 +721,52 @@ async def main(quick: bool) -> None:
         ),
         "",
     ]
+
+
+async def main(quick: bool) -> None:
+    configure_logging("text", "error", [])
+    started = time.monotonic()
+    async with LoopbackServer(SimCollector().app()) as collector:
+        (falls, rises, bounds), prints, costs = await asyncio.gather(
+            reaction(cycles=2 if quick else 5, parallel=3 if quick else 6),
+            footprint(10 if quick else 60, collector.url),
+            cost_per_tick(6 if quick else 21, 3, collector.url),
+        )
+    # Fast re-probe on and off, at the defaults divided by 10 (interval 0.5 s, fast 0.1 s).
+    (fast_falls, _, _), (slow_falls, _, _) = await asyncio.gather(
+        reaction(cycles=2 if quick else 5, parallel=3 if quick else 6, fast=0.1),
+        reaction(cycles=2 if quick else 5, parallel=3 if quick else 6, fast=0.0),
+    )
+    boot = await startup(3 if quick else 7)
+    fleet = await fleet_bench(20 if quick else 60, spawn, stop, controller_cmd, image)
+    schedules = schedule_cost(5 if quick else 25)
+    flap = flap_economy()
+    plot(flap, BENCH / "flap-economy.png")
+    trace_csv(flap.lag, BENCH / "flap-economy.csv")
+    loop = crash_loop()
+    truth_seeds = 2 if quick else 5
+    truth = truth_rows(seeds=truth_seeds)
+    wall = await wall_check(30 if quick else 120, 8.0)
+    took = time.monotonic() - started
+
+    floor = statistics.median(costs["floor: hand-written httpx poller"].values)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {took:.0f} s"
+        + (" (QUICK run: fewer repeats)" if quick else "")
+        + ".",
+        f"Machine: {machine()}.",
+        "Every figure is min | median | max over the repeats named. Simulated consumer and "
+        "gateway on loopback (controller/sim), real controller code.",
+        "",
+    ]
+    lines += reaction_lines(falls, rises, bounds, fast_falls, slow_falls)
+    lines += footprint_lines(prints, quick)
+    lines += cost_lines(costs, floor, quick)
+    lines += startup_lines(boot)
+    lines += flap_lines(flap, loop)
+    lines += schedule_lines(schedules)
     lines += fleet_lines(fleet)
     lines += truth_lines(truth, wall, truth_seeds)
     lines.append((BENCH / "NOTES.md").read_text())

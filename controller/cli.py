@@ -32,6 +32,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the controller from the environment/config file")
+    _simulation_parsers(sub)
+    check = sub.add_parser("check-config", help="validate and print the effective config")
+    check.add_argument(
+        "--reference", action="store_true", help="print the configuration reference table instead"
+    )
+    windows = sub.add_parser(
+        "windows", help="check a window spec: print its next activations, or the parse error"
+    )
+    windows.add_argument("spec", help="e.g. 'Mon-Fri 22:00-06:00 Europe/Berlin'")
+    windows.add_argument("--count", type=int, default=5, help="activations to show (default 5)")
+    windows.add_argument(
+        "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
+    )
+    add_parser(sub, _seconds)
+    _check_gateway_parser(sub)
+    return parser
+
+
+def _simulation_parsers(sub: Any) -> None:
+    """`demo` and `sim`."""
     demo = sub.add_parser(
         "demo", help="run the real controller against a simulated consumer and gateway"
     )
@@ -60,19 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also hold Namespace whatsapp-bot and Deployment whatsapp-bot (with its pods)",
     )
-    check = sub.add_parser("check-config", help="validate and print the effective config")
-    check.add_argument(
-        "--reference", action="store_true", help="print the configuration reference table instead"
-    )
-    windows = sub.add_parser(
-        "windows", help="check a window spec: print its next activations, or the parse error"
-    )
-    windows.add_argument("spec", help="e.g. 'Mon-Fri 22:00-06:00 Europe/Berlin'")
-    windows.add_argument("--count", type=int, default=5, help="activations to show (default 5)")
-    windows.add_argument(
-        "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
-    )
-    add_parser(sub, _seconds)
+
+
+def _check_gateway_parser(sub: Any) -> None:
     gateway = sub.add_parser("check-gateway", help="preflight: credentials and session state")
     action = gateway.add_mutually_exclusive_group()
     action.add_argument(
@@ -91,7 +101,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fleet mode: --set or --probe even on a follower (the leader overwrites it)",
     )
-    return parser
 
 
 def _provider_option(parser: argparse.ArgumentParser) -> None:

@@ -25,16 +25,17 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._decision_metrics(self.registry)
+        self._signal_metrics(self.registry)
+        self._gateway_metrics(self.registry)
+        self._fleet_metrics(self.registry)
+        self._initial_labels()
+
+    def _decision_metrics(self, r: CollectorRegistry) -> None:
+        """What was decided, by which rule, and what stood in its way."""
         self.desired_state = Gauge(
             "presence_desired_state",
             "1 for the presence the controller wants",
-            ["state"],
-            registry=r,
-        )
-        self.applied_state = Gauge(
-            "presence_applied_state",
-            "1 for the presence the gateway last accepted",
             ["state"],
             registry=r,
         )
@@ -45,11 +46,11 @@ class Metrics:
             ["to", "rule"],
             registry=r,
         )
-        self.gateway_requests = Counter(
-            "presence_gateway_requests",
-            "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
-            "transient_error, permanent_error, quota_refused)",
-            ["provider", "outcome"],
+        self.decision_rule = Gauge(
+            "presence_decision_rule",
+            "1 for the rule that decided: maintenance, force, online_hours, health, or error "
+            "(failed ticks: fail safe)",
+            ["rule"],
             registry=r,
         )
         self.damping_penalty = Gauge(
@@ -63,11 +64,65 @@ class Metrics:
             "1 while flap damping holds back a return to available",
             registry=r,
         )
-        self.last_seen_refresh = Counter(
-            "presence_last_seen_refresh",
-            "Last-seen pulses by how they ended (completed, cut_short, merged into a decided "
-            "available, failed to start)",
-            ["outcome"],
+        self.maintenance_active = Gauge(
+            "presence_maintenance_active", "1 while a maintenance window is active", registry=r
+        )
+        self.annotation_invalid = Gauge(
+            "presence_annotation_invalid",
+            "Presence annotations that are invalid right now (an invalid maintenance value "
+            "keeps the bot offline)",
+            registry=r,
+        )
+        self.annotation_errors = Counter(
+            "presence_annotation_errors",
+            "Annotation errors seen (counted once each, when they appear)",
+            registry=r,
+        )
+        self.dry_run = Gauge(
+            "presence_dry_run",
+            "1 in dry run: the controller decides and reports but calls no gateway",
+            registry=r,
+        )
+
+    def _signal_metrics(self, r: CollectorRegistry) -> None:
+        """What the probes saw, and the loop itself."""
+        self.probes = Counter(
+            "presence_probe", "Consumer probes by result", ["probe", "result"], registry=r
+        )
+        self.queue_lag = Gauge(
+            "presence_queue_lag_seconds", "Last queue lag read (NaN when missing)", registry=r
+        )
+        self.lag_watermark = Gauge(
+            "presence_lag_watermark_seconds",
+            "The configured lag watermarks (edge=high: bad at or above; edge=low: good below)",
+            ["edge"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "presence_reconcile_duration_seconds",
+            "Duration of one tick (probe and decide)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.last_tick = Gauge(
+            "presence_last_tick_timestamp_seconds",
+            "Unix time of the last tick (before the first one: of the start)",
+            registry=r,
+        )
+
+    def _gateway_metrics(self, r: CollectorRegistry) -> None:
+        """What the gateway was asked and answered."""
+        self.applied_state = Gauge(
+            "presence_applied_state",
+            "1 for the presence the gateway last accepted",
+            ["state"],
+            registry=r,
+        )
+        self.gateway_requests = Counter(
+            "presence_gateway_requests",
+            "Gateway calls by outcome (ok, auth_error, session_not_ready, rate_limited, "
+            "transient_error, permanent_error, quota_refused)",
+            ["provider", "outcome"],
             registry=r,
         )
         self.gateway_duration = Histogram(
@@ -86,7 +141,6 @@ class Metrics:
             "1 when the gateway session was last seen WORKING, 0 when not (NaN: not read yet)",
             registry=r,
         )
-        self.gateway_session_working.set(math.nan)
         self.gateway_last_success = Gauge(
             "presence_gateway_last_success_timestamp_seconds",
             "Unix time the gateway last accepted a set-presence call (0: never)",
@@ -98,22 +152,22 @@ class Metrics:
             "gateway should confirm it at least this often",
             registry=r,
         )
-        self.probes = Counter(
-            "presence_probe", "Consumer probes by result", ["probe", "result"], registry=r
+        self.last_seen_refresh = Counter(
+            "presence_last_seen_refresh",
+            "Last-seen pulses by how they ended (completed, cut_short, merged into a decided "
+            "available, failed to start)",
+            ["outcome"],
+            registry=r,
         )
-        self.queue_lag = Gauge(
-            "presence_queue_lag_seconds", "Last queue lag read (NaN when missing)", registry=r
-        )
-        self.maintenance_active = Gauge(
-            "presence_maintenance_active", "1 while a maintenance window is active", registry=r
-        )
+
+    def _fleet_metrics(self, r: CollectorRegistry) -> None:
+        """Fleet mode (the Kubernetes API) and the trace export."""
         self.leader = Gauge(
             "presence_leader",
             "Fleet mode: 1 while this replica holds the leader Lease and may call the gateway "
             "(always 1 outside fleet mode: the only replica acts)",
             registry=r,
         )
-        self.leader.set(1)
         self.kube_requests = Counter(
             "presence_kube_requests",
             "Fleet mode: Kubernetes API requests by verb, resource and HTTP status (0: no answer)",
@@ -145,52 +199,17 @@ class Metrics:
             "complete and current (past 3 x HEARTBEAT, silent members are unconfirmed)",
             registry=r,
         )
-        self.annotation_invalid = Gauge(
-            "presence_annotation_invalid",
-            "Presence annotations that are invalid right now (an invalid maintenance value "
-            "keeps the bot offline)",
-            registry=r,
-        )
-        self.annotation_errors = Counter(
-            "presence_annotation_errors",
-            "Annotation errors seen (counted once each, when they appear)",
-            registry=r,
-        )
-        self.reconcile_duration = Histogram(
-            "presence_reconcile_duration_seconds",
-            "Duration of one tick (probe and decide)",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.decision_rule = Gauge(
-            "presence_decision_rule",
-            "1 for the rule that decided: maintenance, force, online_hours, health, or error "
-            "(failed ticks: fail safe)",
-            ["rule"],
-            registry=r,
-        )
-        self.lag_watermark = Gauge(
-            "presence_lag_watermark_seconds",
-            "The configured lag watermarks (edge=high: bad at or above; edge=low: good below)",
-            ["edge"],
-            registry=r,
-        )
         self.trace_spans = Counter(
             "presence_trace_spans",
             "Spans handed to the trace exporter, by result (exported, dropped)",
             ["result"],
             registry=r,
         )
-        self.dry_run = Gauge(
-            "presence_dry_run",
-            "1 in dry run: the controller decides and reports but calls no gateway",
-            registry=r,
-        )
-        self.last_tick = Gauge(
-            "presence_last_tick_timestamp_seconds",
-            "Unix time of the last tick (before the first one: of the start)",
-            registry=r,
-        )
+
+    def _initial_labels(self) -> None:
+        """Every fixed label value created at start (and the states at unknown)."""
+        self.gateway_session_working.set(math.nan)
+        self.leader.set(1)
         for state in _STATES:
             self.desired_state.labels(state=state.value)
             self.applied_state.labels(state=state.value)
