@@ -93,19 +93,6 @@ def test_text_logs_escape_newlines_and_terminal_sequences() -> None:
     configure_logging("json", "info", [], stream=io.StringIO())
 
 
-async def test_a_flapping_signal_logs_a_summary_not_a_line_per_tick(sim: Sim) -> None:
-    sim.consumer.flap = True
-    async with running(sim.settings()) as run:
-        await until(lambda: run.controller.ticks >= 60)
-    lines = [e for e in run.log_events() if str(e.get("event", "")).startswith("signal_")]
-    kinds = [e["event"] for e in lines]
-    assert kinds.count("signal_bad") + kinds.count("signal_recovered") <= 6
-    assert kinds.count("signal_flapping") == 1
-    (summary,) = [e for e in lines if e["event"] == "signal_flapping"]
-    assert "more changes not logged one by one" in summary["msg"]
-    assert summary["unlogged"] >= 1
-
-
 async def test_a_change_held_by_a_long_retry_after_is_shown_as_pending(sim: Sim) -> None:
     """`applied` says what the gateway last accepted; /status also says what waits, and until
     when (a 429 with Retry-After: 3600 would otherwise hide the change for an hour)."""

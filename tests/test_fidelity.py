@@ -235,23 +235,6 @@ async def test_evolution_reply_without_state_is_named(evolution: Simulation) -> 
 # Re-assert from evidence: a reconnect seen is written at once.
 
 
-async def test_a_seen_reconnect_rewrites_the_desired_presence_at_once(wawp: Simulation) -> None:
-    settings = wawp.settings(reassert_available=3000, reassert_unavailable=3000, session_check=0.5)
-    async with running(settings) as run:
-        actuator = run.controller.actuator
-        await until(lambda: wawp.gateway.presence == "available")
-        writes = len(wawp.gateway.sets())
-        wawp.gateway.session_state = "STARTING"
-        await until(lambda: actuator.state.session == "STARTING", within=30)
-        wawp.gateway.session_state = "WORKING"
-        # Written at once, not at the next re-assert (50 minutes away).
-        await until(lambda: len(wawp.gateway.sets()) > writes, within=30)
-        await until(lambda: not actuator.state.reconnected)
-        assert len(wawp.gateway.sets()) == writes + 1
-        assert wawp.gateway.sets()[-1].presence == "available"
-        assert "presence available (reconnect)" in run.logs.getvalue()
-
-
 async def test_check_gateway_names_an_evolution_instance_without_presence(
     evolution: Simulation,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -82,6 +83,30 @@ async def running(sim: Simulation, **values: Any) -> AsyncIterator[Controller]:
     finally:
         stop.set()
         await task
+
+
+class Lines(logging.Handler):
+    """The INFO lines of one logger, while it is attached (`timed`: with the loop time)."""
+
+    def __init__(self, name: str, timed: bool = False) -> None:
+        super().__init__(logging.INFO)
+        self.logger, self.lines, self.timed = logging.getLogger(name), list[Any](), timed
+        self.level_before = self.logger.level
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.timed:
+            self.lines.append((asyncio.get_running_loop().time(), message))
+        else:
+            self.lines.append(message)
+
+    def close(self) -> list[Any]:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
+        super().close()
+        return self.lines
 
 
 def gaps(instants: list[float]) -> list[float]:
@@ -377,3 +402,63 @@ async def test_a_failing_watch_backs_off_as_client_go_s_reflector_does() -> None
     # Exact but for the fake clock's 1 us resolution, once per wait.
     assert attempts == pytest.approx(expected, abs=1e-5)
     assert len(attempts) >= 8 and max(gaps(attempts)) <= 60.0
+
+
+@virtual
+async def test_a_seen_reconnect_rewrites_the_desired_presence_in_the_same_instant() -> None:
+    """Re-asserts 50 minutes apart: the session read that sees WORKING after STARTING (a
+    reconnect, which may have shown the bot online or offline by itself) is followed by the
+    write at the same instant, not at the next re-assert."""
+    rare = {"reassert_available": 3000, "reassert_unavailable": 3000}
+    lines = Lines("presence.actuator")
+    async with world() as sim, running(sim, **rare) as run:
+        await asyncio.sleep(20)
+        assert sim.gateway.presence == "available"
+        sim.gateway.session_state = "STARTING"
+        await asyncio.sleep(40)
+        assert run.actuator.state.session == "STARTING"
+        sim.gateway.session_state = "WORKING"
+        await asyncio.sleep(60)
+    reads = [c for c in sim.gateway.calls if c.operation == "session"]
+    seen = next(c.at for c in reads if c.at > 60.0)  # the first read after the reconnect
+    writes = sets(sim, "available")
+    assert writes == [2.0, seen], "one write at start, one in the instant the reconnect was seen"
+    assert "gateway accepted: presence available (reconnect)" in lines.close(), "news: INFO"
+
+
+@virtual
+async def test_retry_after_zero_on_the_session_read_never_spins() -> None:
+    """A gateway answering every session read 429 with Retry-After: 0: reads come no sooner
+    than the 0.5 s retry floor, and no more than 20 in any 60 s (the read budget)."""
+    async with world() as sim:
+        sim.gateway.session_faults.extend(
+            Fault(status=429, headers={"Retry-After": "0"}) for _ in range(10_000)
+        )
+        async with running(sim):
+            await asyncio.sleep(150)
+    reads = [c.at for c in sim.gateway.calls if c.operation == "session"]
+    assert reads[:20] == [2.0 + 0.5 * i for i in range(20)], "every 0.5 s, from the first"
+    assert reads[20] == 62.0, "then the budget: the 21st waits until the 1st is a minute old"
+    assert min(gaps(reads)) >= 0.5
+    assert all(sum(a <= t < a + 60 for t in reads) <= 20 for a in reads)
+
+
+@virtual
+async def test_a_flapping_signal_logs_a_summary_per_minute_not_a_line_per_tick() -> None:
+    """Health alternating 200/500: at most 6 signal lines a minute, then one summary line per
+    minute saying how many changes it did not log one by one."""
+    lines = Lines("presence.controller", timed=True)
+    async with world() as sim:
+        sim.consumer.flap = True
+        async with running(sim):
+            await asyncio.sleep(200)
+    logged = lines.close()
+    signal = [(at, m) for at, m in logged if m.startswith(("bad tick", "good tick", "no longer"))]
+    summaries = [(at, m) for at, m in logged if m.startswith("signal flapping")]
+    assert len(sim.consumer.probed_at) > 60, "a change at (nearly) every tick"
+    assert 6 <= len(signal) <= 6 * 4
+    for at, _ in signal:
+        assert sum(at <= t < at + 60 for t, _ in signal) <= 6
+    assert 2 <= len(summaries) <= 4
+    assert all(b - a >= 60 for (a, _), (b, _) in itertools.pairwise(summaries))
+    assert all("more changes not logged one by one" in m for _, m in summaries)
