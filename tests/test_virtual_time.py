@@ -307,6 +307,15 @@ async def test_a_leader_renews_every_retry_period_and_a_partitioned_one_stops_at
     assert took_over > last + 10.0, "never two leaders at once"
 
 
+def the_deployment(sim: SimKube) -> dict[str, Any]:
+    """What the Events regard: the bot's Deployment in the fake."""
+    deployment = sim.get("deployments", "shop", "whatsapp-bot")
+    assert deployment is not None
+    uid = deployment["metadata"]["uid"]
+    return {"kind": "Deployment", "apiVersion": "apps/v1", "name": "whatsapp-bot",
+            "namespace": "shop", "uid": uid}  # fmt: skip
+
+
 @virtual
 async def test_repeated_events_are_one_event_whose_count_is_patched_every_flush() -> None:
     """The same Event every 10 s: created once, its series count patched at most every 30 s
@@ -314,10 +323,7 @@ async def test_repeated_events_are_one_event_whose_count_is_patched_every_flush(
     requests: list[tuple[float, str, str, int]] = []
     with tempfile.TemporaryDirectory() as folder:
         async with api(Path(folder)) as (sim, client):
-            deployment = sim.get("deployments", "shop", "whatsapp-bot")
-            regarding = {"kind": "Deployment", "apiVersion": "apps/v1",
-                         "name": "whatsapp-bot", "namespace": "shop",
-                         "uid": deployment["metadata"]["uid"]}  # fmt: skip
+            regarding = the_deployment(sim)
             recorder = EventRecorder(
                 client("pod-a", requests), "pod-a", lambda: regarding,
                 clock=VirtualClock(MONDAY_NOON),
@@ -342,10 +348,7 @@ async def test_event_series_are_remembered_within_a_bound() -> None:
     holds."""
     with tempfile.TemporaryDirectory() as folder:
         async with api(Path(folder)) as (sim, client):
-            deployment = sim.get("deployments", "shop", "whatsapp-bot")
-            regarding = {"kind": "Deployment", "apiVersion": "apps/v1",
-                         "name": "whatsapp-bot", "namespace": "shop",
-                         "uid": deployment["metadata"]["uid"]}  # fmt: skip
+            regarding = the_deployment(sim)
             recorder = EventRecorder(
                 client("pod-a"), "pod-a", lambda: regarding, clock=VirtualClock(MONDAY_NOON)
             )
