@@ -297,6 +297,11 @@ async def test_a_leader_renews_every_retry_period_and_a_partitioned_one_stops_at
             assert not old.leading(), "past it: stopped, by its own clock"
             while not any(e.leading() for e in electors.values() if e is not old):
                 await asyncio.sleep(0.1)
+            assert old.error is not None, "the partition is reported"
+            sim.partitioned.discard(leaders[0])
+            await asyncio.sleep(10)
+            assert old.error is None, "and its end"
+            assert len([e for e in electors.values() if e.leading()]) == 1
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -305,6 +310,10 @@ async def test_a_leader_renews_every_retry_period_and_a_partitioned_one_stops_at
     # 2 s x [1, 2.2)), waited out the 15 s from there, and took the lease at its next try.
     assert last + 15.0 <= took_over <= last + 15.0 + 2 * 4.4
     assert took_over > last + 10.0, "never two leaders at once"
+    acting: set[str] = set()
+    for _, name, leading in sorted(changes):
+        (acting.add if leading else acting.discard)(name)
+        assert len(acting) <= 1, "never two leaders at once, by their own reports"
 
 
 def the_deployment(sim: SimKube) -> dict[str, Any]:
