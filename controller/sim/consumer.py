@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -43,8 +43,9 @@ class SimConsumer:
     metrics_delay: float = 0.0
     health_requests: int = 0
     metrics_requests: int = 0
-    probed_at: list[float] = field(default_factory=list)
-    """The event loop's time of every health probe (in virtual time under a fake loop clock)."""
+    probed_at: list[float] | None = None
+    """Given a list: the event loop's time of every health probe is appended to it (in virtual
+    time under a fake loop clock). None by default: a long soak would keep one per tick."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -58,7 +59,8 @@ class SimConsumer:
 
     async def _health(self, request: web.Request) -> web.Response:
         self.health_requests += 1
-        self.probed_at.append(asyncio.get_running_loop().time())
+        if self.probed_at is not None:
+            self.probed_at.append(asyncio.get_running_loop().time())
         await self._pause(self.health_delay)
         status = self.health_status
         if self.flap:
