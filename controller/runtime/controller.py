@@ -42,7 +42,7 @@ from controller.runtime.shutdown import shut_down
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 from controller.telemetry.http_tracing import traced_transport
-from controller.telemetry.logs import event
+from controller.telemetry.logs import ErrorOnce, event
 from controller.telemetry.metrics import Metrics
 from controller.telemetry.tracing import TRACER_NAME
 
@@ -102,7 +102,7 @@ class Controller:
         """Set once the first decision is made (tests and the demo wait on it)."""
         self._health: HealthProbe | None = None
         self._lag: LagProbe | None = None
-        self._failure_logged: str | None = None
+        self._tick_failed = ErrorOnce(log)
 
     def _set_up_metrics(self) -> None:
         s, m = self.settings, self.metrics
@@ -255,7 +255,7 @@ class Controller:
             applied = self.actuator.state.applied
             annotate(span, obs, decision, previous, self.policy, applied)
         self._tick_done(now, started)
-        self._failure_logged = None
+        self._tick_failed.reset()
         return decision
 
     def _tick_done(self, now: float, started: float) -> None:
@@ -268,10 +268,7 @@ class Controller:
     def _failed_tick(self, exc: Exception) -> None:
         """A tick that raised: logged once per distinct error; what it means for the presence
         is the policy's (`FALL` failed ticks in a row -> unavailable)."""
-        key = f"tick failed: {describe(exc)}"
-        if key != self._failure_logged:
-            self._failure_logged = key
-            log.exception(key)
+        self._tick_failed("tick failed", exc)
         now, at = self._clock.now(), self._clock.wall()
         previous = self.policy.decision
         self.policy, decision = decide(self.policy, TickFailed(describe(exc), at), now, self._cfg)

@@ -16,7 +16,7 @@ from controller.core.overrides import Evaluation, evaluate
 from controller.core.types import PolicyInputs
 from controller.runtime.status import SourcesReport
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
-from controller.telemetry.logs import event
+from controller.telemetry.logs import ErrorOnce, event
 from controller.telemetry.metrics import Metrics
 
 log = logging.getLogger("presence.controller")
@@ -63,7 +63,7 @@ class PolicySources:
         """Fleet mode: the workload's and namespace's directives (overrides.evaluate)."""
         self.evaluation: Evaluation | None = None
         self._evaluated_at = datetime.min.replace(tzinfo=UTC)
-        self._failure_logged: str | None = None
+        self._failed = ErrorOnce(log)
 
     def inputs(self, at: datetime, last: datetime | None) -> PolicyInputs:
         """Maintenance, force and online hours at `at` (`last`: the previous tick's time, to
@@ -72,12 +72,9 @@ class PolicySources:
         try:
             inputs = self._evaluate(at, last).inputs
         except Exception as exc:
-            key = f"maintenance evaluation failed: {describe(exc)}"
-            if key != self._failure_logged:
-                self._failure_logged = key
-                log.exception(key)
+            self._failed("maintenance evaluation failed", exc)
             return PolicyInputs(maintenance=f"evaluation failed ({describe(exc)}): fail closed")
-        self._failure_logged = None
+        self._failed.reset()
         return inputs
 
     def report(self) -> SourcesReport:

@@ -64,7 +64,6 @@ class Reporter:
         self._actuation = actuation
         self._damping = damping
         self._emit = emit
-        self.since: datetime | None = None
         self.transitions: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)
         self.listeners: list[Callable[[Transition], None]] = []
         """Called with every transition of the desired presence."""
@@ -74,6 +73,11 @@ class Reporter:
         """When the last signal lines were logged (the flapping guard counts them)."""
         self._signal_unlogged = 0
         self._signal_summary_at = 0.0
+
+    @property
+    def since(self) -> datetime | None:
+        """When the desired presence last changed (None before the first decision)."""
+        return self.transitions[-1].at if self.transitions else None
 
     def decided(
         self,
@@ -114,7 +118,6 @@ class Reporter:
 
     def _transition(self, at: datetime, old: Presence, decision: Decision) -> None:
         m = self._metrics
-        self.since = at
         transition = Transition(at, old, decision.presence, decision.reason)
         self.transitions.append(transition)
         for listener in self.listeners:

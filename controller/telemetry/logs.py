@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from controller.core.excerpt import describe
 from controller.redaction import scrub
 
 _FIELDS = "presence_fields"
@@ -112,3 +113,21 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str], stream: Any 
     # lines say what a request meant, and failures are logged by the code that made them.
     for noisy in HTTP_CLIENT_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class ErrorOnce:
+    """`log.exception` once per distinct error (`what: Type: message`), not once per tick,
+    until `reset()` (the thing works again)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._last: str | None = None
+
+    def __call__(self, what: str, exc: BaseException) -> None:
+        key = f"{what}: {describe(exc)}"
+        if key != self._last:
+            self._last = key
+            self._log.exception(key)
+
+    def reset(self) -> None:
+        self._last = None
