@@ -75,7 +75,9 @@ def settings(sim: Simulation, **values: Any) -> Settings:
 
 @asynccontextmanager
 async def running(sim: Simulation, **values: Any) -> AsyncIterator[Controller]:
-    controller = Controller(settings(sim, **values), clock=VirtualClock(MONDAY_NOON))
+    controller = Controller(
+        settings(sim, **values), clock=VirtualClock(MONDAY_NOON), rng=random.Random(1)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     try:
@@ -174,8 +176,9 @@ async def test_a_429_is_retried_after_its_retry_after_exactly() -> None:
 
 @virtual
 async def test_back_off_doubles_from_one_second_with_full_jitter_within_its_bounds() -> None:
-    """Transient failures: each retry comes within [floor, base x 2^n] of the last (full
-    jitter), never sooner than the 0.5 s floor."""
+    """Transient failures: the n-th retry comes within [floor, base x 2^(n-1)] of the last
+    (full jitter), never sooner than the 0.5 s floor; the ceiling does double (the seeded
+    draws go past what any ceiling short of 32 s would allow)."""
     async with world() as sim:
         sim.gateway.set_faults.extend(Fault(503) for _ in range(6))
         async with running(sim):
@@ -185,6 +188,7 @@ async def test_back_off_doubles_from_one_second_with_full_jitter_within_its_boun
     assert len(waits) == 6
     for n, wait in enumerate(waits):
         assert 0.5 <= wait <= 2.0**n + 1e-6, (n, waits)
+    assert max(waits[2:]) > 16.0, waits  # 26.7 s: only a ceiling doubled to 32 s allows it
 
 
 @virtual
