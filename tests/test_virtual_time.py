@@ -7,15 +7,16 @@ record are the instants the rules promise, to the microsecond. Production defaul
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import random
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import looptime
 import pytest
@@ -33,18 +34,25 @@ from controller.sim.gateway import Fault, SimGateway
 from controller.sim.harness import Simulation, gateway_values
 from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
+from controller.sim.scenario import run_demo
 from controller.sim.server import LoopbackServer
 
 MONDAY_NOON = datetime(2026, 12, 7, 12, tzinfo=UTC)
+T = TypeVar("T")
 
 
-def virtual(body: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    """Run the async test `body` on an event loop of its own whose clock is fake from 0: the
-    loop jumps to the next timer whenever nothing else can run (looptime)."""
+def in_virtual_time(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on an event loop of its own whose clock is fake from 0: the loop jumps to
+    the next timer whenever nothing else can run (looptime)."""
+    with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
+        return runner.run(work)
+
+
+def virtual(body: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """The async test `body`, run in virtual time."""
 
     def test() -> None:
-        with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
-            runner.run(body())
+        in_virtual_time(body())
 
     test.__name__, test.__doc__ = body.__name__, body.__doc__
     return test
@@ -486,3 +494,37 @@ async def test_a_flapping_signal_logs_a_summary_per_minute_not_a_line_per_tick()
     assert 2 <= len(summaries) <= 4
     assert all(b - a >= 60 for (a, _), (b, _) in itertools.pairwise(summaries))
     assert all("more changes not logged one by one" in m for _, m in summaries)
+
+
+@pytest.mark.parametrize(
+    ("provider", "set_call"),
+    [
+        ("wawp", "POST /v2/presence -> 429"),
+        ("waha", "POST /api/sim-instance/presence -> 429"),
+        ("evolution", "POST /instance/setPresence/sim-instance -> 429"),
+    ],
+)
+def test_the_demo_at_its_own_speed_in_virtual_time(provider: str, set_call: str) -> None:
+    """`presence-controller demo` at speed 1 (its real timings, about 40 s of scenario) against
+    each simulated gateway: every step behaves as it says, in a fraction of a second."""
+    out = io.StringIO()
+    assert in_virtual_time(run_demo(speed=1.0, out=out, provider=provider)) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "10/10 steps behaved as expected" in text and "FAILED" not in text
+    for line in (
+        "lag spike",
+        "flapping health",
+        "no flip",
+        set_call,
+        "maintenance: DB migration (annotation presence-controller/maintenance 'true')",
+        "SIGTERM",
+    ):
+        assert line in text, line
+
+
+def test_the_demo_runs_at_the_top_of_its_speed_range() -> None:
+    """At speed 10 the demo's tick goes down to the minimum interval: its own settings must
+    still be valid, and every step behave as it says."""
+    out = io.StringIO()
+    assert in_virtual_time(run_demo(speed=10.0, out=out)) == 0, out.getvalue()
+    assert "10/10 steps behaved as expected" in out.getvalue()

@@ -120,7 +120,8 @@ async def _world(speed: float, timeline: Timeline, profile: str) -> AsyncIterato
     kube = SimKube(tokens={TOKEN: "presence-controller"})
     kube.put("namespaces", {"metadata": {"name": NAMESPACE}})
     kube.workload(NAMESPACE, WORKLOAD, list(PODS))
-    fleet = Fleet(kube, SimGateway(profile=profile), {pod: SimConsumer() for pod in PODS})
+    gateway = SimGateway(profile=profile, clock=asyncio.get_running_loop().time)
+    fleet = Fleet(kube, gateway, {pod: SimConsumer() for pod in PODS})
     fleet.gateway.on_call = timeline.gateway_call
     async with AsyncExitStack() as stack:
         kube_srv = await stack.enter_async_context(LoopbackServer(kube.app()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,10 +100,12 @@ def gateway_values(gateway: SimGateway, url: str, **block: Any) -> dict[str, Any
 
 
 async def wait_until(check: Callable[[], bool], within: float, poll: float = 0.01) -> bool:
-    """Poll `check` until it holds or `within` seconds pass; whether it held."""
-    deadline = time.monotonic() + within
+    """Poll `check` until it holds or `within` seconds pass, by the event loop's clock (so in
+    virtual time under a fake one); whether it held."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     while not check():
-        if time.monotonic() >= deadline:
+        if loop.time() >= deadline:
             return False
         await asyncio.sleep(poll)
     return True

@@ -177,7 +177,9 @@ async def run_demo(
     `profile`; 0 if contacts saw what every step states, 1 otherwise."""
     configure_logging("text", "error", [])
     podinfo = Path(tempfile.mkdtemp(prefix="presence-demo-"))
-    gateway = SimGateway(provider=provider, profile=profile)
+    # On the loop's clock, like the scene runner: the demo can run in virtual time (tests).
+    clock = asyncio.get_running_loop().time
+    gateway = SimGateway(provider=provider, profile=profile, clock=clock)
     world = World(SimConsumer(), gateway, DownwardAPIVolume(podinfo))
     world.podinfo.write({})
     timeline = Timeline(out)

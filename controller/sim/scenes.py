@@ -4,7 +4,7 @@ holds for a while and checks nothing else was shown meanwhile; one check line pe
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TextIO, TypeVar
@@ -53,11 +53,12 @@ class Timeline:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.start = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self.start = self._loop.time()
         self.last_set: str | None = None
 
     def line(self, kind: str, presence: str, text: str, at: float | None = None) -> None:
-        elapsed = (at if at is not None else time.monotonic()) - self.start
+        elapsed = (at if at is not None else self._loop.time()) - self.start
         print(f"{elapsed:7.2f}s  {kind:<9} {presence:<12} {text}", file=self.out, flush=True)
 
     def gateway_call(self, call: GatewayCall) -> None:
