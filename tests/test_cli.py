@@ -157,22 +157,6 @@ async def test_the_fleet_demo_runs_at_the_top_of_its_speed_range() -> None:
     assert "8/8 steps behaved as expected" in out and "FAILED" not in out
 
 
-async def test_the_fleet_demo_runs_its_scene_and_exits_0() -> None:
-    code, out, err = await cli("demo", "--fleet", "--speed", "2", timeout=90)
-    assert code == 0, out + err
-    assert "8/8 steps behaved as expected" in out
-    for text in (
-        "holds lease whatsapp-bot-presence",
-        "fleet: 2/3 members available, 2 needed (MIN_AVAILABLE 50%)",
-        "fleet: 1/3 members available",
-        "maintenance: DB migration (deployment/whatsapp-bot annotation",
-        "never anything else",
-        "Events on deploy/whatsapp-bot: LeaderElected",
-    ):
-        assert text in out, text
-    assert "FAILED" not in out
-
-
 async def test_windows_lists_the_next_activations_in_utc_and_local_time() -> None:
     code, out, err = await cli(
         "windows", "Sun 02:30-03:30 Europe/Berlin", "--count", "2", "--from", "2026-10-24T00:00:00Z"

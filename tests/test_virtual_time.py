@@ -30,6 +30,7 @@ from controller.kube.watch import Backoff, ObjectWatch
 from controller.runtime.clock import VirtualClock
 from controller.runtime.controller import Controller
 from controller.sim.consumer import SimConsumer
+from controller.sim.fleet_scenario import run_fleet_demo
 from controller.sim.gateway import Fault, SimGateway
 from controller.sim.harness import Simulation, gateway_values
 from controller.sim.kube import SimKube
@@ -528,3 +529,21 @@ def test_the_demo_runs_at_the_top_of_its_speed_range() -> None:
     out = io.StringIO()
     assert in_virtual_time(run_demo(speed=10.0, out=out)) == 0, out.getvalue()
     assert "10/10 steps behaved as expected" in out.getvalue()
+
+
+def test_the_fleet_demo_at_its_own_speed_in_virtual_time() -> None:
+    """`demo --fleet` at speed 1: three fleet-mode controllers (the real Kubernetes client
+    against the fake API server), one gateway; every scene behaves as it says."""
+    out = io.StringIO()
+    assert in_virtual_time(run_fleet_demo(speed=1.0, out=out)) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "8/8 steps behaved as expected" in text and "FAILED" not in text
+    for line in (
+        "holds lease whatsapp-bot-presence",
+        "fleet: 2/3 members available, 2 needed (MIN_AVAILABLE 50%)",
+        "fleet: 1/3 members available",
+        "maintenance: DB migration (deployment/whatsapp-bot annotation",
+        "never anything else",
+        "Events on deploy/whatsapp-bot: LeaderElected",
+    ):
+        assert line in text, line
