@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import looptime
 import pytest
 
 from controller.config import Settings
@@ -123,3 +124,19 @@ def installed(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed (make test installs Debian's prometheus package)")
     return path
+
+
+def virtual_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose clock is fake from 0 (looptime): it jumps to the next timer
+    whenever nothing else can run."""
+    return looptime.patch_event_loop(asyncio.SelectorEventLoop(), start=0.0)
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """The event loop of each async test: a virtual-time one in the modules that say
+    `VIRTUAL_TIME = True`, but for tests marked `real_time` (a real process or server outside
+    the loop takes real time); asyncio's own for the others."""
+    virtual = getattr(getattr(item, "module", None), "VIRTUAL_TIME", False)
+    if virtual and item.get_closest_marker("real_time") is None:
+        return {"virtual": virtual_loop}
+    return {"asyncio": asyncio.new_event_loop}

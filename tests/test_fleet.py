@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,9 @@ from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 
+VIRTUAL_TIME = True
+"""The async tests of this module, their fixtures and the controllers they run wait in virtual
+time (conftest.pytest_asyncio_loop_factories; docs/architecture.md, "Time")."""
 FAST = {"lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.2}
 FAST_KUBE = {**FAST, "heartbeat": 0.5}
 """A controller's fleet settings at test speed: a new leader's view of the fleet is complete
@@ -70,7 +72,7 @@ class Fleet:
             self.clients.append(client)
 
             def changed(leading: bool, name: str = name) -> None:
-                self.changes.append((time.monotonic(), name, leading))
+                self.changes.append((asyncio.get_running_loop().time(), name, leading))
 
             self.electors[name] = LeaderElector(
                 client, "bot-presence", ElectionConfig(name, **timing), on_change=changed
@@ -132,12 +134,12 @@ async def test_a_released_lease_is_taken_within_a_retry_period(
         await until(lambda: len(fleet.leaders()) == 1)
         old = fleet.leaders()[0]
         await fleet.stop(old)
-        released = time.monotonic()
+        released = asyncio.get_running_loop().time()
         await fleet.electors[old].release()
         assert not fleet.electors[old].leading()
         assert lease_spec(sim)["holderIdentity"] in {"", *NAMES}
         await until(lambda: len([n for n in fleet.leaders() if n != old]) == 1)
-        took = time.monotonic() - released
+        took = asyncio.get_running_loop().time() - released
         # A successor takes a released lease at its next try, not after the lease duration.
         assert took < slow_expiry["lease_duration"], took
         assert lease_spec(sim)["leaseTransitions"] == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -24,6 +23,9 @@ from controller.kube.watch import MAX_OBJECTS, ObjectWatch
 from controller.runtime.clock import SYSTEM
 from controller.sim.kube import SimKube
 
+VIRTUAL_TIME = True
+"""The async tests of this module, their fixtures and the controllers they run wait in virtual
+time (conftest.pytest_asyncio_loop_factories)."""
 LEASE = "whatsapp-bot-presence"
 FAST_LEASE = 1.5
 __all__ = ["kube"]  # the fake API server fixture, shared with test_fleet
@@ -156,8 +158,9 @@ async def test_forged_and_duplicated_heartbeats_do_not_count_and_are_reported(
             found = (await leader.status())["fleet"]
             return {item["lease"][:40]: item["why"] for item in found["ignored"]}
 
-        deadline = time.monotonic() + 10
-        while len(await ignored()) < 4 and time.monotonic() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(await ignored()) < 4 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         why = await ignored()
         assert why[f"{LEASE}-ghost"] == "no such pod"
@@ -488,7 +491,7 @@ async def test_a_fleet_loop_that_keeps_failing_is_reported_with_one_traceback_an
     attempts: list[float] = []
 
     async def broken(self: PodCheck) -> None:
-        attempts.append(time.monotonic())
+        attempts.append(asyncio.get_running_loop().time())
         raise ValueError("a bug in the member check")
 
     monkeypatch.setattr(PodCheck, "run", broken)

@@ -16,6 +16,10 @@ from controller.kube.wire import micro_time
 from controller.sim.gateway import Fault
 from controller.sim.kube import SimKube
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories),
+but for the one marked `real_time`."""
+
 __all__ = ["kube"]  # the fixture, re-used
 
 HEARTBEAT = "whatsapp-bot-presence-"
@@ -166,6 +170,7 @@ async def test_steady_fleet_mode_logs_no_line_per_request(
         assert len(lines) <= 3, lines
 
 
+@pytest.mark.real_time
 async def test_check_gateway_set_refuses_on_a_follower_unless_forced(
     sim: Sim, kube: tuple[SimKube, str], tmp_path: Path
 ) -> None:
