@@ -21,6 +21,9 @@ from controller.runtime.actuator import Actuator
 from controller.sim.gateway import Fault
 from controller.telemetry.metrics import Metrics
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
 FAST = ActuationConfig(
     reassert_available=0.3,
@@ -69,6 +72,7 @@ def counter(actuator: Actuator, outcome: str) -> float:
     return value or 0.0
 
 
+@pytest.mark.real_time  # its simulator records times on the real clock
 async def test_checks_session_then_sets_then_reasserts(sim: Sim) -> None:
     async with actuating(sim) as act:
         act.want(A)
@@ -106,6 +110,7 @@ async def test_no_set_while_the_session_is_not_working(sim: Sim) -> None:
         await until(lambda: sim.gateway.presence == "available")
 
 
+@pytest.mark.real_time  # its simulator records times on the real clock
 async def test_retry_after_is_respected(sim: Sim) -> None:
     sim.gateway.set_faults.append(Fault(429, {"Retry-After": "1"}))
     async with actuating(sim) as act:

@@ -19,6 +19,9 @@ from controller.sim.consumer import MetricsMode
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 P = "presence-controller/"
 
 
@@ -151,6 +154,7 @@ async def test_a_slow_gateway_does_not_stall_the_ticks(sim: Sim) -> None:
         assert await run.code("/healthz") == 200
 
 
+@pytest.mark.real_time  # its simulator records times on the real clock
 async def test_rate_limits_and_5xx_bursts_end_in_the_right_presence(sim: Sim) -> None:
     sim.gateway.set_faults.extend([Fault(429, {"Retry-After": "1"}), Fault(503), Fault(502)])
     # After the 429's second, the back-off grows: up to 2 then 4 s (full jitter, seeded here).

@@ -10,12 +10,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from conftest import Running, Sim, reason, running, until
 
 from controller.runtime.clock import Clock
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
+
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
 
 P = "presence-controller/"
 
@@ -85,6 +89,7 @@ async def test_a_session_flapping_between_states_gets_no_set_until_working(sim: 
     assert sessions[:3] == ["STARTING", "STOPPED", "WORKING"]
 
 
+@pytest.mark.real_time  # its simulator records times on the real clock
 async def test_401_is_an_auth_failure_403_a_plan_limit_and_404_a_permanent_error(sim: Sim) -> None:
     sim.gateway.set_faults.append(Fault(401))
     async with running(sim.settings()) as run:

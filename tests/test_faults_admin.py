@@ -11,6 +11,9 @@ from conftest import Sim
 from controller.runtime.admin import AdminServer
 from controller.runtime.controller import Controller
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 
 async def open_idle(
     port: int, count: int

@@ -25,6 +25,9 @@ from controller.sim.downward_api import DownwardAPIVolume
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe, parse_lag
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 P = "presence-controller/"
 LAG = "webhook_queue_lag_seconds"
 

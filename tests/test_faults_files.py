@@ -18,6 +18,9 @@ from controller.config import ConfigError, load_settings
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sources.annotations import MAX_FILE_BYTES, AnnotationFile
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 P = "presence-controller/"
 
 

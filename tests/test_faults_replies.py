@@ -23,6 +23,9 @@ from controller.sim import LoopbackServer
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 BOMB = gzip.compress(b"0" * (200 * 1024 * 1024), compresslevel=9)
 """200 MiB of zeros in about 200 KB: what a hostile server can make a client inflate."""
 

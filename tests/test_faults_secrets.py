@@ -15,6 +15,9 @@ from controller.config import Settings
 from controller.redaction import MASK, scrub, scrub_document
 from controller.sim.downward_api import DownwardAPIVolume
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 TOKEN = "Rotated-Token-0001"
 OTHER = "Rotated-Token-0002"
 

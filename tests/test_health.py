@@ -13,6 +13,9 @@ from controller.core.types import HealthStatus
 from controller.sim import LoopbackServer
 from controller.sources.health import HealthProbe
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 
 async def probe(url: str, timeout: float = 0.3) -> tuple[HealthStatus, str]:
     async with httpx.AsyncClient(follow_redirects=True, max_redirects=5) as client:

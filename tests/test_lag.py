@@ -14,6 +14,9 @@ from controller.sim import LoopbackServer
 from controller.sim.consumer import MetricsMode
 from controller.sources.lag import MAX_BODY_BYTES, LagProbe, parse_lag
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 EXPOSITION = """\
 # HELP webhook_queue_lag_seconds Age of the oldest queued webhook.
 # TYPE webhook_queue_lag_seconds gauge

@@ -45,6 +45,9 @@ from controller.runtime.actuator import Actuator
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.telemetry.metrics import Metrics
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 A, U = Presence.AVAILABLE, Presence.UNAVAILABLE
 CFG = ActuationConfig(
     last_seen_refresh=3600.0, last_seen_pulse=5.0, reassert_unavailable=300.0, session_check=60.0

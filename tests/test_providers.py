@@ -37,6 +37,9 @@ from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 from controller.sim.harness import Simulation, simulation
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 SELF_HOSTED = ("waha", "evolution")
 ALL = ("wawp", *SELF_HOSTED)
 

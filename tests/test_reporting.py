@@ -17,6 +17,9 @@ from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 from controller.telemetry.metrics import RULES
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 P = "presence-controller/"
 
 

@@ -12,6 +12,9 @@ import pytest
 from controller.sim.kube import SimKube
 from controller.sim.server import LoopbackServer
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/shop/leases"
 MICRO = "2026-05-01T12:00:00.000000Z"
 
@@ -146,6 +149,7 @@ async def watch(client: httpx.AsyncClient, **params: str) -> list[dict[str, Any]
     return events
 
 
+@pytest.mark.real_time  # the fake ends a watch at timeoutSeconds by the real clock
 async def test_watch_resumes_sends_bookmarks_only_when_asked_and_ends_at_the_timeout(
     api: tuple[SimKube, httpx.AsyncClient],
 ) -> None:

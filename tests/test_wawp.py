@@ -23,6 +23,9 @@ from controller.gateway.wawp import WawpGateway
 from controller.sim import LoopbackServer
 from controller.sim.gateway import Fault
 
+VIRTUAL_TIME = True
+"""The async tests of this module wait in virtual time (conftest.pytest_asyncio_loop_factories)."""
+
 
 def client(sim: Sim, **overrides: object) -> WawpGateway:
     values: dict[str, object] = {
