@@ -82,7 +82,10 @@ async def watch_stream(
                 await send("BOOKMARK", {**marker, "metadata": {"resourceVersion": str(last)}})
                 next_bookmark = time.monotonic() + 1.0
             last = max(last, sim.version)
-        wait = max(0.0, min(deadline, next_bookmark) - time.monotonic())
+        # The next bookmark counts only when bookmarks were asked for: otherwise, past its
+        # instant, the wait would be 0 on every turn, a busy loop until the deadline.
+        until = min(deadline, next_bookmark) if bookmarks else deadline
+        wait = max(0.0, until - time.monotonic())
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel that
         # ends this handler at shutdown, and the stream then runs on to its deadline (a test's
         # event loop waited minutes for it at teardown).
