@@ -497,6 +497,23 @@ async def test_a_flapping_signal_logs_a_summary_per_minute_not_a_line_per_tick()
     assert all("more changes not logged one by one" in m for _, m in summaries)
 
 
+def played(
+    demo: Callable[..., Coroutine[Any, Any, int]],
+    steps: int,
+    *lines: str,
+    speed: float = 1.0,
+    **options: Any,
+) -> None:
+    """Run a demo in virtual time: it exits 0, every one of its `steps` behaved as it says,
+    and its output holds `lines`."""
+    out = io.StringIO()
+    assert in_virtual_time(demo(speed=speed, out=out, **options)) == 0, out.getvalue()
+    text = out.getvalue()
+    assert f"{steps}/{steps} steps behaved as expected" in text and "FAILED" not in text
+    for line in lines:
+        assert line in text, line
+
+
 @pytest.mark.parametrize(
     ("provider", "set_call"),
     [
@@ -508,42 +525,35 @@ async def test_a_flapping_signal_logs_a_summary_per_minute_not_a_line_per_tick()
 def test_the_demo_at_its_own_speed_in_virtual_time(provider: str, set_call: str) -> None:
     """`presence-controller demo` at speed 1 (its real timings, about 40 s of scenario) against
     each simulated gateway: every step behaves as it says, in a fraction of a second."""
-    out = io.StringIO()
-    assert in_virtual_time(run_demo(speed=1.0, out=out, provider=provider)) == 0, out.getvalue()
-    text = out.getvalue()
-    assert "10/10 steps behaved as expected" in text and "FAILED" not in text
-    for line in (
+    played(
+        run_demo,
+        10,
         "lag spike",
         "flapping health",
         "no flip",
         set_call,
         "maintenance: DB migration (annotation presence-controller/maintenance 'true')",
         "SIGTERM",
-    ):
-        assert line in text, line
+        provider=provider,
+    )
 
 
 def test_the_demo_runs_at_the_top_of_its_speed_range() -> None:
     """At speed 10 the demo's tick goes down to the minimum interval: its own settings must
     still be valid, and every step behave as it says."""
-    out = io.StringIO()
-    assert in_virtual_time(run_demo(speed=10.0, out=out)) == 0, out.getvalue()
-    assert "10/10 steps behaved as expected" in out.getvalue()
+    played(run_demo, 10, speed=10.0)
 
 
 def test_the_fleet_demo_at_its_own_speed_in_virtual_time() -> None:
     """`demo --fleet` at speed 1: three fleet-mode controllers (the real Kubernetes client
     against the fake API server), one gateway; every scene behaves as it says."""
-    out = io.StringIO()
-    assert in_virtual_time(run_fleet_demo(speed=1.0, out=out)) == 0, out.getvalue()
-    text = out.getvalue()
-    assert "8/8 steps behaved as expected" in text and "FAILED" not in text
-    for line in (
+    played(
+        run_fleet_demo,
+        8,
         "holds lease whatsapp-bot-presence",
         "fleet: 2/3 members available, 2 needed (MIN_AVAILABLE 50%)",
         "fleet: 1/3 members available",
         "maintenance: DB migration (deployment/whatsapp-bot annotation",
         "never anything else",
         "Events on deploy/whatsapp-bot: LeaderElected",
-    ):
-        assert line in text, line
+    )
