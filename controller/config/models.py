@@ -22,7 +22,9 @@ from pydantic_settings import (
 
 from controller.config.values import (
     DAY,
+    ENV_PREFIX,
     GATEWAY_CALL,
+    NESTED_DELIMITER,
     AtMost,
     PositiveDuration,
     check_token,
@@ -254,6 +256,19 @@ class KubeSettings(BaseModel):
     def _min_available(cls, value: str) -> str:
         parse_min_available(value)
         return value.strip()
+
+    def check_margin(self, provider: str, timeout: float) -> None:
+        """Fleet mode: a leader may start a gateway call only while it can end before another
+        replica may take over (LEASE_DURATION after the leader's last renewal); with a renewal
+        every RETRY_PERIOD, a call that lasts its timeout needs that much room, and one late
+        renewal more (ValueError)."""
+        limit = self.lease_duration - 2 * self.retry_period
+        if self.enabled and timeout > limit:
+            raise ValueError(
+                f"{ENV_PREFIX}{provider.upper()}{NESTED_DELIMITER}TIMEOUT ({timeout:g}s) must be "
+                f"at most LEASE_DURATION - 2 x RETRY_PERIOD ({limit:g}s) in fleet mode: a "
+                "leader's gateway call must end before another replica may take over"
+            )
 
     @model_validator(mode="after")
     def _timing(self) -> KubeSettings:

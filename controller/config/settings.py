@@ -54,6 +54,7 @@ from controller.config.values import (
     parse_duration,
     parse_pairs,
 )
+from controller.config.witness import WitnessSettings
 from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
 from controller.core.schedule import Schedule, ScheduleError
@@ -155,6 +156,7 @@ class Settings(BaseSettings):
     """How long a last-seen refresh shows `available` (at most `1m`, below
     `REASSERT_AVAILABLE`)."""
     kube: KubeSettings = Field(default_factory=KubeSettings)
+    witness: WitnessSettings = Field(default_factory=WitnessSettings)
     annotations_file: Path | None = None
     """Downward API annotations file, e.g. `/etc/podinfo/annotations`; must exist at start.
     Read every tick (re-parsed only when kubelet swapped it)."""
@@ -275,22 +277,16 @@ class Settings(BaseSettings):
     @field_validator("kube")
     @classmethod
     def _fleet_margin(cls, value: KubeSettings, info: ValidationInfo) -> KubeSettings:
-        """Fleet mode: a leader may start a gateway call only while it can end before another
-        replica may take over (LEASE_DURATION after the leader's last renewal); with a renewal
-        every RETRY_PERIOD, a call that lasts its timeout needs that much room, and one late
-        renewal more."""
         provider = info.data.get("provider")
         chosen = info.data.get(provider) if isinstance(provider, str) else None
-        if not value.enabled or not isinstance(chosen, GatewaySettings):
-            return value
-        timeout: float = getattr(chosen, "timeout", 0.0)
-        limit = value.lease_duration - 2 * value.retry_period
-        if timeout > limit:
-            raise ValueError(
-                f"{ENV_PREFIX}{str(provider).upper()}{NESTED_DELIMITER}TIMEOUT ({timeout:g}s) must "
-                f"be at most LEASE_DURATION - 2 x RETRY_PERIOD ({limit:g}s) in fleet mode: a "
-                "leader's gateway call must end before another replica may take over"
-            )
+        if isinstance(chosen, GatewaySettings):
+            value.check_margin(str(provider), getattr(chosen, "timeout", 0.0))
+        return value
+
+    @field_validator("witness")
+    @classmethod
+    def _witness_complete(cls, value: WitnessSettings, info: ValidationInfo) -> WitnessSettings:
+        value.check(str(info.data.get("provider", "wawp")))
         return value
 
     @field_validator("listen")
@@ -364,7 +360,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, so that log output can be scrubbed of them as a last line."""
         found = (model.secret()[0] for model in (self.wawp, self.waha, self.evolution))
-        return [secret.get_secret_value() for secret in found if secret is not None]
+        bot = [secret.get_secret_value() for secret in found if secret is not None]
+        return [*bot, *self.witness.secrets()]
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain JSON values, secrets masked."""
@@ -383,6 +380,7 @@ CROSS_FIELD_CHECKS = (
     ("kube", "wawp"),
     ("kube", "waha"),
     ("kube", "evolution"),
+    ("witness", "provider"),
 )
 """(field, the field its validator reads): the second must be declared before the first."""
 

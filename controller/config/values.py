@@ -186,7 +186,7 @@ def listen_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-SECRET_FIELDS = {"access_token", "api_key"}
+SECRET_FIELDS = {"access_token", "api_key", "webhook_token"}
 MIN_LAST_SEEN_REFRESH = 60.0
 MAX_LAST_SEEN_PULSE = 60.0
 

@@ -94,6 +94,9 @@ class ActuationState:
     """A session read saw WORKING after a read that was not: the gateway reconnected, and a
     reconnect marks the session online on some gateways (NOWEB, Evolution). The desired
     presence is written again at once."""
+    witness: str | None = None
+    """The witness saw contacts shown something else than intended: the desired presence is
+    written again at once (within the budget); why (`witness: false_online`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +276,8 @@ def _target(
         return SetPresence(desired, "change")
     if state.reconnected:
         return SetPresence(desired, RECONNECT_WHY)
+    if state.witness is not None:
+        return SetPresence(desired, state.witness)
     assert state.applied_at is not None
     reassert = state.applied_at + reassert_period(desired, cfg)
     pulse = refresh_due(state, cfg, veto)
@@ -316,11 +321,20 @@ def on_set_ok(
         unavailable_since=since,
         pulse_since=now if pulse is Pulse.START else None,
         reconnected=False,
+        witness=None,
         failures=0,
         backoff_until=0.0,
         auth_failed=False,
         last_error=None,
     )
+
+
+def on_witness(state: ActuationState, why: str) -> ActuationState:
+    """The witness asks for the applied presence to be written again now (`why`); nothing
+    before a first write, nothing during a last-seen pulse (it is meant)."""
+    if state.applied is Presence.UNKNOWN or state.pulse_since is not None:
+        return state
+    return replace(state, witness=why)
 
 
 def on_pulse_over(state: ActuationState) -> ActuationState:

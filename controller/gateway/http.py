@@ -107,7 +107,7 @@ class HttpGateway:
         method: str,
         path: str,
         what: str,
-        json: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
         within: float | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """The reply (status and headers) and at most MAX_REPLY_BYTES of its body, within

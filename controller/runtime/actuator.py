@@ -37,6 +37,7 @@ from controller.core.actuation import (
     on_session_started,
     on_set_ok,
     on_set_started,
+    on_witness,
     plan,
     pulsing,
     refresh_due,
@@ -92,6 +93,8 @@ class Actuator:
         """Why a last-seen pulse may not run now (core.actuation.refresh_veto); None: it may."""
         self.last_pulse: datetime | None = None
         """Wall-clock time the last last-seen pulse ended."""
+        self.listeners: list[Callable[[Presence, str], None]] = []
+        """Called with every write the gateway accepted, and why (the witness times decays)."""
         self._pulse_span: Span | None = None
         self._clock = clock
         self._rng = rng or random.Random()
@@ -105,6 +108,11 @@ class Actuator:
     def _now(self) -> float:
         """Monotonic now, never before the end of the last wait that ran out."""
         return max(self._clock.now(), self._not_before)
+
+    def witness_write(self, why: str) -> None:
+        """The witness saw contacts shown something else: write the desired presence now."""
+        self.state = on_witness(self.state, why)
+        self._wake.set()
 
     def credentials_changed(self) -> None:
         """The secret changed: retry an auth failure at once, with the new credentials."""
@@ -132,17 +140,9 @@ class Actuator:
     def report(self) -> ActuatorReport:
         """What it knows of the gateway, as plain values (`/status`)."""
         return ActuatorReport(
-            self.gateway.provider,
-            self.state,
-            self.cfg,
-            self.desired,
-            self.next_action,
-            self.last_success,
-            self.last_pulse,
-            self.veto,
-            self.pulsing(),
-            self.next_refresh(),
-        )
+            self.gateway.provider, self.state, self.cfg, self.desired, self.next_action,
+            self.last_success, self.last_pulse, self.veto, self.pulsing(), self.next_refresh(),
+        )  # fmt: skip
 
     def pulsing(self) -> bool:
         """A last-seen pulse shows `available` at the gateway now."""
@@ -337,6 +337,7 @@ class Actuator:
         # A write after a seen reconnect is news (the gateway may have shown the bot online by
         # itself); a plain re-assert is not.
         news = action.presence is not before or action.why == RECONNECT_WHY
+        news = news or action.why.startswith("witness")
         level = logging.INFO if news else logging.DEBUG
         event(
             log,
@@ -346,6 +347,8 @@ class Actuator:
             presence=action.presence.value,
             why=action.why,
         )
+        for listener in self.listeners:
+            listener(action.presence, action.why)
 
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
         """Await one gateway call under the in-flight lock, counting its outcome and duration."""
@@ -386,15 +389,9 @@ class Actuator:
         if exc.status_code is not None:
             span.set_attribute("http.response.status_code", exc.status_code)
         level = logging.ERROR if self.state.auth_failed else logging.WARNING
-        event(
-            log,
-            level,
-            "gateway_error",
-            f"{failure.message}; next attempt in {self._backoff_left():.1f}s",
-            outcome=failure.kind.value,
-            status_code=exc.status_code,
-            failures=self.state.failures,
-        )
+        message = f"{failure.message}; next attempt in {self._backoff_left():.1f}s"
+        event(log, level, "gateway_error", message, outcome=failure.kind.value,
+              status_code=exc.status_code, failures=self.state.failures)  # fmt: skip
 
     def _backoff_left(self) -> float:
         return max(0.0, self.state.backoff_until - self._now())

@@ -28,6 +28,8 @@ class Observable(Protocol):
 
     def secrets(self) -> list[str]: ...
 
+    def witness_event(self, token: str | None, body: bytes) -> tuple[int, str]: ...
+
 
 CONTROLLER_KEY = web.AppKey("controller", Observable)
 MAX_CONNECTIONS = 32
@@ -44,6 +46,7 @@ def make_app(controller: Observable) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/witness/events", _witness_event)
     return app
 
 
@@ -68,6 +71,24 @@ async def _status(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[CONTROLLER_KEY].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+MAX_EVENT_BYTES = 64 * 1024
+"""A witness webhook (a presence.update) is a few hundred bytes; more is refused (413)."""
+WITNESS_TOKEN_HEADER = "X-Witness-Token"  # noqa: S105 (a header name)
+
+
+async def _witness_event(request: web.Request) -> web.Response:
+    """Evolution's witness webhooks: the body read up to MAX_EVENT_BYTES, never more."""
+    length = request.content_length
+    if length is not None and length > MAX_EVENT_BYTES:
+        return web.Response(status=413, text=f"body over {MAX_EVENT_BYTES} bytes\n")
+    body = await request.content.read(MAX_EVENT_BYTES + 1)
+    if len(body) > MAX_EVENT_BYTES:
+        return web.Response(status=413, text=f"body over {MAX_EVENT_BYTES} bytes\n")
+    token = request.headers.get(WITNESS_TOKEN_HEADER)
+    status, text = request.app[CONTROLLER_KEY].witness_event(token, body)
+    return web.Response(status=status, text=text)
 
 
 class AdminServer:

@@ -39,6 +39,7 @@ from controller.runtime.clock import SYSTEM, Clock
 from controller.runtime.inputs import PolicySources
 from controller.runtime.reporter import Reporter, Transition, annotate
 from controller.runtime.shutdown import shut_down
+from controller.runtime.witness import Witness
 from controller.sources.health import HealthProbe
 from controller.sources.lag import LagProbe
 from controller.telemetry.http_tracing import traced_transport
@@ -88,6 +89,12 @@ class Controller:
             gate=self._may_act if settings.kube.enabled else None,
             call_timeout=float(getattr(settings.gateway_settings(), "timeout", 0.0)),
         )
+        self.witness: Witness | None = None
+        if settings.witness.enabled:
+            gate = self._may_act if settings.kube.enabled else None
+            self.witness = Witness(
+                settings, self.actuator, self.metrics, clock=clock, tracer=self._tracer, gate=gate
+            )
         self._poke = asyncio.Event()
         """Set to tick at once (an annotation source changed)."""
         self.fleet: FleetMember | None = self._fleet_member() if settings.kube.enabled else None
@@ -167,6 +174,8 @@ class Controller:
             try:
                 await self._run_until(stop)
             finally:
+                if self.witness is not None:
+                    await self.witness.reader.aclose()
                 await shut_down(self.actuator, self.fleet, s.on_shutdown, s.dry_run)
 
     async def _run_until(self, stop: asyncio.Event) -> None:
@@ -177,6 +186,8 @@ class Controller:
             ]
             if self.fleet is not None:
                 running.append(tasks.create_task(self.fleet.run(), name="fleet"))
+            if self.witness is not None:
+                running.append(tasks.create_task(self.witness.run(), name="witness"))
             await stop.wait()
             event(log, logging.INFO, "shutdown", "stopping: no more ticks")
             for task in running:
@@ -220,7 +231,14 @@ class Controller:
 
     def secrets(self) -> list[str]:
         """Every secret this process knows (for scrubbing), the current token included."""
-        return [*self.settings.secrets(), *self._credential.secrets()]
+        witness = self.witness.secrets() if self.witness is not None else []
+        return [*self.settings.secrets(), *self._credential.secrets(), *witness]
+
+    def witness_event(self, token: str | None, body: bytes) -> tuple[int, str]:
+        """An Evolution witness webhook (POST /witness/events): (HTTP status, text)."""
+        if self.witness is None:
+            return 404, "no witness is enabled\n"
+        return self.witness.receive(token, body)
 
     async def tick(self) -> Decision:
         """One reconcile: observe, decide, hand the decision to the actuator, report."""
@@ -244,6 +262,8 @@ class Controller:
             self.observation = obs
             # Act.
             self.actuator.want(decision.presence, span, decision.refresh_veto)
+            if self.witness is not None:
+                self.witness.want()
             # Report.
             if self.fleet is not None:
                 verdict = self.policy.hysteresis
@@ -356,6 +376,9 @@ class Controller:
             "gateway": status.gateway_section(act, now, wall),
             "damping": status.damping_section(policy.damping, self._cfg.damping, now, wall),
             "last_seen": status.last_seen_section(act, wall),
+            "witness": (
+                self.witness.report(now, wall) if self.witness is not None else {"enabled": False}
+            ),
             "transitions": [t.as_json() for t in reversed(self.reporter.transitions)],
             "ticks": self.ticks,
         }

@@ -27,6 +27,7 @@ from aiohttp import web
 from controller.core.types import Presence
 from controller.sim.gateway_calls import Fault, GatewayCall, read_json, value_field
 from controller.sim.whatsapp import DEFAULT_PROFILE, WhatsApp
+from controller.sim.witness import SimWitness
 
 __all__ = ["PROVIDERS", "ROUTES", "Fault", "GatewayCall", "SimGateway"]
 
@@ -108,6 +109,8 @@ class SimGateway:
     """The presence last set successfully (applied, in our vocabulary): what contacts see is
     `shown()`."""
     on_call: Callable[[GatewayCall], None] | None = None
+    witness: SimWitness | None = None
+    """A witness session on the same gateway (sim/witness.py), when set."""
     in_flight: int = 0
     max_in_flight: int = 0
     """The most requests ever handled at once (the controller promises 1)."""
@@ -122,6 +125,8 @@ class SimGateway:
         set_path, session_path = ROUTES[self.provider]
         app.router.add_post(set_path, self._set)
         app.router.add_route("*", session_path, self._session)
+        if self.witness is not None:
+            self.witness.routes(app)
         return app
 
     def state(self) -> str:

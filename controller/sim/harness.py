@@ -119,3 +119,22 @@ async def simulation(provider: str = "wawp") -> AsyncIterator[Simulation]:
         LoopbackServer(gateway.app()) as gateway_srv,
     ):
         yield Simulation(consumer, consumer_srv.url, gateway, gateway_srv.url)
+
+
+def witness_values(gateway: SimGateway, url: str, **extra: Any) -> dict[str, Any]:
+    """The `witness` block that points a controller at the witness session of `gateway`
+    (served at `url`), `extra` added to it."""
+    w = gateway.witness
+    assert w is not None, "the gateway has no witness session"
+    provider = gateway.provider
+    values: dict[str, Any] = {
+        "enabled": True, "provider": provider, "base_url": url, "bot_chat_id": w.bot_chat_id,
+    }  # fmt: skip
+    if provider == "wawp":
+        values.update(instance_id=w.name, access_token=w.token)
+    elif provider == "waha":
+        values.update(session=w.name, api_key=w.token)
+    else:
+        values.update(instance=w.name, api_key=w.token, webhook_token=w.webhook_token)
+    values.update(extra)
+    return {"witness": values}

@@ -244,3 +244,70 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+WITNESS_ACTIONS = ("false_online", "not_shown")
+WITNESS_ERRORS = ("hidden", "no_last_seen", "not_subscribed", "gateway", "malformed", "webhook")
+"""The `reason` labels of the witness's counters (core.witness.Mismatch and Failure; `webhook`:
+a refused or broken webhook)."""
+_DECAY_BUCKETS = (2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0)
+
+
+class WitnessMetrics:
+    """What the witness sees (registered only when it is enabled)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.shown_state = Gauge(
+            "presence_shown_state",
+            "1 for the presence the witness last saw shown to contacts (unknown: it saw nothing)",
+            ["state"],
+            registry=r,
+        )
+        self.false_online = Counter(
+            "presence_witness_false_online_seconds",
+            "Seconds the witness saw the bot shown available while unavailable was intended",
+            registry=r,
+        )
+        self.shown_available_ratio = Gauge(
+            "presence_witness_shown_available_ratio",
+            "Of the last hour's time available was intended, the share the witness saw it shown "
+            "(NaN: never intended)",
+            registry=r,
+        )
+        self.decay = Histogram(
+            "presence_witness_decay_seconds",
+            "From a write of available (nothing written since) to the witness seeing it gone",
+            buckets=_DECAY_BUCKETS,
+            registry=r,
+        )
+        self.actions = Counter(
+            "presence_witness_actions",
+            "Early writes of the intended presence after a mismatch the witness saw, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "presence_witness_errors",
+            "Witness reads or webhooks that saw nothing, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.effective_reassert = Gauge(
+            "presence_witness_effective_reassert_available_seconds",
+            "REASSERT_AVAILABLE as the actuator uses it (calibrated from the measured decay)",
+            registry=r,
+        )
+        self.fighting = Gauge(
+            "presence_witness_fighting",
+            "1 while a mismatch comes back after every write (a gateway setting named in "
+            "/status.witness.fight)",
+            registry=r,
+        )
+        for state in _STATES:
+            self.shown_state.labels(state=state.value)
+        Metrics.set_state(self.shown_state, Presence.UNKNOWN)
+        for reason in WITNESS_ACTIONS:
+            self.actions.labels(reason=reason)
+        for reason in WITNESS_ERRORS:
+            self.errors.labels(reason=reason)
+        self.shown_available_ratio.set(math.nan)
