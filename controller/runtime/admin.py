@@ -28,7 +28,7 @@ class Observable(Protocol):
 
     def secrets(self) -> list[str]: ...
 
-    def witness_event(self, token: str | None, body: bytes) -> tuple[int, str]: ...
+    def witness_event(self, token: str | None, body: bytes | None) -> tuple[int, str]: ...
 
 
 CONTROLLER_KEY = web.AppKey("controller", Observable)
@@ -81,11 +81,13 @@ WITNESS_TOKEN_HEADER = "X-Witness-Token"  # noqa: S105 (a header name)
 async def _witness_event(request: web.Request) -> web.Response:
     """Evolution's witness webhooks: the body read up to MAX_EVENT_BYTES, never more."""
     length = request.content_length
+    body: bytes | None = b""
     if length is not None and length > MAX_EVENT_BYTES:
-        return web.Response(status=413, text=f"body over {MAX_EVENT_BYTES} bytes\n")
-    body = await request.content.read(MAX_EVENT_BYTES + 1)
-    if len(body) > MAX_EVENT_BYTES:
-        return web.Response(status=413, text=f"body over {MAX_EVENT_BYTES} bytes\n")
+        body = None
+    while body is not None and (chunk := await request.content.read(MAX_EVENT_BYTES + 1)):
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            body = None  # refused as soon as it is too large: never read on
     token = request.headers.get(WITNESS_TOKEN_HEADER)
     status, text = request.app[CONTROLLER_KEY].witness_event(token, body)
     return web.Response(status=status, text=text)

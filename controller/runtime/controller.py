@@ -234,7 +234,7 @@ class Controller:
         witness = self.witness.secrets() if self.witness is not None else []
         return [*self.settings.secrets(), *self._credential.secrets(), *witness]
 
-    def witness_event(self, token: str | None, body: bytes) -> tuple[int, str]:
+    def witness_event(self, token: str | None, body: bytes | None) -> tuple[int, str]:
         """An Evolution witness webhook (POST /witness/events): (HTTP status, text)."""
         if self.witness is None:
             return 404, "no witness is enabled\n"

@@ -92,6 +92,8 @@ class Witness:
         self.reconnects: deque[float] = deque(maxlen=32)
         self.note: str | None = None
         """Why it does not watch now (a follower in fleet mode)."""
+        self.last_event: float | None = None
+        """When the last webhook came (Evolution)."""
         self._said: str | None = None
         self._webhook_said: str | None = None
         actuator.listeners.append(self._wrote)
@@ -133,7 +135,7 @@ class Witness:
     async def _step(self) -> None:
         if not self.leading():
             if self.note is None:
-                self.state, self.subscribed_at = WitnessState(), None
+                self.state, self.subscribed_at, self.last_event = WitnessState(), None, None
                 Metrics.set_state(self.metrics.shown_state, Presence.UNKNOWN)
             self.note = "not the leader: the leader's witness watches"
             return
@@ -146,7 +148,7 @@ class Witness:
         if due and not await self._subscribe(now):
             return
         if self.reader.pushes:
-            self._quiet(now)
+            self._pushed(now)
             return
         with self._tracer.start_as_current_span("presence.witness.read") as span:
             sight = await self.reader.read(now)
@@ -165,21 +167,23 @@ class Witness:
         self.subscribed_at = now
         return True
 
-    def _quiet(self, now: float) -> None:
-        """Evolution: WhatsApp answers a subscription with the current presence; no webhook
-        within RESUBSCRIBE of subscribing means the witness cannot see the bot (or the webhook
-        does not reach us)."""
-        since = self.subscribed_at
-        last = self.state.last_read
-        if since is None or (last is not None and last >= since - self.settings.resubscribe):
+    def _pushed(self, now: float) -> None:
+        """Evolution: a webhook says what changed; between them the bot is still shown what the
+        last one said (folded every POLL, so that a mismatch's grace runs out). WhatsApp answers
+        a subscription with the current presence: nothing within 4 x POLL of subscribing means
+        the witness cannot see the bot, or the webhook does not reach us."""
+        since, last = self.subscribed_at, self.last_event
+        if since is not None and (last is None or last < since):
+            if now - since >= min(self.settings.resubscribe, 4 * self.cfg.poll):
+                message = (
+                    f"no presence.update webhook since subscribing {now - since:.0f}s ago: the "
+                    "witness cannot see the bot (privacy, no prior chat), or Evolution's webhook "
+                    "does not reach POST /witness/events (URL, events, X-Witness-Token header)"
+                )
+                self._fold(Blind(now, Failure.HIDDEN, message))
             return
-        if now - since >= min(self.settings.resubscribe, 4 * self.cfg.poll):
-            message = (
-                f"no presence.update webhook since subscribing {now - since:.0f}s ago: the "
-                "witness cannot see the bot (privacy, no prior chat), or Evolution's webhook "
-                "does not reach POST /witness/events (URL, events, X-Witness-Token header)"
-            )
-            self._fold(Blind(now, Failure.HIDDEN, message))
+        if self.state.blind is None and self.state.shown is not Presence.UNKNOWN:
+            self._fold(Sight(now, self.state.shown))
 
     def _fold(self, sight: Sight | Blind, span: trace.Span | None = None) -> None:
         """One sight folded in, and everything it leads to."""
@@ -256,11 +260,14 @@ class Witness:
 
     # Evolution's webhooks (POST /witness/events).
 
-    def receive(self, token: str | None, body: bytes) -> tuple[int, str]:
-        """One webhook: (HTTP status, text). Only Evolution's witness takes them."""
+    def receive(self, token: str | None, body: bytes | None) -> tuple[int, str]:
+        """One webhook (`body` None: over the size limit): (HTTP status, text). Only Evolution's
+        witness takes them."""
         expected = self.settings.webhook_token
         if not self.reader.pushes or expected is None:
             return 404, "this witness does not take webhooks\n"
+        if body is None:
+            return self._refused(413, "a body over 64 KiB")
         wanted = expected.get_secret_value().encode()
         if token is None or not hmac.compare_digest(token.encode(), wanted):
             return self._refused(401, f"missing or wrong {TOKEN_HEADER} header")
@@ -275,6 +282,7 @@ class Witness:
             return self._refused(403, "the webhook names another instance")
         if sight is None:
             return 202, "ignored: not a presence.update of the bot\n"
+        self.last_event = now
         with self._tracer.start_as_current_span("presence.witness.read") as span:
             self._fold(sight, span)
         if isinstance(sight, Blind):

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 BOT_CHAT_ID = "15550000000@c.us"
 """The simulated bot's chat id (its session's `me.id`)."""
+PUSH_TICK = 0.25
+"""Evolution: how often the model is looked at for a change to post (a webhook's delay)."""
 _WORDS = {
     "waha": {Presence.AVAILABLE: "online", Presence.UNAVAILABLE: "offline"},
     "evolution": {Presence.AVAILABLE: "available", Presence.UNAVAILABLE: "unavailable"},
@@ -152,7 +154,7 @@ class SimWitness:
         last: object = None
         async with aiohttp.ClientSession() as session:
             while True:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(PUSH_TICK)
                 if not self.subscribed() or self.webhook is None:
                     continue
                 now = self.presences()
