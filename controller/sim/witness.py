@@ -14,17 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from controller.core.types import Presence
 from controller.sim.gateway_calls import GatewayCall, read_json
+from controller.sim.whatsapp import WhatsApp
 
-if TYPE_CHECKING:
-    from controller.sim.gateway import SimGateway
+
+class Host(Protocol):
+    """What the witness session asks of the simulated gateway it lives on."""
+
+    provider: str
+    clock: Callable[[], float]
+    whatsapp: WhatsApp
+
+    def error(self, status: int, message: str) -> web.Response: ...
+
 
 BOT_CHAT_ID = "15550000000@c.us"
 """The simulated bot's chat id (its session's `me.id`)."""
@@ -40,7 +50,7 @@ _WORDS = {
 class SimWitness:
     """The witness session on `gateway`: routes, subscription and webhooks."""
 
-    gateway: SimGateway
+    gateway: Host
     name: str = "witness"
     """Its WAHA session, Wawp instance ID or Evolution instance."""
     token: str = "sim-witness-token"  # noqa: S105 (a simulator's fake credential)
