@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import installed
 
-from controller.telemetry.metrics import Metrics
+from controller.telemetry.metrics import Metrics, WitnessMetrics
 
 KIT = Path(__file__).resolve().parent.parent / "k8s" / "monitoring"
 RULES = yaml.safe_load((KIT / "prometheus-rule.yaml").read_text())
@@ -38,11 +38,18 @@ SAMPLE_SUFFIXES = {
 }
 
 
+def families() -> list[Any]:
+    """Every metric family the controller can export, the witness's included."""
+    metrics = Metrics()
+    WitnessMetrics(metrics.registry)
+    return list(metrics.registry.collect())
+
+
 def exported_names() -> set[str]:
     """Every sample name the controller can export (labeled series appear only once used)."""
     return {
         family.name + suffix
-        for family in Metrics().registry.collect()
+        for family in families()
         for suffix in SAMPLE_SUFFIXES[family.type]
     }
 
@@ -51,7 +58,7 @@ def test_rule_resource_shape() -> None:
     assert RULES["apiVersion"] == "monitoring.coreos.com/v1" and RULES["kind"] == "PrometheusRule"
     assert RULES["metadata"]["name"] == "presence-controller"
     names = [rule["alert"] for rule in rules()]
-    assert len(names) == 17 and len(set(names)) == 16
+    assert len(names) == 19 and len(set(names)) == 18
     # One name, two severities: the whole bot down (critical), one replica of several (warning).
     down = [r["labels"]["severity"] for r in rules() if r["alert"] == "PresenceControllerDown"]
     assert down == ["critical", "warning"]
@@ -102,7 +109,7 @@ def test_promtool_checks_the_rules_and_runs_the_alert_unit_tests(promtool: str) 
         [sys.executable, str(script), promtool], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 17 rules found" in done.stdout
+    assert "SUCCESS: 19 rules found" in done.stdout
     for tests in ("alerts.test.yaml", "annotations.test.yaml", "fleet.test.yaml"):
         assert f"Unit Testing:  {tests}\n  SUCCESS" in done.stdout, done.stdout
 
@@ -145,7 +152,7 @@ def test_the_inhibition_mutes_only_what_maintenance_explains() -> None:
 
 def test_the_observability_doc_covers_every_metric_and_alert() -> None:
     doc = (KIT.parent.parent / "docs" / "observability.md").read_text()
-    for family in Metrics().registry.collect():
+    for family in families():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in doc, name
     for rule in rules():

@@ -137,6 +137,7 @@ class Witness:
             if self.note is None:
                 self.state, self.subscribed_at, self.last_event = WitnessState(), None, None
                 Metrics.set_state(self.metrics.shown_state, Presence.UNKNOWN)
+                self.metrics.shown_available_ratio.set(float("nan"))
             self.note = "not the leader: the leader's witness watches"
             return
         self.note = None

@@ -23,7 +23,8 @@ ALERTS = (
     "PresenceFleetDegraded", "PresenceMaintenance", "PresenceFlapping",
     "PresenceGatewayAuthFailure", "PresenceGatewayErrors", "PresenceGatewaySessionNotWorking",
     "PresenceNotConfirmed", "PresenceNotApplied", "PresenceAnnotationErrors",
-    "PresenceTraceExportDropping",
+    "PresenceTraceExportDropping", "PresenceShownOnlineWhileUnavailable",
+    "PresenceNotShownWhileAvailable",
 )  # fmt: skip
 BOT = {"namespace": NS, "workload": WORKLOAD}
 
@@ -78,6 +79,11 @@ def replica(
                outcome="transient_error"),
         series("presence_transitions_total", pod, override.get("flips", const(1)),
                to="available", rule=override.get("flip_rule", "health")),
+        # The witness: the leader's watches (a follower's ratio is NaN, its counter still).
+        series("presence_witness_false_online_seconds_total", pod,
+               override.get("false_online", const(0))),
+        series("presence_witness_shown_available_ratio", pod,
+               override.get("shown_ratio", const(1) if leads else const("NaN"))),
     ]  # fmt: skip
     for state in ("available", "unavailable", "unknown"):
         value = override.get(f"desired_{state}", const(1 if desired == state else 0))
@@ -243,6 +249,31 @@ SCENARIOS: list[dict[str, Any]] = [
             {"eval_time": "59m", "alertname": "PresenceFlapping",
              "exp_alerts": [alert("warning", **BOT)]},
         ],  # fmt: skip
+    },
+    {
+        "name": "what the leader's witness sees alerts once for the bot; a former leader's "
+        "figures do not",
+        # pod-a leads; from 10m a gateway marks the bot online 20 s of every 30 while it should
+        # be offline. pod-b led before the start and kept a poor ratio from then (it no longer
+        # watches: NaN is what it exports; a stale low value is modelled here, the worst case).
+        "input_series": fleet(
+            a={"desired": "unavailable", "applied": "unavailable",
+               "false_online": "0x20 0+20x100"},
+            b={"false_online": const(500), "shown_ratio": const(0.2)},
+        ),  # fmt: skip
+        "alert_rule_test": [
+            *silent("9m"),
+            *silent("20m", but={"PresenceShownOnlineWhileUnavailable": [alert("critical", **BOT)],
+                                "PresenceStuckUnavailable": []}),
+        ],  # fmt: skip
+    },
+    {
+        "name": "the leader's witness sees the bot offline too often while it should be online",
+        "input_series": fleet(a={"shown_ratio": "1x20 0.6x100"}, c={"shown_ratio": const(0.1)}),
+        "alert_rule_test": [
+            *silent("30m"),
+            *silent("55m", but={"PresenceNotShownWhileAvailable": [alert("warning", **BOT)]}),
+        ],
     },
     {
         "name": "a follower's own flapping consumer is not the bot flapping",
