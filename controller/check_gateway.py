@@ -14,16 +14,26 @@ from controller.runtime.clock import SYSTEM
 
 
 async def check_gateway(
-    settings: Settings, set_to: str | None, probe: bool = False, *, force: bool = False
+    settings: Settings,
+    set_to: str | None,
+    probe: bool = False,
+    *,
+    force: bool = False,
+    witness: bool = False,
 ) -> int:
-    """The command's exit code: 0 when the session is WORKING (and any write or probe done)."""
+    """The command's exit code: 0 when the session is WORKING (and any write, probe or witness
+    calibration done)."""
     from controller.exits import EXIT_FAILED
 
-    if (set_to or probe) and settings.kube.enabled and not force:
+    if (set_to or probe or witness) and settings.kube.enabled and not force:
         refusal = await _follower_refusal(settings)
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return EXIT_FAILED
+    if witness:
+        from controller.witness_check import check_witness
+
+        return await check_witness(settings)
     return await _check_gateway(settings, set_to, probe)
 
 

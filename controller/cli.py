@@ -96,10 +96,17 @@ def _check_gateway_parser(sub: Any) -> None:
         help="CHANGES THE PRESENCE: try the known set-presence vocabularies (ending on "
         "unavailable) and print the settings the gateway accepts",
     )
+    action.add_argument(
+        "--witness",
+        action="store_true",
+        help="CHANGES THE PRESENCE: one witness calibration run (how soon a write is seen, how "
+        "long available lasts) and the settings it suggests (docs/witness.md)",
+    )
     gateway.add_argument(
         "--force",
         action="store_true",
-        help="fleet mode: --set or --probe even on a follower (the leader overwrites it)",
+        help="fleet mode: --set, --probe or --witness even on a follower (the leader "
+        "overwrites it)",
     )
 
 
@@ -231,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-gateway":
         from controller.check_gateway import check_gateway
 
-        return asyncio.run(check_gateway(settings, args.set, args.probe, force=args.force))
+        return asyncio.run(
+            check_gateway(settings, args.set, args.probe, force=args.force, witness=args.witness)
+        )
     return _run(settings)
 
 

@@ -48,9 +48,7 @@ def families() -> list[Any]:
 def exported_names() -> set[str]:
     """Every sample name the controller can export (labeled series appear only once used)."""
     return {
-        family.name + suffix
-        for family in families()
-        for suffix in SAMPLE_SUFFIXES[family.type]
+        family.name + suffix for family in families() for suffix in SAMPLE_SUFFIXES[family.type]
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -29,6 +30,7 @@ from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 from controller.sim.whatsapp import PROFILES, WhatsApp
 from controller.sim.witness import SimWitness
+from controller.witness_check import check_witness
 
 VIRTUAL_TIME = True
 """Minutes of witness reads take no wall time: the simulators run on the loop's clock."""
@@ -52,11 +54,9 @@ def settings(sim: Simulation, witness: dict[str, Any] | None = None, **values: A
     """Production defaults (but no jitter), pointed at the simulators, the witness on."""
     return Settings.from_values(
         health_url=f"{sim.consumer_url}/healthz",
-        listen="127.0.0.1:0",
-        jitter=0.0,
+        **{"listen": "127.0.0.1:0", "jitter": 0.0, **values},
         **gateway_values(sim.gateway, sim.gateway_url),
         **witness_values(sim.gateway, sim.gateway_url, **(witness or {})),
-        **values,
     )
 
 
@@ -320,3 +320,65 @@ async def test_in_fleet_mode_only_the_leaders_witness_watches(
             reads = [c for c in sim.gateway.witness.calls if c.operation == "read"]
             recent = [c for c in reads if c.at >= reads[-1].at - 30]
             assert len(recent) <= 7  # one witness reads every 5 s, not two
+
+
+# check-gateway --witness: one calibration run.
+
+
+async def calibration(sim: Simulation, **values: Any) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    code = await check_witness(settings(sim, **values), say=lines.append)
+    return code, lines
+
+
+async def test_a_calibration_run_measures_and_suggests() -> None:
+    async with world("waha") as sim:
+        code, lines = await calibration(sim)
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "available written: the witness saw it after 0.0s" in text
+    faded = next(line for line in lines if "faded after" in line)
+    decay = float(faded.split("faded after ")[1].split("s")[0])
+    assert 10.0 <= decay <= 11.5, faded  # the model's 10 s, seen within a 1 s poll
+    assert f"PRESENCE_REASSERT_AVAILABLE={max(5, round(0.7 * decay))}s" in text
+    assert "the witness costs 13.3 calls a minute at POLL 5s" in text
+    assert sim.gateway.presence == "unavailable"  # it ends on unavailable
+
+
+async def test_a_calibration_through_evolution_webhooks() -> None:
+    async with world("evolution") as sim:
+        port = free_port()
+        assert sim.gateway.witness is not None
+        sim.gateway.witness.webhook = f"http://127.0.0.1:{port}/witness/events"
+        code, lines = await calibration(sim, listen=f"127.0.0.1:{port}")
+    assert code == 0, lines
+    assert any("faded after 1" in line for line in lines), lines
+
+
+async def test_a_witness_that_cannot_see_the_bot_says_why() -> None:
+    async with world("waha", visible=False) as sim:
+        code, lines = await calibration(sim)
+        assert sim.gateway.presence == "unavailable"
+    assert code == 1
+    text = "\n".join(lines)
+    for reason in ("privacy", "no prior chat", "a second linked device"):
+        assert reason in text, text
+
+
+async def test_writes_that_show_nothing_are_named() -> None:
+    async with world("waha", "silent") as sim:
+        code, lines = await calibration(sim)
+    assert code == 1 and any("push name" in line for line in lines), lines
+
+
+async def test_the_calibration_needs_a_witness() -> None:
+    async with world("waha") as sim:
+        code, lines = await calibration(sim, witness={"enabled": False})
+    assert code == 1 and "PRESENCE_WITNESS__ENABLED=true" in lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
