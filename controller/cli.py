@@ -60,6 +60,12 @@ def _simulation_parsers(sub: Any) -> None:
         action="store_true",
         help="the fleet scene: three replicas in fleet mode, a fake Kubernetes API server",
     )
+    demo.add_argument(
+        "--witness",
+        action="store_true",
+        help="the witness scene: a reconnect marks the bot online during maintenance; the "
+        "witness sees it and has it corrected (WhatsApp model `ideal`)",
+    )
     _provider_option(demo)
     _profile_option(demo)
     demo.add_argument(
@@ -210,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from controller.sim.fleet_scenario import run_fleet_demo
 
             return asyncio.run(run_fleet_demo(speed=args.speed, profile=profile))
+        if args.witness:
+            from controller.sim.witness_scenario import run_witness_demo
+
+            return asyncio.run(run_witness_demo(speed=args.speed, provider=args.provider))
         from controller.sim.scenario import run_demo
 
         return asyncio.run(run_demo(speed=args.speed, provider=args.provider, profile=profile))

@@ -36,6 +36,7 @@ from controller.sim.harness import Simulation, gateway_values
 from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.scenario import run_demo
+from controller.sim.witness_scenario import run_witness_demo
 from controller.sim.server import LoopbackServer
 
 MONDAY_NOON = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -534,6 +535,22 @@ def test_the_demo_at_its_own_speed_in_virtual_time(provider: str, set_call: str)
         set_call,
         "maintenance: DB migration (annotation presence-controller/maintenance 'true')",
         "SIGTERM",
+        provider=provider,
+    )
+
+
+@pytest.mark.parametrize("provider", ["waha", "wawp", "evolution"])
+def test_the_witness_demo_at_its_own_speed_in_virtual_time(provider: str) -> None:
+    """`demo --witness`: during maintenance a reconnect marks the bot online; the witness sees
+    it and has `unavailable` written within POLL + MISMATCH_GRACE (3 s), long before the next
+    re-assert (a minute); Evolution's sights come through the admin server's webhook."""
+    played(
+        run_witness_demo,
+        4,
+        "the gateway reconnects",
+        "contacts are shown available while unavailable is intended (seen for 2s): writing "
+        "unavailable now",
+        "ok: contacts see unavailable",
         provider=provider,
     )
 

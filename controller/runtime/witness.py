@@ -94,6 +94,9 @@ class Witness:
         """Why it does not watch now (a follower in fleet mode)."""
         self.last_event: float | None = None
         """When the last webhook came (Evolution)."""
+        self.listeners: list[Callable[[str, str], None]] = []
+        """Called with (event, message) for each early write and each fight named (the demo's
+        timeline)."""
         self._said: str | None = None
         self._webhook_said: str | None = None
         actuator.listeners.append(self._wrote)
@@ -213,10 +216,13 @@ class Witness:
             self.actions[reason] += 1
             m.actions.labels(reason=reason).inc()
             intended = self._actuator.desired
-            event(log, logging.WARNING, "witness_action",
-                  f"contacts are shown {self.state.shown} while {intended} is intended "
-                  f"(seen for {self.cfg.mismatch_grace:g}s): writing {intended} now",
-                  reason=reason)  # fmt: skip
+            message = (
+                f"contacts are shown {self.state.shown} while {intended} is intended (seen for "
+                f"{self.cfg.mismatch_grace:g}s): writing {intended} now"
+            )
+            event(log, logging.WARNING, "witness_action", message, reason=reason)
+            for listener in self.listeners:
+                listener("action", message)
             self._actuator.witness_write(f"witness: {reason}")
         if verdict.decay is not None:
             m.decay.observe(verdict.decay)
@@ -235,6 +241,8 @@ class Witness:
                 event(log, logging.INFO, "witness_fight", "the mismatch no longer comes back")
             else:
                 event(log, logging.WARNING, "witness_fight", fight.message, pattern=fight.pattern)
+                for listener in self.listeners:
+                    listener("fight", fight.message)
 
     def _say_error(self, sight: Sight | Blind) -> None:
         if isinstance(sight, Blind):

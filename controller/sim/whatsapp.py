@@ -152,6 +152,14 @@ class WhatsApp:
         self._auto_offline = now + p.auto_online
         self._shown_now(now, Presence.AVAILABLE, expires=self._auto_offline)
 
+    def reconnect(self) -> None:
+        """The session reconnects now (NOWEB's own reconnects, or a restart of the gateway): it
+        reads STARTING for the profile's `reconnect_starting`, then shows `available`
+        (markOnline), whatever was written before."""
+        now = self._advance()
+        self._reconnect = now
+        self._advance()
+
     # What contacts and the gateway's API see.
 
     def session(self) -> str:

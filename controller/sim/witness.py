@@ -29,9 +29,14 @@ from controller.sim.whatsapp import WhatsApp
 class Host(Protocol):
     """What the witness session asks of the simulated gateway it lives on."""
 
-    provider: str
-    clock: Callable[[], float]
-    whatsapp: WhatsApp
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def whatsapp(self) -> WhatsApp: ...
 
     def error(self, status: int, message: str) -> web.Response: ...
 

@@ -1,0 +1,150 @@
+"""`presence-controller demo --witness`: the witness catches what the gateway does behind our
+back. During maintenance the gateway's session reconnects and marks the bot online (NOWEB's
+markOnline): the controller's next re-assert is a minute away, but the witness, a second session
+that sees the bot as a contact does, sees it shown online and has `unavailable` written again
+within seconds. The same scene runner as `demo`; the checks say what contacts see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from controller.config import Settings
+from controller.core.types import Presence
+from controller.runtime.admin import AdminServer
+from controller.runtime.controller import Controller
+from controller.sim.consumer import SimConsumer
+from controller.sim.downward_api import DownwardAPIVolume
+from controller.sim.gateway import SimGateway
+from controller.sim.harness import witness_values
+from controller.sim.scenario import PROVIDER_NAMES, Contacts, World, demo_values
+from controller.sim.scenes import Scene, Timeline, play
+from controller.sim.server import LoopbackServer
+from controller.sim.whatsapp import PROFILES, WhatsApp
+from controller.sim.witness import SimWitness
+from controller.telemetry.logs import configure_logging
+
+MAINTENANCE = "presence-controller/maintenance"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The demo's world, and the controller whose witness is watched."""
+
+    world: World
+    controller: Controller
+
+    def actions(self) -> int:
+        witness = self.controller.witness
+        return 0 if witness is None else witness.actions["false_online"]
+
+
+def _annotate(maintenance: bool) -> Scene[Watched]:
+    def change(w: Watched) -> None:
+        w.world.podinfo.write({MAINTENANCE: "true"} if maintenance else {})
+
+    title = f"kubectl annotate {MAINTENANCE}=true" if maintenance else f"{MAINTENANCE}- (removed)"
+    return Scene(title, change, Presence.UNAVAILABLE if maintenance else Presence.AVAILABLE)
+
+
+def _reconnect(w: Watched) -> None:
+    w.world.gateway.whatsapp.reconnect()
+
+
+SCENES = (
+    Scene[Watched](
+        "healthy consumer: the witness sees the bot online",
+        lambda w: None,
+        Presence.AVAILABLE,
+        ready=lambda w: w.controller.status()["witness"]["shown"] == "available",
+    ),
+    _annotate(True),
+    Scene[Watched](
+        "the gateway reconnects (STARTING for 4s) and marks the bot online: our next re-assert "
+        "is a minute away",
+        _reconnect,
+        Presence.UNAVAILABLE,
+        ready=lambda w: w.actions() >= 1,
+    ),
+    _annotate(False),
+)
+
+
+class _Stage(Contacts):
+    def __init__(self, watched: Watched) -> None:
+        super().__init__(watched.world, watched.controller)
+
+
+async def run_witness_demo(
+    speed: float = 1.0, out: TextIO = sys.stdout, provider: str = "waha"
+) -> int:
+    """The witness scene against a simulated `provider` gateway (its WhatsApp model `ideal`:
+    what is written holds, so that only the reconnect changes what contacts see); 0 if contacts
+    saw what every step states, 1 otherwise."""
+    configure_logging("text", "error", [])
+    podinfo = Path(tempfile.mkdtemp(prefix="presence-demo-"))
+    loop = asyncio.get_running_loop()
+    gateway = SimGateway(provider=provider, profile="ideal", clock=loop.time)
+    # A reconnect reads STARTING for 4 s (at speed 1), then shows the bot online.
+    ideal = replace(PROFILES["ideal"], reconnect_starting=4.0 / speed)
+    gateway.whatsapp = WhatsApp(ideal, clock=loop.time)
+    gateway.witness = SimWitness(gateway)
+    world = World(SimConsumer(), gateway, DownwardAPIVolume(podinfo))
+    world.podinfo.write({})
+    timeline = Timeline(out)
+    total, failures = len(SCENES), 0
+    try:
+        async with (
+            LoopbackServer(world.consumer.app()) as consumer_srv,
+            LoopbackServer(gateway.app()) as gateway_srv,
+        ):
+            values = demo_values(consumer_srv.url, gateway, gateway_srv.url, speed)
+            # The production re-assert and session periods: the witness, not they, corrects.
+            values.update(reassert_unavailable=60.0, session_check=60.0)
+            poll = max(1.0, 1.0 / speed)
+            witness = witness_values(gateway, gateway_srv.url, poll=poll, mismatch_grace=2 * poll)
+            settings = Settings.from_values(
+                **values, **witness, annotations_file=world.podinfo.file
+            )
+            controller = Controller(settings)
+            controller.listeners.append(timeline.transition)
+            gateway.on_call = timeline.gateway_call
+            assert controller.witness is not None
+
+            def said(kind: str, text: str) -> None:
+                timeline.line("witness", "", text)
+                timeline.last_set = None  # the write it asks for is not a plain re-assert
+
+            controller.witness.listeners.append(said)
+            print(
+                "presence-controller demo --witness: the real controller, a simulated consumer, a "
+                f"simulated {PROVIDER_NAMES[provider]} gateway serving the bot's session and a "
+                "witness session (a second number that sees the bot as a contact does), on "
+                f"loopback\nwitness poll {poll:g}s, mismatch grace {2 * poll:g}s; re-assert "
+                "unavailable every 60s, session read every 60s\n\n"
+                f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
+                file=out,
+            )
+            stop = asyncio.Event()
+            # The admin server takes Evolution's witness webhooks (POST /witness/events).
+            async with AdminServer(controller, "127.0.0.1", 0) as admin:
+                gateway.witness.webhook = f"http://127.0.0.1:{admin.port}/witness/events"
+                task = asyncio.create_task(controller.run(stop))
+                try:
+                    watched = Watched(world, controller)
+                    stage = _Stage(watched)
+                    failures += await play(SCENES, watched, stage, timeline, speed, total)
+                finally:
+                    stop.set()
+                    timeline.line("scenario", "", "SIGTERM: stop, write unavailable")
+                    await task
+    finally:
+        shutil.rmtree(podinfo, ignore_errors=True)
+    print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
+    return 0 if failures == 0 else 1
