@@ -41,6 +41,7 @@ from fleet import FleetFigures, fleet_bench
 from image_env import IMAGE_ENV
 from procfs import cpu_seconds, rss_mib
 from truth import truth_lines, truth_rows, wall_check
+from witness_truth import witness_lines, witness_rows
 
 from controller.core.replay import Sample, replay
 from controller.core.replay import incidents as replay_incidents
@@ -746,6 +747,7 @@ async def main(quick: bool) -> None:
     loop = crash_loop()
     truth_seeds = 2 if quick else 5
     truth = truth_rows(seeds=truth_seeds)
+    witnessed = witness_rows(seeds=truth_seeds)
     wall = await wall_check(30 if quick else 120, 8.0)
     took = time.monotonic() - started
 
@@ -769,6 +771,7 @@ async def main(quick: bool) -> None:
     lines += schedule_lines(schedules)
     lines += fleet_lines(fleet)
     lines += truth_lines(truth, wall, truth_seeds)
+    lines += witness_lines(witnessed, truth_seeds)
     lines.append((BENCH / "NOTES.md").read_text())
     results = BENCH / "RESULTS.md"
     soak = results.read_text().partition("## 6. Soak")[2] if results.exists() else ""

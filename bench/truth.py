@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from witness_truth import WitnessRun
+
 from controller.core.actuation import (
     ActuationConfig,
     ActuationState,
@@ -40,6 +42,7 @@ from controller.core.actuation import (
 )
 from controller.core.truth import DAY, Timeline, Truth, at, measure
 from controller.core.types import Presence
+from controller.core.witness import WitnessConfig
 from controller.sim.harness import simulation, wait_until
 from controller.sim.whatsapp import BAILEYS_DECAY, PROFILES, WORKING, Profile, WhatsApp
 
@@ -94,6 +97,8 @@ class Setting:
 def _profile(name: str) -> Profile:
     if name == AUTO_ONLINE_OFF:
         return replace(PROFILES["waha-noweb"], name=name, auto_online=None)
+    if name == LONG_DECAY:
+        return replace(PROFILES["baileys"], name=name, decay=30.0)
     return PROFILES[name]
 
 
@@ -116,9 +121,11 @@ def drive(
     rng: random.Random,
     activities: Sequence[float] = (),
     latency: float = 1.0,
+    witness: WitnessRun | None = None,
 ) -> tuple[list[float], int]:
     """The real planner against `model` until `end`, in virtual time: calls take SET_LATENCY
-    and READ_LATENCY times `latency`. The set calls' start times, and the session reads."""
+    and READ_LATENCY times `latency`; with `witness`, its reads fold in as they fall due. The
+    set calls' start times, and the session reads."""
     changes = [t for t, _ in desired]
     state = ActuationState()
     writes: list[float] = []
@@ -128,11 +135,15 @@ def drive(
         while a < len(activities) and activities[a] <= now:
             model.activity()
             a += 1
+        if witness is not None:
+            state, cfg = witness.step(now, model, at(desired, now), state, cfg)
         action = plan(state, at(desired, now), now, cfg)
         if isinstance(action, Wait):
             wake = [end, *(t for t in changes if t > now)][:2]
             if action.until is not None:
                 wake.append(action.until)
+            if witness is not None:
+                wake.append(witness.next_read)
             if a < len(activities):
                 wake.append(activities[a])
             clock.now = max(min(wake), now + 1e-6)
@@ -148,6 +159,8 @@ def drive(
             if model.session() == WORKING:
                 model.write(action.presence)
                 state = on_set_ok(state, action.presence, clock.now, action.pulse)
+                if witness is not None:
+                    witness.wrote(action.presence, clock.now, action.why)
             else:
                 failure = Failure(FailureKind.SESSION_NOT_READY, "session not ready")
                 state = on_failure(state, failure, clock.now, cfg, rng)
@@ -156,6 +169,21 @@ def drive(
 
 def simulate_day(profile: str, setting: Setting, seed: int) -> tuple[Truth, int]:
     """One day on `profile` with `setting`: the truth measures and the session reads."""
+    truth, reads, _ = _day(profile, setting, seed, None)
+    return truth, reads
+
+
+def witnessed_day(
+    profile: str, setting: Setting, seed: int, witness: WitnessConfig
+) -> tuple[Truth, int]:
+    """The same day with a witness: the truth measures and its early writes."""
+    truth, _, actions = _day(profile, setting, seed, witness)
+    return truth, actions
+
+
+def _day(
+    profile: str, setting: Setting, seed: int, witness: WitnessConfig | None
+) -> tuple[Truth, int, int]:
     desired = day_plan(seed)
     clock = VirtualClock()
     # The session connected at a random moment before the day: the gateway's own timers
@@ -164,8 +192,14 @@ def simulate_day(profile: str, setting: Setting, seed: int) -> tuple[Truth, int]
     model = WhatsApp(_profile(profile), clock=clock, rng=random.Random(seed), start=connected)
     activities = activity_times(desired, seed)
     cfg = setting.config()
-    writes, reads = drive(model, clock, desired, cfg, DAY, random.Random(seed), activities)
-    return measure(desired, model.timeline(), 0.0, DAY, writes), reads
+    run = None
+    if witness is not None:
+        run = WitnessRun.starting(replace(witness, reassert_available=cfg.reassert_available), seed)
+    writes, reads = drive(
+        model, clock, desired, cfg, DAY, random.Random(seed), activities, witness=run
+    )
+    truth = measure(desired, model.timeline(), 0.0, DAY, writes)
+    return truth, reads, 0 if run is None else run.actions
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +217,8 @@ DEFAULTS = Setting("defaults (8 s, 60 s, 15 s)", 8.0, 60.0, 15.0)
 """The shipped REASSERT_AVAILABLE, REASSERT_UNAVAILABLE and SESSION_CHECK (a test checks it
 against the settings model)."""
 AUTO_ONLINE_OFF = "waha-noweb, WAHA_PRESENCE_AUTO_ONLINE=False"
+LONG_DECAY = "baileys, decay 30 s"
+"""A decay longer than the default assumes: what CALIBRATE is for."""
 """The documented fix for WAHA's auto-offline: the same profile without activity's effect."""
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -91,3 +92,26 @@ def test_presence_truth_on_the_profiles_a_simulated_day() -> None:
     caught = t.simulate_day("waha-noweb", often, 0)[0].false_online
     missed = t.simulate_day("waha-noweb", rarely, 0)[0].false_online
     assert caught < 0.7 * missed
+
+
+def test_the_witness_cuts_the_lie_short_and_calibration_saves_writes() -> None:
+    """One simulated day (seed 0): what the witness rows of bench/RESULTS.md stand on."""
+    t = truth()
+    import witness_truth as w
+
+    defaults = w.WITNESSES[w.DEFAULT_LABEL]
+    watched, actions = t.witnessed_day("evolution-always-online", t.DEFAULTS, 0, defaults)
+    blind, _ = t.simulate_day("evolution-always-online", t.DEFAULTS, 0)
+    assert watched.false_online <= 0.2 * blind.false_online, (watched, blind)
+    assert 0 < actions <= 200 and watched.writes <= blind.writes + 200
+    # The witness at POLL 5 s, grace 10 s does nothing here: `available` fades in 10 s anyway.
+    slow = w.WITNESSES["witness ACT, POLL 5 s, grace 10 s"]
+    assert t.witnessed_day("evolution-always-online", t.DEFAULTS, 0, slow)[1] == 0
+    ceiling = replace(t.DEFAULTS, reassert_available=60.0)
+    calibrating = replace(defaults, calibrate=True)
+    long_blind, _ = t.simulate_day(t.LONG_DECAY, t.DEFAULTS, 0)
+    calibrated, _ = t.witnessed_day(t.LONG_DECAY, ceiling, 0, calibrating)
+    assert calibrated.writes <= 0.8 * long_blind.writes
+    assert (calibrated.shown_available_ratio or 0) >= (
+        long_blind.shown_available_ratio or 0
+    ) - 0.005

@@ -44,21 +44,39 @@ def fold(
     sights: list[tuple[float, Presence]],
     cfg: WitnessConfig = CFG,
     reconnects: tuple[float, ...] = (),
+    *,
+    writes_land: bool = False,
 ) -> tuple[WitnessState, list[Mismatch | None]]:
+    """Fold `sights` in; with `writes_land`, each early write asked for is written (accepted)
+    0.3 s later, as the actuator does."""
     writes = []
     for at, shown in sights:
         state, verdict = observe(state, Sight(at, shown), cfg, reconnects)
         writes.append(verdict.write)
+        if writes_land and verdict.write is not None:
+            state = on_write(state, state.intended[-1][1], at + 0.3)
     return state, writes
 
 
 def test_a_mismatch_asks_for_a_write_once_seen_for_the_grace_and_again_only_a_grace_later() -> None:
     state = on_intended(WitnessState(), U, 0.0)
     state = on_write(state, U, 0.0)
-    state, writes = fold(state, [(5.0, U), (10.0, A), (15.0, A), (20.0, A), (25.0, A), (30.0, A)])
-    # First seen at 10: not before 20 (grace 10 s); then not again before 30.
-    assert writes == [None, None, None, Mismatch.FALSE_ONLINE, None, Mismatch.FALSE_ONLINE]
+    seen = [(5.0, U), (10.0, A), (15.0, A), (20.0, A), (25.0, A), (30.0, A), (35.0, A)]
+    state, writes = fold(state, seen, writes_land=True)
+    # First seen at 10: not before 20 (grace 10 s); then 10 s after that write landed (20.3).
+    assert writes == [None, None, None, Mismatch.FALSE_ONLINE, None, None, Mismatch.FALSE_ONLINE]
     assert state.mismatch is Mismatch.FALSE_ONLINE
+
+
+def test_at_most_three_early_writes_an_episode_and_a_grace_of_zero_acts_at_first_sight() -> None:
+    now_cfg = WitnessConfig(mismatch_grace=0.0)
+    state = on_intended(WitnessState(), U, 0.0)
+    state = on_write(state, U, 0.0)
+    state, writes = fold(state, [(t, A) for t in range(5, 60, 5)], now_cfg, writes_land=True)
+    assert writes[:3] == [Mismatch.FALSE_ONLINE] * 3 and writes[3:] == [None] * 8
+    # Once it clears, a new episode may write again, at once.
+    state, writes = fold(state, [(60.0, U), (65.0, A)], now_cfg, writes_land=True)
+    assert writes == [None, Mismatch.FALSE_ONLINE]
 
 
 def test_a_write_restarts_the_grace_and_a_resolved_mismatch_asks_nothing() -> None:
@@ -68,7 +86,7 @@ def test_a_write_restarts_the_grace_and_a_resolved_mismatch_asks_nothing() -> No
     state, more = fold(state, [(10.0, U), (15.0, U), (20.0, A), (25.0, A)])
     assert writes + more == [None, None, None, None, None, None]
     state, last = fold(state, [(30.0, U), (35.0, U), (40.0, U)])
-    assert last == [None, None, Mismatch.NOT_SHOWN]
+    assert last == [None, None, Mismatch.NOT_SHOWN]  # seen since 30, nothing written since 8
 
 
 def test_act_off_measures_but_never_asks() -> None:

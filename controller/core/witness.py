@@ -37,6 +37,11 @@ FLOOR = 5.0
 """The calibrated period is never below this."""
 RECONNECT_LINK = 90.0
 """A false-online episode this soon after a seen reconnect is blamed on the reconnect."""
+SETTLE = 2.0
+"""No early write within this long after a write of ours (or the grace, if longer): it may
+still be on its way to the witness."""
+EARLY_WRITES = 3
+"""Early writes per mismatch episode at most: one that three writes did not fix is a fight."""
 FIGHT_RETURNS = 2
 """Returns of `available` (after a write of `unavailable` that was seen) within the hour that
 name a gateway setting. A healthy gateway never makes one."""
@@ -77,9 +82,9 @@ class Blind:
 
 @dataclass(frozen=True, slots=True)
 class WitnessConfig:
-    poll: float = 5.0
+    poll: float = 2.0
     act: bool = True
-    mismatch_grace: float = 10.0
+    mismatch_grace: float = 0.0
     calibrate: bool = False
     reassert_available: float = 8.0
     """The configured REASSERT_AVAILABLE: the calibrated period never exceeds it."""
@@ -118,7 +123,9 @@ class WitnessState:
     """What the controller intended, the same hour."""
     mismatch: Mismatch | None = None
     mismatch_since: float | None = None
-    """The first sight of the current mismatch, or the last early write for it."""
+    """The first sight of the current mismatch (an episode: until it clears)."""
+    early_writes: int = 0
+    """Early writes asked for in the current episode (at most EARLY_WRITES)."""
     last_write: tuple[float, Presence] | None = None
     decay_from: float | None = None
     """A write of `available`, nothing written since: its time (a decay is being timed)."""
@@ -167,7 +174,6 @@ def on_write(state: WitnessState, presence: Presence, now: float) -> WitnessStat
         decay_from=now if available else None,
         decay_shown=False,
         write_held=False,
-        mismatch_since=None,
     )
 
 
@@ -181,7 +187,7 @@ def observe(
     if isinstance(sight, Blind):
         # Nothing seen: the shown presence is unknown from here on, and nothing is done.
         state = _seen(replace(state, blind=sight, last_read=sight.at), sight.at, Presence.UNKNOWN)
-        return replace(state, mismatch=None, mismatch_since=None), Verdict()
+        return replace(state, mismatch=None, mismatch_since=None, early_writes=0), Verdict()
     now = sight.at
     before = state.last_read
     state = _seen(replace(state, blind=None, last_read=now), now, sight.shown)
@@ -251,19 +257,27 @@ def _returns(state: WitnessState, sight: Sight, intended: Presence) -> WitnessSt
 def _mismatch(
     state: WitnessState, sight: Sight, intended: Presence, cfg: WitnessConfig
 ) -> tuple[WitnessState, Mismatch | None]:
+    """An early write when the mismatch has been seen for the grace (0: at first sight) and no
+    write of ours came within the grace or SETTLE (it may still be on its way); at most
+    EARLY_WRITES an episode: past that, writing does not fix it (a fight, named by `_fight`),
+    and the re-asserts go on anyway."""
     kind = None
     if intended is U and sight.shown is A:
         kind = Mismatch.FALSE_ONLINE
     elif intended is A and sight.shown is U:
         kind = Mismatch.NOT_SHOWN
     if kind is None:
-        return replace(state, mismatch=None, mismatch_since=None), None
-    if kind is not state.mismatch or state.mismatch_since is None:
-        return replace(state, mismatch=kind, mismatch_since=sight.at), None
-    if not cfg.act or sight.at - state.mismatch_since < cfg.mismatch_grace:
+        return replace(state, mismatch=None, mismatch_since=None, early_writes=0), None
+    since = state.mismatch_since
+    if kind is not state.mismatch or since is None:
+        since = sight.at
+        state = replace(state, mismatch=kind, mismatch_since=since, early_writes=0)
+    last_write = state.last_write[0] if state.last_write is not None else -math.inf
+    seen_long_enough = sight.at - since >= cfg.mismatch_grace
+    settled = sight.at - last_write >= max(cfg.mismatch_grace, SETTLE)
+    if not (cfg.act and seen_long_enough and settled) or state.early_writes >= EARLY_WRITES:
         return state, None
-    # The grace runs again from this write: one early write per grace, never a burst.
-    return replace(state, mismatch_since=sight.at), kind
+    return replace(state, early_writes=state.early_writes + 1), kind
 
 
 def _fight(state: WitnessState, cfg: WitnessConfig, reconnects: tuple[float, ...]) -> Fight | None:

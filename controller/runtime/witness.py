@@ -70,7 +70,12 @@ class Witness:
         self.settings = w
         self.provider = w.provider or settings.provider
         self.cfg = WitnessConfig(
-            w.poll, w.act, w.grace(), w.calibrate, settings.reassert_available, settings.provider
+            w.poll,
+            w.act,
+            w.mismatch_grace,
+            w.calibrate,
+            settings.reassert_available,
+            settings.provider,
         )
         self.state = WitnessState()
         self.metrics = WitnessMetrics(metrics.registry)
@@ -216,9 +221,11 @@ class Witness:
             self.actions[reason] += 1
             m.actions.labels(reason=reason).inc()
             intended = self._actuator.desired
+            since = self.state.mismatch_since
+            seen = 0.0 if since is None else (self.state.last_read or since) - since
             message = (
-                f"contacts are shown {self.state.shown} while {intended} is intended (seen for "
-                f"{self.cfg.mismatch_grace:g}s): writing {intended} now"
+                f"contacts are shown {self.state.shown} while {intended} is intended (first seen "
+                f"{seen:.1f}s ago): writing {intended} now"
             )
             event(log, logging.WARNING, "witness_action", message, reason=reason)
             for listener in self.listeners:

@@ -107,8 +107,8 @@ async def run_witness_demo(
             values = demo_values(consumer_srv.url, gateway, gateway_srv.url, speed)
             # The production re-assert and session periods: the witness, not they, corrects.
             values.update(reassert_unavailable=60.0, session_check=60.0)
-            poll = max(1.0, 1.0 / speed)
-            witness = witness_values(gateway, gateway_srv.url, poll=poll, mismatch_grace=2 * poll)
+            poll = max(1.0, 2.0 / speed)  # the default POLL, scaled (no lower than allowed)
+            witness = witness_values(gateway, gateway_srv.url, poll=poll)
             settings = Settings.from_values(
                 **values, **witness, annotations_file=world.podinfo.file
             )
@@ -126,7 +126,7 @@ async def run_witness_demo(
                 "presence-controller demo --witness: the real controller, a simulated consumer, a "
                 f"simulated {PROVIDER_NAMES[provider]} gateway serving the bot's session and a "
                 "witness session (a second number that sees the bot as a contact does), on "
-                f"loopback\nwitness poll {poll:g}s, mismatch grace {2 * poll:g}s; re-assert "
+                f"loopback\nwitness poll {poll:g}s, mismatch grace 0 (the defaults); re-assert "
                 "unavailable every 60s, session read every 60s\n\n"
                 f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
                 file=out,
