@@ -18,7 +18,7 @@ from aiohttp import web
 
 from controller.config import Settings
 from controller.core.types import Presence
-from controller.core.witness import CALIBRATION_SHARE, FLOOR, Blind, Failure, Sight
+from controller.core.witness import CALIBRATION_SHARE, FLOOR, SETTLE, Blind, Failure, Sight
 from controller.gateway.base import Gateway, GatewayError
 from controller.gateway.http import json_body
 from controller.gateway.witness import WitnessReader, build_witness, witness_event
@@ -142,11 +142,17 @@ def _suggest(settings: Settings, seen: float, decay: float | None, gone: float) 
             "PRESENCE_WITNESS__CALIBRATE=true to follow the decay as it is measured"
         )
     slowest = max(seen, gone)
-    grace = max(2 * w.poll, 2 * slowest)
-    lines.append(
-        f"  PRESENCE_WITNESS__MISMATCH_GRACE={grace:.0f}s (writes took up to {slowest:.1f}s to "
-        "be seen: a shorter grace would write again before the last write shows)"
-    )
+    if slowest > SETTLE:
+        lines.append(
+            f"  PRESENCE_WITNESS__MISMATCH_GRACE={math.ceil(slowest):.0f}s (writes took up to "
+            f"{slowest:.1f}s to be seen, longer than the {SETTLE:g}s the witness waits after a "
+            "write of ours: it would write again before the last write shows)"
+        )
+    else:
+        lines.append(
+            f"  PRESENCE_WITNESS__MISMATCH_GRACE=0 (the default: writes were seen within "
+            f"{slowest:.1f}s, under the {SETTLE:g}s the witness waits after a write of ours)"
+        )
     reads = 60 / w.poll + 60 / w.resubscribe
     lines.append(f"  the witness costs {reads:.1f} calls a minute at POLL {w.poll:g}s")
     return lines
