@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from aiohttp import web
 from conftest import Sim, installed, spawn
 from live import (
     KIT,
@@ -36,9 +37,13 @@ from live import (
     scaled,
 )
 
+from controller.core.types import Presence
 from controller.sim.downward_api import DownwardAPIVolume
 from controller.sim.gateway import Fault
 from controller.sim.harness import wait_until
+from controller.sim.server import LoopbackServer
+from controller.sim.whatsapp import WhatsApp
+from controller.sim.witness import BOT_CHAT_ID, SimWitness
 
 NAMESPACE, WORKLOAD, POD = "whatsapp-bot", "whatsapp-bot", "whatsapp-bot-0"
 WINDOW = "5s"
@@ -95,7 +100,19 @@ def volume(tmp_path: Path) -> DownwardAPIVolume:
 
 
 @pytest.fixture
-async def controller(sim: Sim, volume: DownwardAPIVolume) -> AsyncIterator[tuple[Any, str]]:
+async def witness(sim: Sim) -> AsyncIterator[str]:
+    """The witness session beside the simulated gateway: it sees the bot's WhatsApp model."""
+    session = SimWitness(sim.gateway)
+    app = web.Application()
+    session.routes(app)
+    async with LoopbackServer(app) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def controller(
+    sim: Sim, volume: DownwardAPIVolume, witness: str
+) -> AsyncIterator[tuple[Any, str]]:
     admin = f"127.0.0.1:{free_port()}"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +125,14 @@ async def controller(sim: Sim, volume: DownwardAPIVolume) -> AsyncIterator[tuple
         PRESENCE_REASSERT_UNAVAILABLE="1s",
         PRESENCE_SESSION_CHECK="500ms",
         PRESENCE_ANNOTATIONS_FILE=str(volume.file),
+        # A witness that reports what it sees and leaves it (ACT off): the lies stay visible.
+        PRESENCE_WITNESS__ENABLED="true",
+        PRESENCE_WITNESS__BASE_URL=witness,
+        PRESENCE_WITNESS__INSTANCE_ID="witness",
+        PRESENCE_WITNESS__ACCESS_TOKEN="sim-witness-token",
+        PRESENCE_WITNESS__BOT_CHAT_ID=BOT_CHAT_ID,
+        PRESENCE_WITNESS__POLL="1s",
+        PRESENCE_WITNESS__ACT="false",
         # Spans go nowhere: presence_trace_spans_total{result="dropped"} grows.
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead_collector}",
@@ -212,8 +237,27 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
             # Maintenance: the inhibition's source (test_alerting_live: what it mutes).
             volume.write({"app": "bot", P + "maintenance": "true"})
             assert await returns(client, rules["PresenceMaintenance"], True)
+
+            # The witness: during maintenance the gateway keeps marking the bot online.
+            async def mark_online() -> None:
+                while True:
+                    sim.gateway.whatsapp.write(Presence.AVAILABLE)
+                    await asyncio.sleep(1)
+
+            marking = asyncio.create_task(mark_online())
+            lie = rules["PresenceShownOnlineWhileUnavailable"]
+            assert await returns(client, lie, True, within=60)
+            marking.cancel()
             volume.write({"app": "bot"})
             assert await returns(client, rules["PresenceMaintenance"], False)
+            assert await returns(client, lie, False, within=60)
+            # Writes that show nothing (an account without a push name): the bot is meant to be
+            # online and contacts do not see it.
+            model = sim.gateway.whatsapp
+            sim.gateway.whatsapp = WhatsApp("silent")
+            unseen = rules["PresenceNotShownWhileAvailable"]
+            assert await returns(client, unseen, True, within=120)
+            sim.gateway.whatsapp = model
 
             # Hung (SIGSTOP): scrapes time out, up is 0, the series go stale. One replica: the
             # whole bot is down (critical), not "one replica of several" (warning).
@@ -247,5 +291,7 @@ async def test_every_dashboard_and_alert_expression_against_a_real_prometheus(
         "PresenceControllerDown/critical",
         "PresenceControllerAbsent",
         "PresenceMaintenance",
+        "PresenceShownOnlineWhileUnavailable",
+        "PresenceNotShownWhileAvailable",
     }
     assert checked | FLEET_ONLY == set(rules), "every alert expression was driven to return data"

@@ -76,7 +76,9 @@ class WitnessSettings(BaseModel):
     act: bool = True
     """On a mismatch seen for `MISMATCH_GRACE`, write the intended presence at once (within
     the call budget)."""
-    mismatch_grace: Duration = 0.0
+    mismatch_grace: Annotated[
+        Duration, AtMost(300.0, "a lie seen that long is what the witness is there to stop")
+    ] = 0.0
     """How long a mismatch must be seen before the early write (`0`: at first sight), and never
     sooner than this or 2 s after a write of ours (it may be on its way). At most 3 early
     writes a mismatch: past that, writing does not fix it."""
