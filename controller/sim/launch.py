@@ -21,14 +21,18 @@ from pathlib import Path
 
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
+from controller.sim.harness import as_environment, witness_values
 from controller.sim.kube import SimKube
 from controller.sim.kube_discovery import write_kubeconfig
 from controller.sim.server import LoopbackServer
 from controller.sim.tls import make_tls
 from controller.sim.whatsapp import DEFAULT_PROFILE
+from controller.sim.witness import SimWitness
 
 NAMESPACE = WORKLOAD = "whatsapp-bot"
 PODS = [f"{WORKLOAD}-7d4b9-{suffix}" for suffix in ("x2k9p", "m8q4z", "c5v7n")]
+WEBHOOK = "http://127.0.0.1:8090/witness/events"
+"""Where the simulated Evolution witness posts: a controller on the default PRESENCE_LISTEN."""
 
 
 async def run_sim(
@@ -48,9 +52,11 @@ async def run_sim(
         tls = make_tls(work / "tls")
         async with AsyncExitStack() as stack:
             consumer = await stack.enter_async_context(LoopbackServer(SimConsumer().app()))
-            gateway = await stack.enter_async_context(
-                LoopbackServer(SimGateway(provider=provider, profile=profile).app())
-            )
+            simulated = SimGateway(provider=provider, profile=profile)
+            # A witness session beside the bot's; Evolution's webhooks go to a controller on
+            # the default admin address.
+            simulated.witness = SimWitness(simulated, webhook=WEBHOOK)
+            gateway = await stack.enter_async_context(LoopbackServer(simulated.app()))
             api = await stack.enter_async_context(
                 LoopbackServer(kube.app(), ssl_context=tls.context)
             )
@@ -67,6 +73,9 @@ async def run_sim(
                           "evolution": f"PRESENCE_EVOLUTION__INSTANCE={sim.instance_id} "
                           f"PRESENCE_EVOLUTION__API_KEY={sim.access_token}"}[provider]  # fmt: skip
             print(f"# the simulated gateway's credentials: {credential}", file=sys.stderr)
+            witness = as_environment(witness_values(simulated, gateway.url))
+            shown = " ".join(f"{k}={v}" for k, v in witness.items())
+            print(f"# its witness session: {shown}", file=sys.stderr)
             if fleet:
                 print(f"# pods of deployment/{WORKLOAD} in namespace {NAMESPACE}: "
                       f"{' '.join(PODS)}", file=sys.stderr)  # fmt: skip
