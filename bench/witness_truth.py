@@ -2,7 +2,7 @@
 (`core.witness`, the code the controller runs) reading the WhatsApp model every POLL, asking the
 planner for early writes (ACT) and calibrating REASSERT_AVAILABLE (CALIBRATE).
 
-Rows per profile: blind at the defaults; the witness acting at its defaults (POLL 2 s,
+Rows per profile: blind at the defaults; the witness acting at its defaults (POLL 1 s,
 MISMATCH_GRACE 0) and at slower settings; blind again, re-asserting `unavailable` often enough
 to spend at least the writes a day of the witness at its defaults; and CALIBRATE with
 REASSERT_AVAILABLE configured at 60 s (the ceiling it calibrates down from), on `baileys` and on
@@ -29,8 +29,8 @@ from controller.core.witness import (
 from controller.sim.whatsapp import WhatsApp
 
 WITNESSES = {
-    "witness ACT, defaults (POLL 2 s, grace 0)": WitnessConfig(poll=2.0, mismatch_grace=0.0),
-    "witness ACT, POLL 1 s, grace 0": WitnessConfig(poll=1.0, mismatch_grace=0.0),
+    "witness ACT, defaults (POLL 1 s, grace 0)": WitnessConfig(poll=1.0, mismatch_grace=0.0),
+    "witness ACT, POLL 2 s, grace 0": WitnessConfig(poll=2.0, mismatch_grace=0.0),
     "witness ACT, POLL 2 s, grace 2 s": WitnessConfig(poll=2.0, mismatch_grace=2.0),
     "witness ACT, POLL 5 s, grace 10 s": WitnessConfig(poll=5.0, mismatch_grace=10.0),
 }

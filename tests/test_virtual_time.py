@@ -542,7 +542,7 @@ def test_the_demo_at_its_own_speed_in_virtual_time(provider: str, set_call: str)
 @pytest.mark.parametrize("provider", ["waha", "wawp", "evolution"])
 def test_the_witness_demo_at_its_own_speed_in_virtual_time(provider: str) -> None:
     """`demo --witness`: during maintenance a reconnect marks the bot online; the witness sees
-    it and has `unavailable` written within POLL (2 s), long before the next re-assert (a
+    it and has `unavailable` written within POLL (1 s), long before the next re-assert (a
     minute); Evolution's sights come through the admin server's webhook."""
     played(
         run_witness_demo,

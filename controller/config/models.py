@@ -27,7 +27,7 @@ from controller.config.values import (
     NESTED_DELIMITER,
     AtMost,
     PositiveDuration,
-    check_token,
+    credible,
     parse_value_pair,
     read_secret_file,
     real_name,
@@ -49,15 +49,7 @@ class GatewaySettings(BaseModel):
     @field_validator("access_token", "api_key", mode="before", check_fields=False)
     @classmethod
     def _credible(cls, value: object) -> object:
-        """Surrounding whitespace is dropped (`echo key > f` adds a newline that a Secret keeps);
-        a credential with whitespace or control characters inside is refused: an HTTP library
-        refuses such a header and quotes it in its error."""
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            value = value.strip()
-            check_token(value)
-        return value
+        return credible(value)
 
     @model_validator(mode="after")
     def _load_credential_file(self) -> Self:

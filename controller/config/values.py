@@ -175,6 +175,18 @@ def check_token(token: str, where: str = "") -> None:
         )
 
 
+def credible(value: object) -> object:
+    """A credential as given: surrounding whitespace dropped (`echo key > f` adds a newline
+    that a Secret keeps); one with whitespace or control characters inside refused (an HTTP
+    library refuses such a header and quotes it in its error)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        value = value.strip()
+        check_token(value)
+    return value
+
+
 def listen_address(value: str) -> tuple[str, int]:
     """Split `host:port` or `[v6]:port` into its parts, checking the port."""
     host, sep, port = value.rpartition(":")

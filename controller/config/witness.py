@@ -22,7 +22,7 @@ from controller.config.values import (
     AtMost,
     Duration,
     PositiveDuration,
-    check_token,
+    credible,
     read_secret_file,
     real_name,
 )
@@ -64,7 +64,7 @@ class WitnessSettings(BaseModel):
     """WAHA or Evolution: file holding the witness's API key; followed as it rotates."""
     bot_chat_id: str | None = None
     """The bot's chat id as the witness sees it, `15551234567@c.us` (required when enabled)."""
-    poll: Annotated[PositiveDuration, Field(ge=1.0), AtMost(300.0, "a lie would go unseen")] = 2.0
+    poll: Annotated[PositiveDuration, Field(ge=1.0), AtMost(300.0, "a lie would go unseen")] = 1.0
     """How often the witness's view is read (WAHA, Wawp); at least `1s`. A lie is cut short
     within about this: `available` fades after ~10 s by itself, so a POLL of 5 s or more catches
     little (bench: "Presence truth", "With a witness"). Costs 60/POLL reads a minute on the
@@ -96,12 +96,7 @@ class WitnessSettings(BaseModel):
     @field_validator("access_token", "api_key", "webhook_token", mode="before")
     @classmethod
     def _credible(cls, value: object) -> object:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            value = value.strip()
-            check_token(value)
-        return value
+        return credible(value)
 
     @field_validator("bot_chat_id")
     @classmethod

@@ -82,7 +82,7 @@ class Blind:
 
 @dataclass(frozen=True, slots=True)
 class WitnessConfig:
-    poll: float = 2.0
+    poll: float = 1.0
     act: bool = True
     mismatch_grace: float = 0.0
     calibrate: bool = False

@@ -110,7 +110,7 @@ class WitnessReader(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _witness_names(exc: GatewayError) -> str:
+def witness_names(exc: GatewayError) -> str:
     """A gateway error's message, naming the witness's settings rather than the bot's."""
     text = exc.message
     for prefix in ("PRESENCE_WAHA__", "PRESENCE_WAWP__", "PRESENCE_EVOLUTION__"):
@@ -138,7 +138,7 @@ class _Reads:
         try:
             reply = await self._read(f"{self._prefix}/{self._chat}", "witness read")
         except GatewayError as exc:
-            return Blind(at, Failure.GATEWAY, _witness_names(exc))
+            return Blind(at, Failure.GATEWAY, witness_names(exc))
         return sight_of(reply.get("presences"), self._bot, at)
 
 

@@ -38,7 +38,12 @@ from controller.core.witness import (
 )
 from controller.gateway.base import GatewayError
 from controller.gateway.http import json_body
-from controller.gateway.witness import WitnessReader, build_witness, witness_event
+from controller.gateway.witness import (
+    WitnessReader,
+    build_witness,
+    witness_event,
+    witness_names,
+)
 from controller.runtime.actuator import Actuator
 from controller.runtime.clock import SYSTEM, Clock
 from controller.secret_file import SecretFile
@@ -167,9 +172,7 @@ class Witness:
         try:
             await self.reader.subscribe()
         except GatewayError as exc:
-            message = f"witness subscribe failed: {exc.message}"
-            for name in ("PRESENCE_WAHA__", "PRESENCE_WAWP__", "PRESENCE_EVOLUTION__"):
-                message = message.replace(name, "PRESENCE_WITNESS__")
+            message = f"subscribe failed: {witness_names(exc)}"
             self.subscribed_at = None
             self._fold(Blind(now, Failure.NOT_SUBSCRIBED, message))
             return False

@@ -107,8 +107,8 @@ async def run_witness_demo(
             values = demo_values(consumer_srv.url, gateway, gateway_srv.url, speed)
             # The production re-assert and session periods: the witness, not they, corrects.
             values.update(reassert_unavailable=60.0, session_check=60.0)
-            poll = max(1.0, 2.0 / speed)  # the default POLL, scaled (no lower than allowed)
-            witness = witness_values(gateway, gateway_srv.url, poll=poll)
+            poll = 1.0  # the default POLL (and the least allowed: not scaled)
+            witness = witness_values(gateway, gateway_srv.url)
             settings = Settings.from_values(
                 **values, **witness, annotations_file=world.podinfo.file
             )
