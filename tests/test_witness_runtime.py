@@ -23,6 +23,7 @@ from controller.config import Settings
 from controller.core.types import Presence
 from controller.core.witness import SETTLE
 from controller.runtime.clock import VirtualClock
+from controller.runtime.controller import Controller
 from controller.sim.consumer import SimConsumer
 from controller.sim.gateway import SimGateway
 from controller.sim.harness import Simulation, gateway_values, wait_until, witness_values
@@ -265,6 +266,45 @@ async def test_a_lapsed_subscription_misleads_the_witness_but_never_the_decision
             # follow it).
             then = {decided(call.at), decided(call.at - 0.001)}
             assert call.presence in then, (call.at, call.presence, changes)
+
+
+class Broken:
+    """A witness client with a bug: every call raises something unexpected."""
+
+    provider, pushes = "waha", False
+
+    async def subscribe(self) -> None:
+        raise RuntimeError("a bug in the witness client")
+
+    async def read(self, at: float) -> Any:
+        raise RuntimeError("a bug in the witness client")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_bug_in_the_witness_is_logged_once_and_changes_nothing() -> None:
+    async with world("waha") as sim, watched(sim, witness={"enabled": False}) as run:
+        await script(sim)
+        blind = decisions(run)
+    async with world("waha") as sim:
+        clock = VirtualClock(START)
+        args = {"controller_class": WithABug, "clock": clock, "rng": random.Random(1)}
+        async with running(settings(sim), **args) as run:
+            await script(sim)
+            assert decisions(run) == blind
+            bugs = [e for e in run.log_events() if e["msg"].startswith("witness step failed")]
+            assert len(bugs) == 1, bugs
+            assert witness_status(run)["actions"] == {}
+
+
+class WithABug(Controller):
+    """A controller whose witness client has a bug."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert self.witness is not None
+        self.witness.reader = Broken()
 
 
 # Evolution's webhooks (POST /witness/events).

@@ -48,7 +48,7 @@ from controller.runtime.actuator import Actuator
 from controller.runtime.clock import SYSTEM, Clock
 from controller.secret_file import SecretFile
 from controller.telemetry.http_tracing import traced_transport
-from controller.telemetry.logs import add_secret, event
+from controller.telemetry.logs import ErrorOnce, add_secret, event
 from controller.telemetry.metrics import Metrics, WitnessMetrics
 
 log = logging.getLogger("presence.witness")
@@ -134,12 +134,16 @@ class Witness:
     # The loop.
 
     async def run(self) -> None:
-        """Watch forever; cancel to stop."""
+        """Watch forever; cancel to stop. A bug in a step (not a failing witness: those are
+        sights of nothing) is logged once per distinct error and the watch goes on."""
+        failed = ErrorOnce(log)
         while True:
             try:
                 await self._step()
-            except Exception:
-                log.exception("witness step failed")
+            except Exception as exc:
+                failed("witness step failed", exc)
+            else:
+                failed.reset()
             await self._clock.sleep(self.cfg.poll)
 
     def leading(self) -> bool:
