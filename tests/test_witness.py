@@ -31,6 +31,7 @@ from controller.core.witness import (
     observe,
     on_intended,
     on_write,
+    shown_ratio,
     truth,
 )
 from controller.gateway.witness import sight_of, witness_event
@@ -183,6 +184,14 @@ def test_writes_never_shown_name_a_missing_push_name() -> None:
     assert "push name" in state.fight.message
     state, _ = fold(state, [(250.0, A)])
     assert state.fight is None
+
+
+def test_the_ratio_says_nothing_before_a_minute_of_available_was_intended() -> None:
+    state = on_intended(WitnessState(), A, 0.0)
+    state, _ = fold(state, [(0.0, U), (5.0, A), (59.0, A)])
+    assert shown_ratio(truth(state, 59.0)) is None
+    state, _ = fold(state, [(60.0, A)])
+    assert shown_ratio(truth(state, 60.0)) == 55.0 / 60.0
 
 
 def test_truth_of_the_last_hour_as_seen() -> None:

@@ -40,6 +40,8 @@ RECONNECT_LINK = 90.0
 SETTLE = 2.0
 """No early write within this long after a write of ours (or the grace, if longer): it may
 still be on its way to the witness."""
+RATIO_SPAN = 60.0
+"""The shown-available ratio is reported once `available` was intended this long in the hour."""
 EARLY_WRITES = 3
 """Early writes per mismatch episode at most: one that three writes did not fix is a fight."""
 FIGHT_RETURNS = 2
@@ -345,6 +347,14 @@ def effective_reassert(state: WitnessState, cfg: WitnessConfig) -> float:
         return cfg.reassert_available
     floor = min(FLOOR, cfg.reassert_available)
     return min(cfg.reassert_available, max(floor, CALIBRATION_SHARE * p10))
+
+
+def shown_ratio(measured: Truth) -> float | None:
+    """The shown-available ratio, once `available` was intended for RATIO_SPAN at least in the
+    hour (None before: the first seconds after a start or a change say nothing yet)."""
+    if measured.desired_available < RATIO_SPAN:
+        return None
+    return measured.shown_available_ratio
 
 
 def truth(state: WitnessState, now: float) -> Truth:

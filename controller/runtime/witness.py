@@ -34,6 +34,7 @@ from controller.core.witness import (
     observe,
     on_intended,
     on_write,
+    shown_ratio,
     truth,
 )
 from controller.gateway.base import GatewayError
@@ -209,7 +210,7 @@ class Witness:
         m = self.metrics
         Metrics.set_state(m.shown_state, self.state.shown)
         m.false_online.inc(verdict.false_online)
-        ratio = truth(self.state, sight.at).shown_available_ratio
+        ratio = shown_ratio(truth(self.state, sight.at))
         m.shown_available_ratio.set(float("nan") if ratio is None else ratio)
         if span is not None:
             self._annotate(span, sight)
@@ -330,7 +331,7 @@ class Witness:
             return None if t is None else (wall - timedelta(seconds=now - t)).isoformat()
 
         measured: Truth = truth(s, now)
-        ratio = measured.shown_available_ratio
+        ratio = shown_ratio(measured)
         blind = s.blind
         return {
             "enabled": True,
