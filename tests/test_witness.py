@@ -186,12 +186,12 @@ def test_writes_never_shown_name_a_missing_push_name() -> None:
     assert state.fight is None
 
 
-def test_the_ratio_says_nothing_before_a_minute_of_available_was_intended() -> None:
+def test_the_ratio_says_nothing_before_30_s_of_available_were_intended() -> None:
     state = on_intended(WitnessState(), A, 0.0)
-    state, _ = fold(state, [(0.0, U), (5.0, A), (59.0, A)])
-    assert shown_ratio(truth(state, 59.0)) is None
-    state, _ = fold(state, [(60.0, A)])
-    assert shown_ratio(truth(state, 60.0)) == 55.0 / 60.0
+    state, _ = fold(state, [(0.0, U), (5.0, A), (29.0, A)])
+    assert shown_ratio(truth(state, 29.0)) is None
+    state, _ = fold(state, [(30.0, A)])
+    assert shown_ratio(truth(state, 30.0)) == 25.0 / 30.0
 
 
 def test_truth_of_the_last_hour_as_seen() -> None:

@@ -40,7 +40,7 @@ RECONNECT_LINK = 90.0
 SETTLE = 2.0
 """No early write within this long after a write of ours (or the grace, if longer): it may
 still be on its way to the witness."""
-RATIO_SPAN = 60.0
+RATIO_SPAN = 30.0
 """The shown-available ratio is reported once `available` was intended this long in the hour."""
 EARLY_WRITES = 3
 """Early writes per mismatch episode at most: one that three writes did not fix is a fight."""

@@ -271,7 +271,7 @@ class WitnessMetrics:
         self.shown_available_ratio = Gauge(
             "presence_witness_shown_available_ratio",
             "Of the last hour's time available was intended, the share the witness saw it shown "
-            "(NaN until available was intended a minute in the hour)",
+            "(NaN until available was intended 30 s in the hour)",
             registry=r,
         )
         self.decay = Histogram(
