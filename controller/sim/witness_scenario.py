@@ -81,6 +81,52 @@ class _Stage(Contacts):
         super().__init__(watched.world, watched.controller)
 
 
+def _watched_controller(settings: Settings, timeline: Timeline) -> Controller:
+    """The controller, its decisions, gateway calls and witness lines on the timeline."""
+    controller = Controller(settings)
+    controller.listeners.append(timeline.transition)
+    assert controller.witness is not None
+
+    def said(kind: str, text: str) -> None:
+        timeline.line("witness", "", text)
+        timeline.last_set = None  # the write it asks for is not a plain re-assert
+
+    controller.witness.listeners.append(said)
+    return controller
+
+
+def _header(provider: str) -> str:
+    return (
+        "presence-controller demo --witness: the real controller, a simulated consumer, a "
+        f"simulated {PROVIDER_NAMES[provider]} gateway serving the bot's session and a witness "
+        "session (a second number that sees the bot as a contact does), on loopback\n"
+        "witness poll 1s, mismatch grace 0 (the defaults); re-assert unavailable every 60s, "
+        "session read every 60s\n\n"
+        f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail"
+    )
+
+
+async def _play(
+    world: World, controller: Controller, timeline: Timeline, speed: float, total: int
+) -> int:
+    """Run the controller (and the admin server that takes Evolution's witness webhooks)
+    through the scenes; the number that did not behave."""
+    gateway = world.gateway
+    assert gateway.witness is not None
+    gateway.on_call = timeline.gateway_call
+    stop = asyncio.Event()
+    async with AdminServer(controller, "127.0.0.1", 0) as admin:
+        gateway.witness.webhook = f"http://127.0.0.1:{admin.port}/witness/events"
+        task = asyncio.create_task(controller.run(stop))
+        try:
+            watched = Watched(world, controller)
+            return await play(SCENES, watched, _Stage(watched), timeline, speed, total)
+        finally:
+            stop.set()
+            timeline.line("scenario", "", "SIGTERM: stop, write unavailable")
+            await task
+
+
 async def run_witness_demo(
     speed: float = 1.0, out: TextIO = sys.stdout, provider: str = "waha"
 ) -> int:
@@ -107,43 +153,14 @@ async def run_witness_demo(
             values = demo_values(consumer_srv.url, gateway, gateway_srv.url, speed)
             # The production re-assert and session periods: the witness, not they, corrects.
             values.update(reassert_unavailable=60.0, session_check=60.0)
-            poll = 1.0  # the default POLL (and the least allowed: not scaled)
-            witness = witness_values(gateway, gateway_srv.url)
             settings = Settings.from_values(
-                **values, **witness, annotations_file=world.podinfo.file
+                **values,
+                **witness_values(gateway, gateway_srv.url),  # POLL 1 s, grace 0: the defaults
+                annotations_file=world.podinfo.file,
             )
-            controller = Controller(settings)
-            controller.listeners.append(timeline.transition)
-            gateway.on_call = timeline.gateway_call
-            assert controller.witness is not None
-
-            def said(kind: str, text: str) -> None:
-                timeline.line("witness", "", text)
-                timeline.last_set = None  # the write it asks for is not a plain re-assert
-
-            controller.witness.listeners.append(said)
-            print(
-                "presence-controller demo --witness: the real controller, a simulated consumer, a "
-                f"simulated {PROVIDER_NAMES[provider]} gateway serving the bot's session and a "
-                "witness session (a second number that sees the bot as a contact does), on "
-                f"loopback\nwitness poll {poll:g}s, mismatch grace 0 (the defaults); re-assert "
-                "unavailable every 60s, session read every 60s\n\n"
-                f"{'time':>8}  {'event':<9} {'presence':<12} reason / detail",
-                file=out,
-            )
-            stop = asyncio.Event()
-            # The admin server takes Evolution's witness webhooks (POST /witness/events).
-            async with AdminServer(controller, "127.0.0.1", 0) as admin:
-                gateway.witness.webhook = f"http://127.0.0.1:{admin.port}/witness/events"
-                task = asyncio.create_task(controller.run(stop))
-                try:
-                    watched = Watched(world, controller)
-                    stage = _Stage(watched)
-                    failures += await play(SCENES, watched, stage, timeline, speed, total)
-                finally:
-                    stop.set()
-                    timeline.line("scenario", "", "SIGTERM: stop, write unavailable")
-                    await task
+            controller = _watched_controller(settings, timeline)
+            print(_header(provider), file=out)
+            failures += await _play(world, controller, timeline, speed, total)
     finally:
         shutil.rmtree(podinfo, ignore_errors=True)
     print(f"\n{total - failures}/{total} steps behaved as expected", file=out)
