@@ -74,7 +74,7 @@ class WitnessRun:
             if verdict.write is not None:
                 self.actions += 1
                 state = on_witness(state, f"witness: {verdict.write.value}")
-            if verdict.decay is not None and self.cfg.calibrate:
+            if self.cfg.calibrate:  # as the controller: after every sight
                 act = replace(act, reassert_available=effective_reassert(self.state, self.cfg))
         return state, act
 

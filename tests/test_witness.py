@@ -6,6 +6,7 @@ presence sooner)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,6 +129,24 @@ def test_the_decay_is_timed_from_a_write_of_available_to_seeing_it_gone() -> Non
     state, verdict = observe(state, Sight(70.0, U), CFG)
     assert verdict.decay is None
     assert [s for _, s in state.decays] == [14.0, 22.0]
+
+
+def test_decay_samples_older_than_a_day_are_dropped_and_the_configured_period_returns() -> None:
+    cfg = WitnessConfig(calibrate=True, reassert_available=60.0)
+    state = on_intended(WitnessState(), A, 0.0)
+    state = replace(state, decays=((0.0, 30.0), (1.0, 31.0), (2.0, 32.0)))
+    state, _ = fold(state, [(3600.0, A)], cfg)
+    assert effective_reassert(state, cfg) == 0.7 * 30.0
+    state, _ = fold(state, [(86_401.5, A)], cfg)
+    assert state.decays == ((2.0, 32.0),) and effective_reassert(state, cfg) == 60.0
+
+
+def test_the_intended_timeline_keeps_an_hour_however_long_nothing_is_shown_differently() -> None:
+    state = on_intended(WitnessState(), A, 0.0)
+    state, _ = fold(state, [(0.0, A)])
+    for hour in range(1, 48):
+        state = on_intended(state, U if hour % 2 else A, hour * 3600.0)
+    assert len(state.intended) <= 3
 
 
 def test_calibration_follows_the_10th_percentile_within_its_bounds() -> None:

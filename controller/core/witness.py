@@ -162,7 +162,7 @@ def on_intended(state: WitnessState, presence: Presence, now: float) -> WitnessS
     pulse)."""
     if state.intended and state.intended[-1][1] is presence:
         return state
-    return replace(state, intended=(*state.intended, (now, presence)))
+    return replace(state, intended=(*_recent(state.intended, now), (now, presence)))
 
 
 def on_write(state: WitnessState, presence: Presence, now: float) -> WitnessState:
@@ -192,7 +192,9 @@ def observe(
         return replace(state, mismatch=None, mismatch_since=None, early_writes=0), Verdict()
     now = sight.at
     before = state.last_read
-    state = _seen(replace(state, blind=None, last_read=now), now, sight.shown)
+    decays = tuple(d for d in state.decays if now - d[0] <= DECAY_MAX_AGE)
+    state = replace(state, blind=None, last_read=now, decays=decays)
+    state = _seen(state, now, sight.shown)
     added = 0.0
     if before is not None and now > before:
         added = measure(state.intended, state.seen, before, now).false_online
@@ -238,7 +240,7 @@ def _decay(state: WitnessState, sight: Sight) -> tuple[WitnessState, float | Non
     if not state.decay_shown:
         return state, None
     seconds = sight.at - state.decay_from
-    kept = tuple(d for d in state.decays if sight.at - d[0] <= DECAY_MAX_AGE)[-DECAY_KEPT + 1 :]
+    kept = state.decays[-DECAY_KEPT + 1 :]
     state = replace(state, decay_from=None, decay_shown=False, decays=(*kept, (sight.at, seconds)))
     return state, seconds
 

@@ -241,14 +241,16 @@ class Witness:
             self._actuator.witness_write(f"witness: {reason}")
         if verdict.decay is not None:
             m.decay.observe(verdict.decay)
-            period = effective_reassert(self.state, self.cfg)
-            cfg = self._actuator.cfg
-            if period != cfg.reassert_available:
-                self._actuator.cfg = replace(cfg, reassert_available=period)
-                m.effective_reassert.set(period)
-                event(log, logging.INFO, "witness_calibration",
-                      f"re-asserting available every {period:.1f}s (0.7 x the 10th percentile "
-                      f"of {len(self.state.decays)} measured decays)", seconds=period)  # fmt: skip
+        # Every sight: a new decay sample, or old ones dropped, may move the period.
+        period = effective_reassert(self.state, self.cfg)
+        cfg = self._actuator.cfg
+        if period != cfg.reassert_available:
+            self._actuator.cfg = replace(cfg, reassert_available=period)
+            m.effective_reassert.set(period)
+            event(log, logging.INFO, "witness_calibration",
+                  f"re-asserting available every {period:.1f}s (0.7 x the 10th percentile "
+                  f"of {len(self.state.decays)} measured decays; configured "
+                  f"{self.cfg.reassert_available:g}s)", seconds=period)  # fmt: skip
         if verdict.fight_changed:
             fight = self.state.fight
             m.fighting.set(0 if fight is None else 1)
