@@ -9,7 +9,6 @@ Print the figures and the settings they suggest. THIS CHANGES THE BOT'S PRESENCE
 
 from __future__ import annotations
 
-import hmac
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,9 +19,9 @@ from controller.config import Settings
 from controller.core.types import Presence
 from controller.core.witness import CALIBRATION_SHARE, FLOOR, SETTLE, Blind, Failure, Sight
 from controller.gateway.base import Gateway, GatewayError
-from controller.gateway.http import json_body
-from controller.gateway.witness import WitnessReader, build_witness, witness_event
+from controller.gateway.witness import TOKEN_HEADER, WitnessReader, build_witness, receive_event
 from controller.redaction import scrub
+from controller.runtime.admin import read_event
 from controller.runtime.clock import SYSTEM, Clock
 
 SEE_WITHIN = 30.0
@@ -190,19 +189,13 @@ async def _looking(
     token = w.webhook_token.get_secret_value() if w.webhook_token is not None else ""
 
     async def receive(request: web.Request) -> web.Response:
-        body = await request.content.read(64 * 1024)
-        sent = request.headers.get("X-Witness-Token", "")
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            return web.Response(status=401)
-        try:
-            sight = witness_event(
-                json_body(body), w.instance or "", w.bot_chat_id or "", clock.now()
-            )
-        except ValueError:
-            return web.Response(status=403)
-        if sight is not None:
-            state["last"] = sight
-        return web.Response(status=200 if sight is not None else 202)
+        sent = request.headers.get(TOKEN_HEADER)
+        body = await read_event(request)
+        chat = w.bot_chat_id or ""
+        got = receive_event(token, sent, body, w.instance or "", chat, clock.now())
+        if got.sight is not None:
+            state["last"] = got.sight
+        return web.Response(status=got.status, text=got.why + "\n")
 
     app = web.Application()
     app.router.add_post("/witness/events", receive)

@@ -10,7 +10,9 @@ bounded like the bot's own gateway calls; a reply never quoted (it may echo a cr
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -21,7 +23,7 @@ from controller.core.types import Presence
 from controller.core.witness import Blind, Failure, Sight
 from controller.gateway.base import GatewayError
 from controller.gateway.evolution import EvolutionGateway
-from controller.gateway.http import HttpGateway, json_reply
+from controller.gateway.http import HttpGateway, json_body, json_reply
 from controller.gateway.waha import WahaGateway
 from controller.gateway.wawp import WawpGateway
 
@@ -93,6 +95,41 @@ def witness_event(body: object, instance: str, bot_chat_id: str, at: float) -> S
     if not isinstance(chat, str) or number(chat) != number(bot_chat_id):
         return None
     return sight_of(data.get("presences"), bot_chat_id, at)
+
+
+MAX_EVENT_BYTES = 64 * 1024
+"""A witness webhook (a presence.update) is a few hundred bytes; more is refused (413)."""
+TOKEN_HEADER = "X-Witness-Token"  # noqa: S105 (a header name)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What a witness webhook comes to: the HTTP answer, and what it saw (if anything)."""
+
+    status: int
+    why: str
+    sight: Sight | Blind | None = None
+
+
+def receive_event(
+    expected: str, token: str | None, body: bytes | None, instance: str, chat: str, at: float
+) -> Received:
+    """The checks every witness webhook passes, in this order: its size (`body` None: over
+    MAX_EVENT_BYTES), the shared secret (constant time), the instance it names, the event and
+    the chat it is about."""
+    if body is None:
+        return Received(413, f"a body over {MAX_EVENT_BYTES // 1024} KiB")
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        return Received(401, f"missing or wrong {TOKEN_HEADER} header")
+    try:
+        sight = witness_event(json_body(body), instance, chat, at)
+    except ValueError:
+        return Received(403, "the webhook names another instance")
+    if sight is None:
+        return Received(202, "ignored: not a presence.update of the bot")
+    if isinstance(sight, Blind):
+        return Received(400, sight.message, sight)
+    return Received(200, "ok", sight)
 
 
 class WitnessReader(Protocol):

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from controller.gateway.witness import MAX_EVENT_BYTES, TOKEN_HEADER
 from controller.redaction import scrub_document
 from controller.runtime.listen import bind
 from controller.telemetry.metrics import Metrics
@@ -73,22 +74,24 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-MAX_EVENT_BYTES = 64 * 1024
-"""A witness webhook (a presence.update) is a few hundred bytes; more is refused (413)."""
-WITNESS_TOKEN_HEADER = "X-Witness-Token"  # noqa: S105 (a header name)
+async def read_event(request: web.Request) -> bytes | None:
+    """A webhook's body, read up to MAX_EVENT_BYTES (chunked or not); None past it, read no
+    further."""
+    length = request.content_length
+    if length is not None and length > MAX_EVENT_BYTES:
+        return None
+    body = b""
+    while chunk := await request.content.read(MAX_EVENT_BYTES + 1):
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            return None
+    return body
 
 
 async def _witness_event(request: web.Request) -> web.Response:
-    """Evolution's witness webhooks: the body read up to MAX_EVENT_BYTES, never more."""
-    length = request.content_length
-    body: bytes | None = b""
-    if length is not None and length > MAX_EVENT_BYTES:
-        body = None
-    while body is not None and (chunk := await request.content.read(MAX_EVENT_BYTES + 1)):
-        body += chunk
-        if len(body) > MAX_EVENT_BYTES:
-            body = None  # refused as soon as it is too large: never read on
-    token = request.headers.get(WITNESS_TOKEN_HEADER)
+    """Evolution's witness webhooks (the controller's witness says what they come to)."""
+    body = await read_event(request)
+    token = request.headers.get(TOKEN_HEADER)
     status, text = request.app[CONTROLLER_KEY].witness_event(token, body)
     return web.Response(status=status, text=text)
 

@@ -7,7 +7,6 @@ failing witness is reported and changes nothing else. In fleet mode only the lea
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
@@ -38,11 +37,10 @@ from controller.core.witness import (
     truth,
 )
 from controller.gateway.base import GatewayError
-from controller.gateway.http import json_body
 from controller.gateway.witness import (
     WitnessReader,
     build_witness,
-    witness_event,
+    receive_event,
     witness_names,
 )
 from controller.runtime.actuator import Actuator
@@ -53,7 +51,6 @@ from controller.telemetry.logs import ErrorOnce, add_secret, event
 from controller.telemetry.metrics import Metrics, WitnessMetrics
 
 log = logging.getLogger("presence.witness")
-TOKEN_HEADER = "X-Witness-Token"  # noqa: S105 (a header name)
 
 
 class Witness:
@@ -288,31 +285,24 @@ class Witness:
 
     def receive(self, token: str | None, body: bytes | None) -> tuple[int, str]:
         """One webhook (`body` None: over the size limit): (HTTP status, text). Only Evolution's
-        witness takes them."""
+        witness takes them; a follower refuses them (503) once they are known to be genuine."""
         expected = self.settings.webhook_token
         if not self.reader.pushes or expected is None:
             return 404, "this witness does not take webhooks\n"
-        if body is None:
-            return self._refused(413, "a body over 64 KiB")
-        wanted = expected.get_secret_value().encode()
-        if token is None or not hmac.compare_digest(token.encode(), wanted):
-            return self._refused(401, f"missing or wrong {TOKEN_HEADER} header")
+        now = self._clock.now()
+        instance, chat = self.settings.instance or "", self.settings.bot_chat_id or ""
+        got = receive_event(expected.get_secret_value(), token, body, instance, chat, now)
+        if got.status in (401, 403, 413):
+            return self._refused(got.status, got.why)
         if not self.leading():
             return 503, "not the leader: the leader's witness takes the webhooks\n"
-        now = self._clock.now()
-        instance = self.settings.instance or ""
-        chat = self.settings.bot_chat_id or ""
-        try:
-            sight = witness_event(json_body(body), instance, chat, now)
-        except ValueError:
-            return self._refused(403, "the webhook names another instance")
-        if sight is None:
-            return 202, "ignored: not a presence.update of the bot\n"
+        if got.sight is None:
+            return got.status, got.why + "\n"
         self.last_event = now
         with self._tracer.start_as_current_span("presence.witness.read") as span:
-            self._fold(sight, span)
-        if isinstance(sight, Blind):
-            return self._refused(400, sight.message)
+            self._fold(got.sight, span)
+        if got.status != 200:
+            return self._refused(got.status, got.why)
         return 200, "ok\n"
 
     def _refused(self, status: int, why: str) -> tuple[int, str]:
