@@ -94,9 +94,12 @@ def test_a_write_restarts_the_grace_and_a_resolved_mismatch_asks_nothing() -> No
 def test_act_off_measures_but_never_asks() -> None:
     state = on_intended(WitnessState(), U, 0.0)
     off = WitnessConfig(act=False, mismatch_grace=10.0)
-    state, writes = fold(state, [(t, A) for t in range(0, 60, 5)], off)
-    assert writes == [None] * 12
-    assert state.false_online_total == 55.0
+    seen = 0.0
+    for t in range(0, 60, 5):
+        state, verdict = observe(state, Sight(float(t), A), off)
+        assert verdict.write is None
+        seen += verdict.false_online
+    assert seen == 55.0
 
 
 def test_a_blind_sight_changes_nothing_but_the_shown_presence_and_the_error() -> None:
@@ -215,13 +218,17 @@ def test_the_ratio_says_nothing_before_30_s_of_available_were_intended() -> None
 
 def test_truth_of_the_last_hour_as_seen() -> None:
     state = on_intended(WitnessState(), A, 0.0)
-    state, _ = fold(state, [(0.0, A), (30.0, U), (40.0, A)])
-    state = on_intended(state, U, 60.0)
-    state, _ = fold(state, [(70.0, U), (100.0, U)])
+    counted = 0.0
+    for at, shown in [(0.0, A), (30.0, U), (40.0, A), (60.0, None), (70.0, U), (100.0, U)]:
+        if shown is None:
+            state = on_intended(state, U, at)
+            continue
+        state, verdict = observe(state, Sight(at, shown), CFG)
+        counted += verdict.false_online
     measured = truth(state, 100.0)
     assert measured.shown_available_ratio == 50.0 / 60.0
     assert measured.false_online == 10.0
-    assert state.false_online_total == 10.0
+    assert counted == 10.0  # what the counter is given, sight by sight
 
 
 # What a witness reads, per provider.

@@ -142,8 +142,6 @@ class WitnessState:
     unseen_since: float | None = None
     """The first write of `available` not seen shown since (None: it was seen, or none)."""
     fight: Fight | None = None
-    false_online_total: float = 0.0
-    """Seconds seen false-online since start (the counter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +196,6 @@ def observe(
     added = 0.0
     if before is not None and now > before:
         added = measure(state.intended, state.seen, before, now).false_online
-    state = replace(state, false_online_total=state.false_online_total + added)
     state, decay = _decay(state, sight)
     intended = state.intended[-1][1] if state.intended else Presence.UNKNOWN
     state = _returns(state, sight, intended)

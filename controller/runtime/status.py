@@ -30,6 +30,11 @@ def iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
+def iso_at(t: float | None, now: float, wall: datetime) -> str | None:
+    """The wall-clock time of the monotonic instant `t`, given both clocks `now`."""
+    return None if t is None else iso(wall + timedelta(seconds=t - now))
+
+
 @dataclass(frozen=True, slots=True)
 class ActuatorReport:
     """What the actuator knows of the gateway, as plain values."""
@@ -212,7 +217,7 @@ def damping_section(
         "enabled": cfg.enabled,
         "penalty": round(penalty(state, now, cfg), 1),
         "suppressed": holds(state),
-        "reuse_at": iso(wall + timedelta(seconds=end - now)) if end is not None else None,
+        "reuse_at": iso_at(end, now, wall),
         "outages": len(state.outages),
     }
 

@@ -11,7 +11,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -45,6 +45,7 @@ from controller.gateway.witness import (
 )
 from controller.runtime.actuator import Actuator
 from controller.runtime.clock import SYSTEM, Clock
+from controller.runtime.status import iso_at
 from controller.secret_file import SecretFile
 from controller.telemetry.http_tracing import traced_transport
 from controller.telemetry.logs import ErrorOnce, add_secret, event
@@ -320,7 +321,7 @@ class Witness:
         s = self.state
 
         def at(t: float | None) -> str | None:
-            return None if t is None else (wall - timedelta(seconds=now - t)).isoformat()
+            return iso_at(t, now, wall)
 
         measured: Truth = truth(s, now)
         ratio = shown_ratio(measured)
