@@ -283,16 +283,67 @@ def test_maintenance_settings_are_validated_at_start(
         PRESENCE_ONLINE_HOURS="off",
         PRESENCE_MAINTENANCE_LEAD="soon",
     )
-    assert errors == [
+    assert sorted(errors) == [
         "PRESENCE_ANNOTATIONS_FILE: no such file '/etc/podinfo/annotations-missing': "
         "mount the Downward API volume, or unset it",
+        "PRESENCE_MAINTENANCE_LEAD: invalid duration 'soon': expected seconds or a number with a "
+        "unit ms, s, m, h or d (500ms, 30s, 5m, 1h, 1d)",
         "PRESENCE_MAINTENANCE_WINDOWS: window 2 of 2 'Sun 25:00-26:00 UTC': invalid time "
         "'25:00': expected HH:MM from 00:00 to 23:59",
         "PRESENCE_ONLINE_HOURS: 'off' would keep the bot offline for good: leave ONLINE_HOURS "
         "unset for no limit",
-        "PRESENCE_MAINTENANCE_LEAD: invalid duration 'soon': expected seconds or a number with a "
-        "unit ms, s, m, h or d (500ms, 30s, 5m, 1h, 1d)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        (
+            {"PRESENCE_ONLINE_HOURS_HOLIDAYS": "DE-XX"},
+            "PRESENCE_ONLINE_HOURS_HOLIDAYS: unknown subdivision 'DE-XX': DE has BB, BE, BW, BY",
+        ),
+        (
+            {"PRESENCE_ONLINE_HOURS_HOLIDAYS": "Bavaria"},
+            "PRESENCE_ONLINE_HOURS_HOLIDAYS: unknown country 'Bavaria': expected an ISO 3166-1 "
+            "alpha-2 code such as 'DE', optionally with a subdivision ('DE-BY')",
+        ),
+        (
+            {"PRESENCE_ONLINE_HOURS_HOLIDAYS": " , "},
+            "PRESENCE_ONLINE_HOURS_HOLIDAYS: expected country or subdivision codes such as "
+            "'DE-BY,AT'",
+        ),
+        (
+            {"PRESENCE_ONLINE_HOURS_HOLIDAYS": "AT", "PRESENCE_ONLINE_HOURS": None},
+            "PRESENCE_ONLINE_HOURS_HOLIDAYS: holidays close online hours: set ONLINE_HOURS too",
+        ),
+        (
+            {
+                "PRESENCE_ONLINE_HOURS_HOLIDAYS": "AT",
+                "PRESENCE_ONLINE_HOURS": "Mon-Fri 09:00-17:00 Europe/Vienna; Sat 10:00-12:00 UTC",
+            },
+            "PRESENCE_ONLINE_HOURS_HOLIDAYS: holidays need online hours of weekly windows in one "
+            "zone (a holiday is a local day): found Europe/Vienna, UTC",
+        ),
+        (
+            {"PRESENCE_MAINTENANCE_CALENDAR": "/etc/presence/missing.ics"},
+            "PRESENCE_MAINTENANCE_CALENDAR: no such file '/etc/presence/missing.ics': mount the "
+            "calendar, or unset it",
+        ),
+        (
+            {"PRESENCE_NOTICE": "8d"},
+            "PRESENCE_NOTICE: at most 7d, got 691200: a notice a week ahead is noise, not a "
+            "warning",
+        ),
+    ],
+)
+def test_holidays_calendar_and_notice_are_validated_at_start(
+    minimal_env: None, monkeypatch: pytest.MonkeyPatch, values: dict[str, str | None], error: str
+) -> None:
+    values = {"PRESENCE_ONLINE_HOURS": "Mon-Fri 09:00-17:00 Europe/Berlin", **values}
+    if values["PRESENCE_ONLINE_HOURS"] is None:
+        del values["PRESENCE_ONLINE_HOURS"]
+    errors = errors_of(monkeypatch, **values)
+    assert len(errors) == 1 and errors[0].startswith(error), errors
 
 
 def test_maintenance_settings_build_schedules(

@@ -38,7 +38,10 @@ async def test_follows_the_consumer_and_explains_itself(sim: Sim) -> None:
         assert status["gateway"]["session"] == "WORKING"
         assert status["maintenance"]["active"] is False and status["maintenance"]["errors"] == []
         assert status["override"]["active"] is False
-        assert status["online_hours"] == {"configured": None, "inside": True, "next_change": None}
+        assert status["online_hours"] == {
+            "configured": None, "inside": True, "next_change": None, "holidays": None,
+            "holiday": None,
+        }  # fmt: skip
 
         sim.consumer.lag = 45
         await until(lambda: sim.gateway.presence == "unavailable")

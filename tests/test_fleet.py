@@ -715,3 +715,43 @@ def test_fleet_modes_client_is_imported_only_in_fleet_mode() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert found.stdout.strip() == "[]", found.stdout
+
+
+async def test_notices_are_events_regarding_the_deployment_in_fleet_mode(
+    sim: Sim, kube: tuple[SimKube, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kube
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, expiry = now + timedelta(minutes=40), now + timedelta(minutes=8)
+    fake.put(
+        "deployments",
+        deployment(**{
+            "presence-controller/maintenance": f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}/PT1H",
+            "presence-controller/maintenance-reason": "Kernel upgrade",
+            "presence-controller/force": "unavailable",
+            "presence-controller/force-until": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }),
+    )  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, url, "token-pod-a")))
+    settings = sim.settings(
+        kube={"enabled": True, "namespace": "shop", "pod_name": "pod-a",
+              "workload": "deployment/whatsapp-bot", **FAST_KUBE},
+    )  # fmt: skip
+
+    def events(reason: str) -> list[dict[str, Any]]:
+        return [
+            e for (plural, _, _), e in fake.objects.items()
+            if plural == "events" and e["reason"] == reason
+        ]  # fmt: skip
+
+    async with running(settings):
+        await until(lambda: len(events("MaintenanceScheduled")) == 1)
+        await until(lambda: len(events("ForceExpiring")) == 1)
+        (scheduled,) = events("MaintenanceScheduled")
+        assert scheduled["type"] == "Normal" and scheduled["action"] == "Notice"
+        assert scheduled["regarding"]["name"] == "whatsapp-bot"
+        assert scheduled["note"].startswith(f"maintenance starts at {start.isoformat()} (in ")
+        assert "Kernel upgrade (deployment/whatsapp-bot annotation" in scheduled["note"]
+        (expiring,) = events("ForceExpiring")
+        assert expiring["note"].startswith(f"force unavailable expires at {expiry.isoformat()}")
+        assert "deployment/whatsapp-bot annotation presence-controller/force" in expiring["note"]

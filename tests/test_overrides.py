@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core.annotations import Directives, read_directives
+from controller.core.holidays import OnlineHours
 from controller.core.overrides import CONFIG_SOURCE, evaluate
 from controller.core.schedule import Schedule
 from controller.core.schedule_grammar import parse
@@ -104,7 +105,17 @@ def test_force_and_its_expiry() -> None:
         ev.inputs.force_reason
         == "annotation presence-controller/force until 2026-11-27T13:00:00+00:00"
     )
-    assert ev.valid_until == NOW + timedelta(hours=1)
+    # Redone when the ForceExpiring notice is due, ten minutes before the end.
+    assert ev.valid_until == NOW + timedelta(minutes=50) and ev.notices == ()
+    expiring = evaluate(forced, NONE, None, 0, NOW + timedelta(minutes=50))
+    assert [(n.reason, n.message) for n in expiring.notices] == [
+        (
+            "ForceExpiring",
+            "force available expires at 2026-11-27T13:00:00+00:00 (in 10m00s): "
+            "annotation presence-controller/force until 2026-11-27T13:00:00+00:00",
+        )
+    ]
+    assert expiring.valid_until == NOW + timedelta(hours=1)
     expired = evaluate(forced, NONE, None, 0, NOW + timedelta(hours=1))
     assert expired.inputs.force is None and expired.override.expired
 
@@ -117,7 +128,7 @@ def test_invalid_force_is_reported_not_applied() -> None:
 
 @pytest.mark.parametrize(("hour", "inside"), [(8, False), (9, True), (17, True), (18, False)])
 def test_online_hours(hour: int, inside: bool) -> None:
-    hours = parse("Mon-Fri 09:00-18:00 UTC")
+    hours = OnlineHours(parse("Mon-Fri 09:00-18:00 UTC"))
     ev = evaluate(d(), NONE, hours, 0, NOW.replace(hour=hour))
     assert ev.online_hours.inside is inside
     if not inside:
@@ -148,7 +159,7 @@ def test_a_result_holds_until_valid_until(
     annotation: str, config: str, hours: str | None, lead: int, offset: int, fraction: float
 ) -> None:
     directives = d(maintenance=annotation, force="available", force_until="2026-12-01T00:00:00Z")
-    hours_schedule = parse(hours) if hours else None
+    hours_schedule = OnlineHours(parse(hours)) if hours else None
     at = NOW + timedelta(seconds=offset)
     ev = evaluate(directives, parse(config), hours_schedule, lead, at)
     if ev.valid_until is None:

@@ -32,6 +32,7 @@ from controller.config.models import (
     WahaSettings,
     WawpSettings,
 )
+from controller.config.schedules import ScheduleSettings
 from controller.config.values import (
     CONFIG_FILE_VAR,
     DAY,
@@ -57,11 +58,9 @@ from controller.config.values import (
 from controller.config.witness import WitnessSettings
 from controller.core.actuation import ActuationConfig
 from controller.core.hysteresis import HysteresisConfig
-from controller.core.schedule import Schedule, ScheduleError
-from controller.core.schedule_grammar import parse as parse_schedule
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ScheduleSettings):
     """presence-controller settings."""
 
     model_config = SettingsConfigDict(
@@ -162,19 +161,6 @@ class Settings(BaseSettings):
     Read every tick (re-parsed only when kubelet swapped it)."""
     annotation_prefix: str = Field(default="presence-controller/", min_length=1)
     """Prefix of our annotation keys (`<prefix>maintenance`, `<prefix>force`, ...)."""
-    maintenance_windows: str | None = None
-    """Maintenance windows from config, in the window grammar (docs/maintenance.md)."""
-    online_hours: str | None = None
-    """Windows in the window grammar; outside them the bot is unavailable. Unset: no limit."""
-    maintenance_lead: Annotated[
-        Duration,
-        AtMost(
-            7 * DAY,
-            "a drain of more than a week is a mistake (and far leads are date "
-            "arithmetic that could overflow)",
-        ),
-    ] = 0.0
-    """Scheduled maintenance windows take effect this long before they start (drain)."""
     listen: str = "0.0.0.0:8090"
     """Admin HTTP server address, `host:port` (`[::]:8090` for IPv6)."""
     on_shutdown: Literal["unavailable", "keep"] = "unavailable"
@@ -258,22 +244,6 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("maintenance_windows", "online_hours")
-    @classmethod
-    def _window_grammar(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        try:
-            schedule = parse_schedule(value)
-        except ScheduleError as exc:
-            raise ValueError(str(exc)) from None
-        if info.field_name == "online_hours" and not schedule:
-            raise ValueError(
-                f"{value!r} would keep the bot offline for good: leave ONLINE_HOURS unset "
-                "for no limit"
-            )
-        return value
-
     @field_validator("kube")
     @classmethod
     def _fleet_margin(cls, value: KubeSettings, info: ValidationInfo) -> KubeSettings:
@@ -345,12 +315,6 @@ class Settings(BaseSettings):
             last_seen_refresh=self.last_seen_refresh,
             last_seen_pulse=self.last_seen_pulse,
         )
-
-    def maintenance_schedule(self) -> Schedule:
-        return parse_schedule(self.maintenance_windows or "")
-
-    def online_hours_schedule(self) -> Schedule | None:
-        return parse_schedule(self.online_hours) if self.online_hours is not None else None
 
     def gateway_settings(self) -> ProviderSettings:
         """The settings of the configured provider."""

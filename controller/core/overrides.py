@@ -11,10 +11,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.core.annotations import MAINTENANCE, Directives
-from controller.core.schedule import Schedule
+from controller.core.calendar import Near
+from controller.core.holidays import OnlineHours
+from controller.core.schedule import Interval, Schedule
 from controller.core.types import PolicyInputs, Presence
 
 CONFIG_SOURCE = "PRESENCE_MAINTENANCE_WINDOWS"
+CALENDAR_SOURCE = "PRESENCE_MAINTENANCE_CALENDAR"
+FORCE_NOTICE = timedelta(minutes=10)
+"""A `ForceExpiring` notice comes this long before a force's `force-until`."""
+SCHEDULED = "MaintenanceScheduled"
+FORCE_EXPIRING = "ForceExpiring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,9 @@ class MaintenanceReport:
     next_start: datetime | None = None
     next_end: datetime | None = None
     errors: tuple[str, ...] = ()
+    next_reason: str | None = None
+    """What the next window is: its reason and where it comes from."""
+    next_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,10 @@ class OnlineHoursReport:
     configured: str | None = None
     inside: bool = True
     next_change: datetime | None = None
+    holidays: str | None = None
+    """The configured holiday regions (`DE-BY,AT`)."""
+    holiday: str | None = None
+    """Today's holiday by name, when one closes the online hours."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +70,41 @@ class Evaluation:
     online_hours: OnlineHoursReport
     valid_until: datetime | None
     """The result holds for every instant in [at, valid_until); None: until the inputs change."""
+    notices: tuple[Notice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something is about to change: a window starts (`MaintenanceScheduled`) or a force ends
+    (`ForceExpiring`). `key` tells one notice from another (each is given once)."""
+
+    reason: str
+    key: str
+    message: str
 
 
 def evaluate(
     directives: Directives,
     config_maintenance: Schedule,
-    online_hours: Schedule | None,
+    online_hours: OnlineHours | None,
     lead: float,
     at: datetime,
     file_errors: tuple[str, ...] = (),
     others: tuple[tuple[str, Directives], ...] = (),
+    calendar: Near | None = None,
+    notice: float = 0.0,
 ) -> Evaluation:
     """Everything that outranks the consumer's health, at `at` (timezone-aware). `others` are
     more annotation sources after the pod's own (fleet mode: `deployment/NAME`, then
     `namespace/NAME`): maintenance is on when any source says so, an invalid one fails closed,
-    and a force on an earlier source beats one on a later."""
+    and a force on an earlier source beats one on a later. `calendar`: the maintenance
+    calendar's occurrences near `at`; `notice`: seconds before a window takes effect that a
+    `MaintenanceScheduled` notice is due."""
     changes: list[datetime | None] = []
     named = ((None, directives), *others)
-    maintenance = _maintenance(named, config_maintenance, lead, at, changes)
+    if calendar is not None:
+        changes.append(calendar.refresh)
+    maintenance = _maintenance(named, config_maintenance, calendar, lead, at, changes)
     errors = [*directives.errors, *(f"{o}: {e}" for o, d in others for e in d.errors)]
     maintenance = replace(maintenance, errors=(*errors, *file_errors))
     override, forcing = _overrides(named, at, changes)
@@ -85,8 +116,53 @@ def evaluate(
         force_reason=_force_reason(forcing, override) if override.active else "",
         outside_online_hours=_hours_reason(hours) if not hours.inside else None,
     )
+    notices = (
+        *_window_notice(maintenance, lead, notice, at, changes),
+        *_force_notice(override, inputs.force_reason, at, changes),
+    )
     future = [c for c in changes if c is not None and c > at]
-    return Evaluation(inputs, maintenance, override, hours, min(future) if future else None)
+    valid = min(future) if future else None
+    return Evaluation(inputs, maintenance, override, hours, valid, notices)
+
+
+def _window_notice(
+    m: MaintenanceReport, lead: float, notice: float, at: datetime, changes: list[datetime | None]
+) -> tuple[Notice, ...]:
+    if m.active or m.next_start is None or notice <= 0:
+        return ()
+    effective = m.next_start - timedelta(seconds=lead)
+    due = effective - timedelta(seconds=notice)
+    changes.append(due)
+    if not due <= at < effective:
+        return ()
+    drain = f", draining from {effective.isoformat()}" if lead > 0 else ""
+    message = (
+        f"maintenance starts at {m.next_start.isoformat()} (in {_span(m.next_start - at)})"
+        f"{drain}: {m.next_reason}"
+    )
+    return (Notice(SCHEDULED, f"{m.next_start.isoformat()} {m.next_reason}", message),)
+
+
+def _force_notice(
+    o: OverrideReport, reason: str, at: datetime, changes: list[datetime | None]
+) -> tuple[Notice, ...]:
+    if not o.active or o.until is None or o.force is None:
+        return ()
+    due = o.until - FORCE_NOTICE
+    changes.append(due)
+    if not due <= at < o.until:
+        return ()
+    message = (
+        f"force {o.force.value} expires at {o.until.isoformat()} (in {_span(o.until - at)}): "
+        f"{reason}"
+    )
+    return (Notice(FORCE_EXPIRING, f"{o.until.isoformat()} {o.force.value}", message),)
+
+
+def _span(left: timedelta) -> str:
+    seconds = max(0, int(left.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _annotation_source(obj: str | None, d: Directives) -> str:
@@ -97,6 +173,7 @@ def _annotation_source(obj: str | None, d: Directives) -> str:
 def _maintenance(
     named: tuple[tuple[str | None, Directives], ...],
     config: Schedule,
+    calendar: Near | None,
     lead: float,
     at: datetime,
     changes: list[datetime | None],
@@ -105,11 +182,17 @@ def _maintenance(
         if d.maintenance_error is not None:  # an invalid source fails closed
             reason = f"{obj}: {d.maintenance_error}" if obj else d.maintenance_error
             return MaintenanceReport(True, reason, obj or _annotation_source(None, d))
-    sources: list[tuple[str, str, Directives | None, Schedule | None]] = [
-        (obj or _annotation_source(None, d), _annotation_source(obj, d), d, d.maintenance)
+    if calendar is not None and calendar.error is not None:
+        return MaintenanceReport(True, calendar.error, CALENDAR_SOURCE)
+    sources: list[tuple[str, str, str | None, Schedule | None]] = [
+        (obj or _annotation_source(None, d), _annotation_source(obj, d), d.maintenance_reason,
+         d.maintenance)
         for obj, d in named
-    ]
+    ]  # fmt: skip
     sources.append((CONFIG_SOURCE, CONFIG_SOURCE, None, config))
+    for o in calendar.occurrences if calendar is not None else ():
+        single = Schedule((Interval(o.start, o.end),))
+        sources.append((CALENDAR_SOURCE, CALENDAR_SOURCE, o.summary, single))
     combined = Schedule(tuple(w for *_, sched in sources if sched for w in sched.windows))
     if not combined:
         return MaintenanceReport()
@@ -118,7 +201,7 @@ def _maintenance(
     # The reason names the active window and its source, which can change while maintenance
     # stays on (one window hands over to another): every window's own changes count.
     changes.extend(Schedule((window,)).next_change(at) for window in combined.windows)
-    for source, label, directives, schedule in sources:
+    for source, label, text, schedule in sources:
         window = schedule.active(at) if schedule else None
         if window is not None:
             ends = boundary
@@ -126,10 +209,11 @@ def _maintenance(
             next_end = combined.next_change(next_start) if next_start else None
             if next_start is not None and lead > 0:
                 changes.append(next_start - timedelta(seconds=lead))
-            reason = _reason(label, str(window), directives)
-            return MaintenanceReport(
+            reason = _reason(label, str(window), text)
+            report = MaintenanceReport(
                 True, reason, source, str(window), False, ends, next_start, next_end
             )
+            return _with_next(report, sources)
 
     next_start = boundary
     next_end = combined.next_change(next_start) if next_start else None
@@ -146,17 +230,32 @@ def _maintenance(
                 f"draining {lead:g}s before window {str(window)!r} ({label}) "
                 f"starts at {next_start.isoformat()}"
             )
-            return MaintenanceReport(
+            report = MaintenanceReport(
                 True, reason, source, str(window), True, None, next_start, next_end
             )
-    return MaintenanceReport(next_start=next_start, next_end=next_end)
+            return _with_next(report, sources)
+    return _with_next(MaintenanceReport(next_start=next_start, next_end=next_end), sources)
 
 
-def _reason(label: str, window: str, d: Directives | None) -> str:
+def _with_next(
+    report: MaintenanceReport, sources: list[tuple[str, str, str | None, Schedule | None]]
+) -> MaintenanceReport:
+    """The report with what its next window is (the first source active when it starts)."""
+    at = report.next_start
+    if at is None:
+        return report
+    for source, label, text, schedule in sources:
+        window = schedule.active(at) if schedule else None
+        if window is not None:
+            return replace(
+                report, next_reason=_reason(label, str(window), text), next_source=source
+            )
+    return report
+
+
+def _reason(label: str, window: str, text: str | None) -> str:
     where = f"{label} {window!r}"
-    if d is not None and d.maintenance_reason:
-        return f"{d.maintenance_reason} ({where})"
-    return where
+    return f"{text} ({where})" if text else where
 
 
 def _overrides(
@@ -193,15 +292,18 @@ def _force_reason(forcing: tuple[str | None, Directives], override: OverrideRepo
 
 
 def _online_hours(
-    hours: Schedule | None, at: datetime, changes: list[datetime | None]
+    hours: OnlineHours | None, at: datetime, changes: list[datetime | None]
 ) -> OnlineHoursReport:
     if hours is None:
         return OnlineHoursReport()
     nxt = hours.next_change(at)
     changes.append(nxt)
-    return OnlineHoursReport(str(hours), hours.active(at) is not None, nxt)
+    return OnlineHoursReport(
+        str(hours), hours.inside(at), nxt, hours.holidays_text, hours.holiday(at)
+    )
 
 
 def _hours_reason(hours: OnlineHoursReport) -> str:
     back = f", back at {hours.next_change.isoformat()}" if hours.next_change else ""
-    return f"{hours.configured!r}{back}"
+    holiday = f"public holiday {hours.holiday}, " if hours.holiday else ""
+    return f"{holiday}{hours.configured!r}{back}"

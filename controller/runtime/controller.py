@@ -99,7 +99,7 @@ class Controller:
         """Set to tick at once (an annotation source changed)."""
         self.fleet: FleetMember | None = self._fleet_member() if settings.kube.enabled else None
         emit = self.fleet.emit if self.fleet is not None else None
-        self.sources = PolicySources(settings, self.metrics, self.fleet, emit)
+        self.sources = PolicySources(settings, self.metrics, self.fleet, emit, clock)
         self.reporter = Reporter(self.metrics, clock, settings.actuation(), self._cfg.damping, emit)
         self.policy = PolicyState()
         self.observation: Observation | None = None
@@ -171,6 +171,8 @@ class Controller:
                     probes, str(s.metrics_url), s.timeout, s.lag_metric, s.lag_labels,
                     s.lag_aggregate,
                 )  # fmt: skip
+            if self.sources.calendar is not None:
+                await self.sources.calendar.load()  # the first decision knows the calendar
             try:
                 await self._run_until(stop)
             finally:
@@ -188,6 +190,9 @@ class Controller:
                 running.append(tasks.create_task(self.fleet.run(), name="fleet"))
             if self.witness is not None:
                 running.append(tasks.create_task(self.witness.run(), name="witness"))
+            if self.sources.calendar is not None:
+                calendar = self.sources.calendar.run(self._poke.set)
+                running.append(tasks.create_task(calendar, name="calendar"))
             await stop.wait()
             event(log, logging.INFO, "shutdown", "stopping: no more ticks")
             for task in running:

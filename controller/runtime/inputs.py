@@ -5,6 +5,7 @@ windows; each change and each new error reported once (log, metric, Event)."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -12,10 +13,12 @@ from typing import Protocol
 from controller.config import Settings
 from controller.core.annotations import Directives, read_directives
 from controller.core.excerpt import clip, describe
-from controller.core.overrides import Evaluation, evaluate
+from controller.core.overrides import Evaluation, Notice, evaluate
 from controller.core.types import PolicyInputs
+from controller.runtime.clock import SYSTEM, Clock
 from controller.runtime.status import SourcesReport
 from controller.sources.annotations import AnnotationFile, AnnotationSnapshot
+from controller.sources.calendar import CalendarFile
 from controller.telemetry.logs import ErrorOnce, event
 from controller.telemetry.metrics import Metrics
 
@@ -48,6 +51,7 @@ class PolicySources:
         metrics: Metrics,
         fleet: FleetSources | None = None,
         emit: Emit | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -56,6 +60,12 @@ class PolicySources:
         self.file = AnnotationFile(settings.annotations_file) if settings.annotations_file else None
         self._windows = settings.maintenance_schedule()
         self._online_hours = settings.online_hours_schedule()
+        path = settings.maintenance_calendar
+        self.calendar = CalendarFile(path, clock) if path is not None else None
+        self._calendar_seen: tuple[int, str | None] = (0, None)
+        """The calendar's version and stale error last reported."""
+        self._noticed: deque[str] = deque(maxlen=64)
+        """Notices already given (their keys): each is given once."""
         self._snapshot = AnnotationSnapshot()
         self._directives = Directives(prefix=settings.annotation_prefix)
         self._fleet_version: tuple[tuple[int, bool], ...] = ()
@@ -87,6 +97,7 @@ class PolicySources:
             dict(self._snapshot.values),
             self._settings.annotation_prefix,
             self._settings.maintenance_lead,
+            self.calendar.report() if self.calendar is not None else None,
         )
 
     def _evaluate(self, at: datetime, last: datetime | None) -> Evaluation:
@@ -107,6 +118,14 @@ class PolicySources:
             directives = read_directives(snapshot.values, snapshot.broken, prefix, snapshot.garbled)
             self._report_annotations(self._snapshot, snapshot, self._directives, directives)
             self._snapshot, self._directives = snapshot, directives
+        if self.calendar is not None:
+            seen = (self.calendar.version, self.calendar.stale)
+            if seen != self._calendar_seen:
+                changed = changed or seen[0] != self._calendar_seen[0]
+                self._report_calendar(self.calendar)
+                self._calendar_seen = seen
+        if changed:
+            self._metrics.annotation_invalid.set(self._invalid())
         old = self.evaluation
         if (
             old is not None
@@ -124,10 +143,48 @@ class PolicySources:
             at,
             snapshot.errors,
             self._others,
+            self.calendar.near(at) if self.calendar is not None else None,
+            self._settings.notice,
         )
         self.evaluation, self._evaluated_at = new, at
         self._report_maintenance(old, new)
+        self._report_notices(new.notices)
         return new
+
+    def _invalid(self) -> int:
+        """Maintenance sources invalid right now: annotations, and the calendar."""
+        pod = {*self._snapshot.errors, *self._directives.errors}
+        others = {f"{where}: {e}" for where, d in self._others for e in d.errors}
+        failed = self.calendar is not None and self.calendar.failed is not None
+        return len(pod | others) + failed
+
+    def _report_calendar(self, calendar: CalendarFile) -> None:
+        """A new expansion, a calendar that fails (closed), or one that cannot be read again."""
+        if calendar.version != self._calendar_seen[0]:
+            if calendar.failed is not None:
+                self._metrics.annotation_errors.inc()
+                message = f"invalid calendar {calendar.path}: {calendar.failed}: fails closed"
+                event(log, logging.WARNING, "calendar_error", message)
+            elif calendar.expansion is not None:
+                e = calendar.expansion
+                event(
+                    log, logging.INFO, "calendar",
+                    f"calendar {calendar.path} read: {e.events} events, "
+                    f"{len(e.occurrences)} windows until {e.until.isoformat()}",
+                    events=e.events, windows=len(e.occurrences),
+                )  # fmt: skip
+        if calendar.stale is not None and calendar.stale != self._calendar_seen[1]:
+            event(log, logging.WARNING, "calendar_error", calendar.stale)
+
+    def _report_notices(self, notices: tuple[Notice, ...]) -> None:
+        """Each notice once: a log line, and an Event in fleet mode."""
+        for notice in notices:
+            if notice.key in self._noticed:
+                continue
+            self._noticed.append(notice.key)
+            event(log, logging.INFO, "notice", notice.message, notice=notice.reason)
+            if self._emit is not None:
+                self._emit("Normal", notice.reason, notice.message, "Notice")
 
     def _report_sources(
         self,
@@ -151,9 +208,6 @@ class PolicySources:
                 if error not in was.errors:
                     self._metrics.annotation_errors.inc()
                     event(log, logging.WARNING, "annotation_error", f"{where}: {error}")
-        pod = {*self._snapshot.errors, *self._directives.errors}
-        others = {f"{where}: {e}" for where, d in new for e in d.errors}
-        self._metrics.annotation_invalid.set(len(pod | others))
 
     def _report_annotations(
         self, old: AnnotationSnapshot, new: AnnotationSnapshot, was: Directives, now: Directives
@@ -170,8 +224,6 @@ class PolicySources:
                 force_until=now.force_until.isoformat() if now.force_until else None,
             )
         known = set(old.errors) | set(was.errors)
-        others = {f"{where}: {e}" for where, d in self._others for e in d.errors}
-        self._metrics.annotation_invalid.set(len({*new.errors, *now.errors, *others}))
         for error in (*new.errors, *now.errors):
             if error not in known:
                 self._metrics.annotation_errors.inc()

@@ -63,6 +63,8 @@ class SourcesReport:
     values: dict[str, str]
     prefix: str
     maintenance_lead: float
+    calendar: dict[str, Any] | None = None
+    """The maintenance calendar's state (CalendarFile.report); None: no calendar."""
 
 
 def _backoff_until(act: ActuatorReport, now: float, wall: datetime) -> str | None:
@@ -158,6 +160,7 @@ def sources_sections(src: SourcesReport) -> dict[str, Any]:
     m = ev.maintenance if ev else MaintenanceReport()
     o = ev.override if ev else OverrideReport(error=src.force_error)
     h = ev.online_hours if ev else OnlineHoursReport()
+    notices = ev.notices if ev else ()
     return {
         "maintenance": {
             "active": m.active,
@@ -166,13 +169,21 @@ def sources_sections(src: SourcesReport) -> dict[str, Any]:
             "window": m.window,
             "draining": m.draining,
             "ends": iso(m.ends),
-            "next": {"start": iso(m.next_start), "end": iso(m.next_end)},
+            "next": {
+                "start": iso(m.next_start),
+                "end": iso(m.next_end),
+                "reason": m.next_reason,
+                "source": m.next_source,
+            },
             "lead_seconds": src.maintenance_lead,
             "errors": list(m.errors),
+            "calendar": src.calendar,
+            "notices": [{"reason": n.reason, "message": n.message} for n in notices],
         },
         "override": {
             "force": o.force.value if o.force else None,
             "until": iso(o.until),
+            "expires": iso(o.until) if o.active else None,
             "active": o.active,
             "expired": o.expired,
             "error": o.error,
@@ -181,6 +192,8 @@ def sources_sections(src: SourcesReport) -> dict[str, Any]:
             "configured": h.configured,
             "inside": h.inside,
             "next_change": iso(h.next_change),
+            "holidays": h.holidays,
+            "holiday": h.holiday,
         },
         "annotations": {
             "file": str(src.file) if src.file else None,
