@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from controller import __version__
@@ -44,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     windows.add_argument("--count", type=int, default=5, help="activations to show (default 5)")
     windows.add_argument(
         "--from", dest="start", metavar="T", help="RFC 3339 start time (default: now)"
+    )
+    windows.add_argument(
+        "--holidays", metavar="CODES", help="online hours closed on these holidays: 'DE-BY,AT'"
     )
     add_parser(sub, _seconds)
     _check_gateway_parser(sub)
@@ -231,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_sim(args.provider, args.fleet, profile=args.profile or DEFAULT_PROFILE)
         )
     if args.command == "windows":
-        return _windows(args.spec, args.count, args.start)
+        from controller.windows_report import windows_report
+
+        return windows_report(args.spec, args.count, args.start, args.holidays)
     if args.command == "replay":
         from controller.replay.command import main as replay
 
@@ -333,39 +337,3 @@ def _log_start(settings: Settings, provider: str, address: tuple[Any, ...]) -> N
     )
     fields = {"version": __version__, "dry_run": s.dry_run, "provider": provider}
     event(logging.getLogger("presence"), logging.INFO, "start", message, **fields, admin=admin)
-
-
-def _windows(spec: str, count: int, start: str | None) -> int:
-    from controller.core.schedule import ScheduleError, Weekly
-    from controller.core.schedule_grammar import parse, parse_timestamp
-    from controller.runtime.clock import SYSTEM
-
-    try:
-        at = parse_timestamp(start) if start else SYSTEM.wall()
-    except ScheduleError as exc:
-        print(f"presence-controller: --from: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        schedule = parse(spec)
-    except ScheduleError as exc:
-        print(f"presence-controller: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"schedule: {schedule}")
-    print(f"from:     {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
-    periods = schedule.activations(at, max(count, 1))
-    if not periods:
-        print("never active")
-        return EXIT_OK
-    for number, (begin, end, window) in enumerate(periods, 1):
-        zone = window.tz if isinstance(window, Weekly) else None
-        since = "active now" if begin == at else _when(begin, zone)
-        until = _when(end, zone) if end is not None else "no end (until the annotation is removed)"
-        print(f"{number:>3}. {since}  ->  {until}")
-    return EXIT_OK
-
-
-def _when(at: datetime, zone: tzinfo | None) -> str:
-    text = f"{at.astimezone(UTC):%a %Y-%m-%d %H:%M} UTC"
-    if zone is not None and zone is not UTC and str(zone) != "UTC":
-        text += f" ({at.astimezone(zone):%a %H:%M %Z})"
-    return text

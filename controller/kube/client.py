@@ -46,9 +46,11 @@ KINDS = (
     ("apps", "StatefulSet", "statefulsets", True),
     ("apps", "ReplicaSet", "replicasets", True),
     ("", "Pod", "pods", True),
+    ("", "ConfigMap", "configmaps", True),
     ("", "Namespace", "namespaces", False),
 )
-"""(group, kind, plural, namespaced) of every kind fleet mode reads or writes."""
+"""(group, kind, plural, namespaced) of every kind fleet mode (and `kubectl presence`) reads or
+writes."""
 
 
 def namespace_of(configured: str | None) -> str:
@@ -82,13 +84,15 @@ class KubeClient:
         timeout: float,
         kubeconfig: Path | None = None,
         on_request: Counter | None = None,
+        context: str | None = None,
     ) -> None:
-        """`on_request(verb, resource, code)` is told of every request (metrics)."""
+        """`on_request(verb, resource, code)` is told of every request (metrics); `context`: a
+        kubeconfig context other than the current one."""
         import httpx2
         from lightkube import AsyncClient
         from lightkube.config.client_adapter import user_auth, verify_cluster
 
-        config, token = _configuration(kubeconfig or os.environ.get("KUBECONFIG"))
+        config, token = _configuration(kubeconfig or os.environ.get("KUBECONFIG"), context)
         verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
         # A few long watches and a few short requests at a time: a bounded pool (httpx's
         # default allows 100 connections).
@@ -122,10 +126,11 @@ class KubeClient:
         await self._client.close()
 
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        """An object of this namespace (a pod, a ReplicaSet, a Lease); None if it does not
-        exist."""
+        """An object of this namespace (a pod, a ReplicaSet, a Lease) or a Namespace; None if
+        it does not exist."""
         try:
-            return _as_dict(await self._call(self._client.get(self._kinds[plural], name)))
+            call = self._client.get(self._kinds[plural], name, **self._scope(plural))
+            return _as_dict(await self._call(call))
         except KubeError as exc:
             if exc.code == 404:
                 return None
@@ -142,13 +147,19 @@ class KubeClient:
 
     async def patch_lease(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch: only the fields we own, no resourceVersion needed."""
+        return await self.patch("leases", name, patch)
+
+    async def patch(
+        self, plural: str, name: str, patch: dict[str, Any], dry_run: bool = False
+    ) -> dict[str, Any]:
+        """A JSON merge patch of an object (`dry_run`: the server checks it, stores nothing)."""
         from lightkube.types import PatchType
 
-        return _as_dict(
-            await self._call(
-                self._client.patch(self._lease, name, patch, patch_type=PatchType.MERGE)
-            )
-        )
+        call = self._client.patch(
+            self._kinds[plural], name, patch, patch_type=PatchType.MERGE, dry_run=dry_run,
+            **self._scope(plural),
+        )  # fmt: skip
+        return _as_dict(await self._call(call))
 
     async def delete_lease(self, name: str, version: str) -> bool:
         """Delete a Lease if it is still at resourceVersion `version` (a DeleteOptions
@@ -178,13 +189,7 @@ class KubeClient:
         return _as_dict(await self._call(self._client.create(self._event(**body))))
 
     async def patch_event(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        from lightkube.types import PatchType
-
-        return _as_dict(
-            await self._call(
-                self._client.patch(self._event, name, patch, patch_type=PatchType.MERGE)
-            )
-        )
+        return await self.patch("events", name, patch)
 
     def _scope(self, plural: str) -> dict[str, Any]:
         return {} if plural == "namespaces" else {"namespace": self.namespace}
@@ -312,7 +317,7 @@ class KubeClient:
             raise KubeError(0, "", "API server unreachable: TimeoutError") from None
 
 
-def _configuration(path: str | Path | None) -> tuple[Any, Path | None]:
+def _configuration(path: str | Path | None, context: str | None) -> tuple[Any, Path | None]:
     """The kubeconfig's (or the in-cluster) configuration, and its token file, which the
     transport reads (lightkube would read it unbounded, blocking, inside the event loop)."""
     import msgspec
@@ -320,7 +325,7 @@ def _configuration(path: str | Path | None) -> tuple[Any, Path | None]:
     from lightkube.config.models import Cluster, User
 
     if path:
-        config = KubeConfig.from_file(path).get()
+        config = KubeConfig.from_file(path).get(context_name=context)
         if config is None:
             raise ValueError(f"{path}: no current context")
         token = config.user.token_file if config.user is not None else None

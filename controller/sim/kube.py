@@ -36,6 +36,7 @@ from controller.sim.kube_rules import (
     bare,
     checked,
     deletion_preconditions,
+    dry_run,
     forbidden,
     merge,
     not_found,
@@ -98,12 +99,16 @@ class SimKube:
         Deployment as stored."""
         labels = {"app.kubernetes.io/name": name}
         ready = len(pods)
+        # The sidecar and its settings, as in the example overlay's fleet component.
+        ref = {"name": "presence-controller", "namespace": namespace}
+        self.put("configmaps", {"metadata": ref, "data": {"PRESENCE_KUBE__ENABLED": "true"}})
+        sidecar = {"name": ref["name"], "envFrom": [{"configMapRef": {"name": ref["name"]}}]}
         deployment = self.put("deployments", {
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations,
                          "labels": labels, "generation": 1},
             "spec": {"replicas": len(pods), "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                         {"name": "bot", "image": "bot:1"}]}}},
+                         {"name": "bot", "image": "bot:1"}, sidecar]}}},
             # Rolled out: `kubectl rollout status` reads these.
             "status": {"observedGeneration": 1, "replicas": ready, "updatedReplicas": ready,
                        "readyReplicas": ready, "availableReplicas": ready},
@@ -277,6 +282,14 @@ class SimKube:
             deletion_preconditions(kind, name, await self._body(request, empty={}), obj)
             return 200, self._remove((kind.plural, namespace, name or ""))
         body = await self._body(request)
+        dry = request.query.get("dryRun")
+        if dry is not None and dry != "All":
+            raise Failure(
+                400, "BadRequest", f'Invalid dryRun value "{dry}": supported values: "All"'
+            )
+        if dry == "All":  # checked and answered as if written; nothing is stored
+            old = self.objects.get((kind.plural, namespace, name or ""))
+            return dry_run(verb, kind, namespace, name, body, old)
         if verb == "create":
             obj = checked(kind, namespace, None, body)
             key = (kind.plural, namespace, obj["metadata"]["name"])

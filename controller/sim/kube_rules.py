@@ -4,6 +4,7 @@ real API server applies them (wire facts and their sources: docs/fleet.md, "Test
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ KINDS = {
         Kind("apps", "v1", "ReplicaSet", "replicasets"),
         Kind("", "v1", "Pod", "pods"),
         Kind("", "v1", "Secret", "secrets"),
+        Kind("", "v1", "ConfigMap", "configmaps"),
         Kind("", "v1", "Namespace", "namespaces", namespaced=False),
     )
 }
@@ -330,3 +332,17 @@ def page(
         "remainingItemCount": len(rest) - len(served),
     }
     return meta, served
+
+
+def dry_run(
+    verb: str, kind: Kind, namespace: str, name: str | None, body: Any, old: dict[str, Any] | None
+) -> tuple[int, dict[str, Any]]:
+    """A write with `dryRun=All`: validated and answered with what would be stored; nothing is."""
+    if verb != "patch":
+        return (201 if verb == "create" else 200), bare(checked(kind, namespace, name, body))
+    if old is None:
+        raise not_found(kind, name)
+    if not isinstance(body, dict):
+        raise Failure(400, "BadRequest", "a patch must be a JSON object")
+    precondition(kind, name, body.get("metadata", {}).get("resourceVersion"), old)
+    return 200, checked(kind, namespace, name, merge(copy.deepcopy(old), body))

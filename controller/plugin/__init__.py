@@ -1,0 +1,1 @@
+"""`kubectl presence`: self-service maintenance (docs/maintenance.md, "kubectl presence")."""
