@@ -105,23 +105,31 @@ def expand(data: bytes, since: datetime, horizon: timedelta = HORIZON) -> Expans
         raise CalendarError(f"{events} events: at most {MAX_EVENTS}")
     zone = _default_zone(calendar)
     until = since + horizon
-    found: list[Occurrence] = []
+    found: set[Occurrence] = set()
+    low, days = since, 1
     try:
-        for event in recurring_ical_events.of(calendar).after(since):
-            occurrence = _occurrence(event, zone)
-            if occurrence.start >= until:
-                break
-            if len(found) == MAX_OCCURRENCES:
-                until = occurrence.start
-                break
-            if occurrence.end > since and occurrence.end > occurrence.start:
-                found.append(occurrence)
+        query = recurring_ical_events.of(calendar)
+        # Slices that double in length (1, 2, 4, ... days): `between` costs one pass over the
+        # events per slice (linear; `after` is quadratic in events), and an endless series stops
+        # within a slice of reaching the cap.
+        while low < until and len(found) <= MAX_OCCURRENCES:
+            high = min(low + timedelta(days=days), until)
+            for event in query.between(low, high):
+                occurrence = _occurrence(event, zone)
+                if occurrence.end > since and occurrence.end > occurrence.start:
+                    found.add(occurrence)
+            low, days = high, days * 2
     except CalendarError:
         raise
     except Exception as exc:  # the libraries' errors on a bad series, a bad zone, a bad date
         raise CalendarError(f"cannot expand its events: {_short(exc)}") from None
-    found.sort(key=lambda o: (o.start, o.end))
-    return Expansion(tuple(found), since, until, events)
+    listed = sorted(found, key=lambda o: (o.start, o.end, o.summary))
+    if len(listed) > MAX_OCCURRENCES:
+        until = listed[MAX_OCCURRENCES].start
+        listed = [o for o in listed if o.start < until]
+    else:
+        until = min(until, low)
+    return Expansion(tuple(listed), since, until, events)
 
 
 def _default_zone(calendar: Any) -> Any:
