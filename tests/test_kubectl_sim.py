@@ -115,6 +115,8 @@ async def test_every_documented_kubectl_command_runs_against_the_simulated_clust
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRESENCE_", "KUBECONFIG"))}
     env["KUBECONFIG"] = simulated.kubeconfig
+    # `kubectl presence` is the package's console script, next to this Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     pod = "whatsapp-bot-7d4b9-x2k9p"
     controller = await asyncio.create_subprocess_exec(
         *CLI, "run",

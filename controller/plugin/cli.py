@@ -20,12 +20,21 @@ from controller.runtime.clock import SYSTEM
 TIMEOUT = 10.0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """kubectl's options, before or after the command (`-n NS status`, `status -n NS`): only
+    the top level has defaults, so a subcommand never overwrites what was given before it."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
-    common.add_argument("--context", help="the kubeconfig context to use")
-    common.add_argument("--kubeconfig", type=Path, help="the kubeconfig file (default: KUBECONFIG)")
-    common.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    keep: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    common.add_argument("-n", "--namespace", help="the namespace (default: the context's)", **keep)
+    common.add_argument("--context", help="the kubeconfig context to use", **keep)
+    common.add_argument("--kubeconfig", type=Path, help="default: KUBECONFIG", **keep)
+    output: dict[str, Any] = {"default": "text"} if defaults else keep
+    common.add_argument("-o", "--output", choices=["text", "json"], **output)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(defaults=False)
     writes = argparse.ArgumentParser(add_help=False, parents=[common])
     writes.add_argument(
         "--dry-run", nargs="?", const="client", default="none",
@@ -39,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     writes.add_argument("--prefix", default="presence-controller/", help="annotation prefix")
     parser = argparse.ArgumentParser(
-        prog="kubectl presence", parents=[common],
+        prog="kubectl presence", parents=[_common(defaults=True)],
         description="Declare maintenance and see what a WhatsApp bot shows, and why.",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
