@@ -12,7 +12,7 @@ from controller.exits import EXIT_CONFIG, EXIT_OK
 
 def windows_report(spec: str, count: int, start: str | None, holidays: str | None = None) -> int:
     from controller.core.holidays import HolidayError, OnlineHours, parse_regions, single_zone
-    from controller.core.schedule import ScheduleError, Weekly
+    from controller.core.schedule import ScheduleError, Weekly, activations
     from controller.core.schedule_grammar import parse, parse_timestamp
     from controller.runtime.clock import SYSTEM
 
@@ -33,12 +33,11 @@ def windows_report(spec: str, count: int, start: str | None, holidays: str | Non
     if hours.regions:
         print(f"closed on the public holidays of {hours.holidays_text} ({hours.zone})")
     print(f"from:     {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
-    periods = _periods(hours, at, max(count, 1))
+    periods = activations(hours, at, max(count, 1))
     if not periods:
         print("never active")
         return EXIT_OK
-    for number, (begin, end) in enumerate(periods, 1):
-        window = schedule.active(begin)
+    for number, (begin, end, window) in enumerate(periods, 1):
         zone = window.tz if isinstance(window, Weekly) else None
         since = "active now" if begin == at else _when(begin, zone)
         until = _when(end, zone) if end is not None else "no end (until the annotation is removed)"
@@ -51,23 +50,6 @@ def windows_report(spec: str, count: int, start: str | None, holidays: str | Non
             print(f"     closed {day:%a %Y-%m-%d}: {name}")
         day += timedelta(days=1)
     return EXIT_OK
-
-
-def _periods(hours: object, at: datetime, count: int) -> list[tuple[datetime, datetime | None]]:
-    """The next `count` periods inside the hours (a running one starts at `at`)."""
-    from controller.core.holidays import OnlineHours
-
-    assert isinstance(hours, OnlineHours)
-    out: list[tuple[datetime, datetime | None]] = []
-    begin: datetime | None = at
-    while begin is not None and len(out) < count:
-        if not hours.inside(begin):
-            begin = hours.next_change(begin)
-            continue
-        end = hours.next_change(begin)
-        out.append((begin, end))
-        begin = end
-    return out
 
 
 def _when(at: datetime, zone: tzinfo | None) -> str:

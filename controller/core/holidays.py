@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from controller.core.schedule import Schedule, Weekly
+from controller.core.schedule import Schedule, Weekly, Window
 from controller.core.weekly import zone_info
 
 MAX_REGIONS = 20
@@ -121,8 +121,12 @@ class OnlineHours:
             return None
         return self.holiday_on(at.astimezone(zone_info(self.zone)).date())
 
+    def active(self, at: datetime) -> Window | None:
+        """The online-hours window open at `at`; None outside them or on a holiday."""
+        return None if self.holiday(at) is not None else self.schedule.active(at)
+
     def inside(self, at: datetime) -> bool:
-        return self.schedule.active(at) is not None and self.holiday(at) is None
+        return self.active(at) is not None
 
     def next_change(self, after: datetime) -> datetime | None:
         """The first instant after `after` where `inside()` flips; None if it never does."""

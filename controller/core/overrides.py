@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from controller.core.annotations import MAINTENANCE, Directives
 from controller.core.calendar import Near
 from controller.core.holidays import OnlineHours
-from controller.core.schedule import Interval, Schedule
+from controller.core.schedule import Interval, Schedule, Window
 from controller.core.types import PolicyInputs, Presence
 
 CONFIG_SOURCE = "PRESENCE_MAINTENANCE_WINDOWS"
@@ -184,7 +184,7 @@ def _maintenance(
             return MaintenanceReport(True, reason, obj or _annotation_source(None, d))
     if calendar is not None and calendar.error is not None:
         return MaintenanceReport(True, calendar.error, CALENDAR_SOURCE)
-    sources: list[tuple[str, str, str | None, Schedule | None]] = [
+    sources: list[Source] = [
         (obj or _annotation_source(None, d), _annotation_source(obj, d), d.maintenance_reason,
          d.maintenance)
         for obj, d in named
@@ -201,56 +201,63 @@ def _maintenance(
     # The reason names the active window and its source, which can change while maintenance
     # stays on (one window hands over to another): every window's own changes count.
     changes.extend(Schedule((window,)).next_change(at) for window in combined.windows)
-    for source, label, text, schedule in sources:
-        window = schedule.active(at) if schedule else None
-        if window is not None:
-            ends = boundary
-            next_start = combined.next_change(ends) if ends else None
-            next_end = combined.next_change(next_start) if next_start else None
-            if next_start is not None and lead > 0:
-                changes.append(next_start - timedelta(seconds=lead))
-            reason = _reason(label, str(window), text)
-            report = MaintenanceReport(
-                True, reason, source, str(window), False, ends, next_start, next_end
-            )
-            return _with_next(report, sources)
+    now = _first_active(sources, at)
+    if now is not None:
+        source, label, text, window = now
+        ends = boundary
+        next_start = combined.next_change(ends) if ends else None
+        next_end = combined.next_change(next_start) if next_start else None
+        if next_start is not None and lead > 0:
+            changes.append(next_start - timedelta(seconds=lead))
+        reason = _reason(label, str(window), text)
+        report = MaintenanceReport(
+            True, reason, source, str(window), False, ends, next_start, next_end
+        )
+        return _with_next(report, _first_active(sources, next_start) if next_start else None)
 
     next_start = boundary
     next_end = combined.next_change(next_start) if next_start else None
-    if next_start is not None and lead > 0:
+    upcoming = _first_active(sources, next_start) if next_start is not None else None
+    report = _with_next(MaintenanceReport(next_start=next_start, next_end=next_end), upcoming)
+    if next_start is not None and upcoming is not None and lead > 0:
+        source, label, _, window = upcoming
         drain_from = next_start - timedelta(seconds=lead)
         changes.append(drain_from)
         if at >= drain_from:
-            source, label, window = next(
-                (src, lbl, s.active(next_start))
-                for src, lbl, _, s in sources
-                if s and s.active(next_start)
-            )
             reason = (
                 f"draining {lead:g}s before window {str(window)!r} ({label}) "
                 f"starts at {next_start.isoformat()}"
             )
-            report = MaintenanceReport(
-                True, reason, source, str(window), True, None, next_start, next_end
-            )
-            return _with_next(report, sources)
-    return _with_next(MaintenanceReport(next_start=next_start, next_end=next_end), sources)
+            return replace(
+                report, active=True, reason=reason, source=source, window=str(window),
+                draining=True,
+            )  # fmt: skip
+    return report
 
 
-def _with_next(
-    report: MaintenanceReport, sources: list[tuple[str, str, str | None, Schedule | None]]
-) -> MaintenanceReport:
-    """The report with what its next window is (the first source active when it starts)."""
-    at = report.next_start
-    if at is None:
-        return report
+Source = tuple[str, str, str | None, Schedule | None]
+"""A maintenance source: (where, how reasons name it, its reason text, its windows)."""
+
+
+def _first_active(
+    sources: list[Source], at: datetime
+) -> tuple[str, str, str | None, Window] | None:
+    """The first source active at `at`: where, its label, its text and the active window."""
     for source, label, text, schedule in sources:
         window = schedule.active(at) if schedule else None
         if window is not None:
-            return replace(
-                report, next_reason=_reason(label, str(window), text), next_source=source
-            )
-    return report
+            return source, label, text, window
+    return None
+
+
+def _with_next(
+    report: MaintenanceReport, upcoming: tuple[str, str, str | None, Window] | None
+) -> MaintenanceReport:
+    """The report with what its next window is (`_first_active` when it starts)."""
+    if upcoming is None:
+        return report
+    source, label, text, window = upcoming
+    return replace(report, next_reason=_reason(label, str(window), text), next_source=source)
 
 
 def _reason(label: str, window: str, text: str | None) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from controller.core.weekly import (
     WEEKDAYS,
@@ -183,19 +184,33 @@ class Schedule:
     def activations(
         self, after: datetime, count: int
     ) -> list[tuple[datetime, datetime | None, Window]]:
-        """The next `count` periods of activity from `after`: (start, end or None, the window
-        active at the start). A period already running at `after` starts at `after`."""
-        out: list[tuple[datetime, datetime | None, Window]] = []
-        start: datetime | None = after
-        while start is not None and len(out) < count:
-            window = self.active(start)
-            if window is None:
-                start = self.next_change(start)
-                continue
-            end = self.next_change(start)
-            out.append((start, end, window))
-            start = self.next_change(end) if end is not None else None
-        return out
+        return activations(self, after, count)
+
+
+class Activity(Protocol):
+    """What is active when, and when that changes: a Schedule, or online hours with holidays."""
+
+    def active(self, at: datetime) -> Window | None: ...
+
+    def next_change(self, after: datetime) -> datetime | None: ...
+
+
+def activations(
+    source: Activity, after: datetime, count: int
+) -> list[tuple[datetime, datetime | None, Window]]:
+    """The next `count` periods of activity from `after`: (start, end or None, the window
+    active at the start). A period already running at `after` starts at `after`."""
+    out: list[tuple[datetime, datetime | None, Window]] = []
+    start: datetime | None = after
+    while start is not None and len(out) < count:
+        window = source.active(start)
+        if window is None:
+            start = source.next_change(start)
+            continue
+        end = source.next_change(start)
+        out.append((start, end, window))
+        start = source.next_change(end) if end is not None else None
+    return out
 
 
 def _window_active(window: Window, at: datetime) -> bool:

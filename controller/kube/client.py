@@ -80,14 +80,15 @@ class KubeClient:
 
     def __init__(
         self,
-        namespace: str,
+        namespace: str | None,
         timeout: float,
         kubeconfig: Path | None = None,
         on_request: Counter | None = None,
         context: str | None = None,
     ) -> None:
         """`on_request(verb, resource, code)` is told of every request (metrics); `context`: a
-        kubeconfig context other than the current one."""
+        kubeconfig context other than the current one; `namespace` None: the context's, as
+        kubectl does (else `default`)."""
         import httpx2
         from lightkube import AsyncClient
         from lightkube.config.client_adapter import user_auth, verify_cluster
@@ -102,11 +103,11 @@ class KubeClient:
             token=TokenFile(token) if token is not None else None,
             on_request=on_request,
         )
-        self.namespace = namespace
+        self.namespace: str = namespace or config.namespace or "default"
         self._timeout = timeout
         self._client = AsyncClient(
             config,
-            namespace=namespace,
+            namespace=self.namespace,
             timeout=httpx2.Timeout(timeout),
             trust_env=False,
             transport=self._transport,
@@ -321,11 +322,15 @@ def _configuration(path: str | Path | None, context: str | None) -> tuple[Any, P
     """The kubeconfig's (or the in-cluster) configuration, and its token file, which the
     transport reads (lightkube would read it unbounded, blocking, inside the event loop)."""
     import msgspec
+    from lightkube import ConfigError
     from lightkube.config.kubeconfig import KubeConfig
     from lightkube.config.models import Cluster, User
 
     if path:
-        config = KubeConfig.from_file(path).get(context_name=context)
+        try:
+            config = KubeConfig.from_file(path).get(context_name=context)
+        except ConfigError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         if config is None:
             raise ValueError(f"{path}: no current context")
         token = config.user.token_file if config.user is not None else None

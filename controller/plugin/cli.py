@@ -117,8 +117,7 @@ async def _run(args: argparse.Namespace, edit: Edit | None) -> int:
 
     target = view.parse_target(args.target) if args.target else None
     try:
-        namespace = args.namespace or _context_namespace(args.kubeconfig, args.context)
-        client = KubeClient(namespace, TIMEOUT, args.kubeconfig, context=args.context)
+        client = KubeClient(args.namespace, TIMEOUT, args.kubeconfig, context=args.context)
     except (ValueError, OSError) as exc:
         print(f"kubectl presence: kubeconfig: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -174,22 +173,6 @@ async def _write(client: Any, args: argparse.Namespace, target: Any, edit: Edit)
         if args.namespace_wide:
             print("note: honoured by controllers with PRESENCE_KUBE__WATCH_NAMESPACE=true")
     return EXIT_OK
-
-
-def _context_namespace(kubeconfig: Path | None, context: str | None) -> str:
-    """kubectl's default: the context's namespace, else `default`."""
-    import os
-
-    from lightkube.config.kubeconfig import KubeConfig
-
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if not path:
-        return "default"
-    try:
-        config = KubeConfig.from_file(path).get(context_name=context)
-    except Exception as exc:  # lightkube's ConfigError and its file errors
-        raise ValueError(str(exc)) from None
-    return (config.namespace if config is not None else None) or "default"
 
 
 def _kube_error(exc: Any) -> str:

@@ -23,6 +23,7 @@ from controller.core.fleet import LEASE_LABEL, read_heartbeat, unix_time
 from controller.core.overrides import Evaluation, evaluate
 from controller.kube.client import KubeClient, KubeError
 from controller.plugin.edits import UsageError
+from controller.runtime.status import evaluation_sections, iso
 
 KINDS = {
     "deploy": "deployments", "deployment": "deployments", "deployments": "deployments",
@@ -65,14 +66,15 @@ class Workload:
     obj: dict[str, Any]
     env: dict[str, str]
     notes: list[str]
-    leased: bool = False
-    """A leader Lease of this workload exists (fleet mode, whatever the settings say)."""
+    leader_lease: dict[str, Any] | None = None
+    """The workload's leader Lease, if it exists (fleet mode, whatever the settings say)."""
 
     @property
     def fleet(self) -> bool:
         if self.target.plural == "pods":
             return False
-        return self.leased or self.env.get("PRESENCE_KUBE__ENABLED", "").lower() in TRUE
+        enabled = self.env.get("PRESENCE_KUBE__ENABLED", "").lower() in TRUE
+        return self.leader_lease is not None or enabled
 
     @property
     def prefix(self) -> str:
@@ -95,15 +97,21 @@ async def read_workload(client: KubeClient, target: Target) -> Workload:
     pod_spec = spec if target.plural == "pods" else (spec.get("template") or {}).get("spec") or {}
     env: dict[str, str] = {}
     notes: list[str] = []
+    maps: dict[str, dict[str, str]] = {}
 
     async def config_map(name: str) -> dict[str, str]:
+        """A ConfigMap's data, read once however many references it has."""
+        if name in maps:
+            return maps[name]
+        maps[name] = {}
         try:
             found = await client.get("configmaps", name)
         except KubeError as exc:
             notes.append(f"settings in ConfigMap {name} not read: {exc.message}")
             return {}
         data = (found or {}).get("data") or {}
-        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+        maps[name] = {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+        return maps[name]
 
     for container in pod_spec.get("containers") or []:
         for source in container.get("envFrom") or []:
@@ -122,7 +130,7 @@ async def read_workload(client: KubeClient, target: Target) -> Workload:
     env = {k: v for k, v in env.items() if k.startswith("PRESENCE_")}
     workload = Workload(target, obj, env, notes)
     if target.plural != "pods":
-        workload.leased = await client.get("leases", workload.lease) is not None
+        workload.leader_lease = await client.get("leases", workload.lease)
     return workload
 
 
@@ -201,7 +209,7 @@ async def _fleet(client: KubeClient, workload: Workload, at: datetime) -> dict[s
     """The leader, its decision and the members' verdicts, from the Leases."""
     lease = workload.lease
     out: dict[str, Any] = {"lease": lease, "leader": None, "decision": None, "members": {}}
-    found = await client.get("leases", lease)
+    found = workload.leader_lease
     record = read_record((found or {}).get("spec"))
     renewed = unix_time(record.renew_time)
     if found is not None and record.holder and not record.problem:
@@ -221,28 +229,15 @@ async def _fleet(client: KubeClient, workload: Workload, at: datetime) -> dict[s
 
 
 def _schedule(ev: Evaluation) -> dict[str, Any]:
+    """The sections `/status` has for maintenance, override and online hours, the notices due
+    and the next change of any of them."""
     m, o, h = ev.maintenance, ev.override, ev.online_hours
     changes = [t for t in (m.ends if m.active else m.next_start, o.until if o.active else None,
                            h.next_change if h.configured else None) if t]  # fmt: skip
-    return {
-        "maintenance": {
-            "active": m.active, "reason": m.reason, "ends": _iso(m.ends),
-            "next": {"start": _iso(m.next_start), "end": _iso(m.next_end),
-                     "reason": m.next_reason},
-            "errors": list(m.errors),
-        },
-        "override": {
-            "force": o.force.value if o.force else None, "active": o.active,
-            "expires": _iso(o.until) if o.active else None, "expired": o.expired,
-            "reason": ev.inputs.force_reason or None, "error": o.error,
-        },
-        "online_hours": {
-            "configured": h.configured, "inside": h.inside, "next_change": _iso(h.next_change),
-            "holidays": h.holidays, "holiday": h.holiday,
-        },
-        "notices": [{"reason": n.reason, "message": n.message} for n in ev.notices],
-        "next_change": _iso(min(changes)) if changes else None,
-    }  # fmt: skip
+    sections = evaluation_sections(ev)
+    sections["override"]["reason"] = ev.inputs.force_reason or None
+    notices = sections["maintenance"].pop("notices")
+    return {**sections, "notices": notices, "next_change": iso(min(changes)) if changes else None}
 
 
 async def _events(client: KubeClient, target: Target) -> list[dict[str, Any]]:
@@ -262,10 +257,6 @@ async def _events(client: KubeClient, target: Target) -> list[dict[str, Any]]:
          "count": (e.get("series") or {}).get("count", 1)}
         for e in ours[-EVENTS_SHOWN:]
     ]  # fmt: skip
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -163,8 +163,7 @@ class PolicySources:
         if calendar.version != self._calendar_seen[0]:
             if calendar.failed is not None:
                 self._metrics.annotation_errors.inc()
-                message = f"invalid calendar {calendar.path}: {calendar.failed}: fails closed"
-                event(log, logging.WARNING, "calendar_error", message)
+                event(log, logging.WARNING, "calendar_error", str(calendar.error))
             elif calendar.expansion is not None:
                 e = calendar.expansion
                 event(

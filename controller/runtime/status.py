@@ -156,9 +156,25 @@ def hysteresis_section(
 
 def sources_sections(src: SourcesReport) -> dict[str, Any]:
     """`maintenance`, `override`, `online_hours` and `annotations`."""
-    ev = src.evaluation
+    sections = evaluation_sections(src.evaluation, src.force_error)
+    sections["maintenance"] |= {"lead_seconds": src.maintenance_lead, "calendar": src.calendar}
+    sections["annotations"] = {
+        "file": str(src.file) if src.file else None,
+        "stale": src.stale,
+        "values": {
+            k[:100]: clip(v, STATUS_VALUE_LIMIT)
+            for k, v in src.values.items()
+            if k.startswith(src.prefix)
+        },
+    }
+    return sections
+
+
+def evaluation_sections(ev: Evaluation | None, force_error: str | None = None) -> dict[str, Any]:
+    """`maintenance`, `override` and `online_hours` of an evaluation (also `kubectl presence
+    status -o json`'s)."""
     m = ev.maintenance if ev else MaintenanceReport()
-    o = ev.override if ev else OverrideReport(error=src.force_error)
+    o = ev.override if ev else OverrideReport(error=force_error)
     h = ev.online_hours if ev else OnlineHoursReport()
     notices = ev.notices if ev else ()
     return {
@@ -175,9 +191,7 @@ def sources_sections(src: SourcesReport) -> dict[str, Any]:
                 "reason": m.next_reason,
                 "source": m.next_source,
             },
-            "lead_seconds": src.maintenance_lead,
             "errors": list(m.errors),
-            "calendar": src.calendar,
             "notices": [{"reason": n.reason, "message": n.message} for n in notices],
         },
         "override": {
@@ -194,15 +208,6 @@ def sources_sections(src: SourcesReport) -> dict[str, Any]:
             "next_change": iso(h.next_change),
             "holidays": h.holidays,
             "holiday": h.holiday,
-        },
-        "annotations": {
-            "file": str(src.file) if src.file else None,
-            "stale": src.stale,
-            "values": {
-                k[:100]: clip(v, STATUS_VALUE_LIMIT)
-                for k, v in src.values.items()
-                if k.startswith(src.prefix)
-            },
         },
     }
 

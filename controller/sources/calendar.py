@@ -61,13 +61,20 @@ class CalendarFile:
         self._file: Version | None = None
         self._expanded_at: datetime | None = None
 
+    @property
+    def error(self) -> str | None:
+        """Why maintenance fails closed on the calendar; None when it can be used."""
+        if self.failed is not None:
+            return f"invalid calendar {self.path}: {self.failed}: fails closed"
+        if self.expansion is None:
+            return f"calendar {self.path} not read yet: fails closed"
+        return None
+
     def near(self, at: datetime) -> Near:
         """For the evaluation at `at`: the occurrences near it, until when they hold, or the
         error that fails maintenance closed."""
-        if self.failed is not None:
-            return Near(error=f"invalid calendar {self.path}: {self.failed}: fails closed")
-        if self.expansion is None:
-            return Near(error=f"calendar {self.path} not read yet: fails closed")
+        if self.expansion is None or self.failed is not None:
+            return Near(error=self.error)
         occurrences, refresh = self.expansion.near(at)
         return Near(occurrences, refresh)
 
@@ -101,22 +108,20 @@ class CalendarFile:
         """Read the file and expand it if it changed or the expansion is due; True if what the
         evaluation sees changed."""
         now = self._clock.wall()
-        try:
-            version, data = await asyncio.to_thread(
-                read_if_changed, self.path, MAX_BYTES, self._file
-            )
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            return self._set_stale(f"cannot read {self.path}: {reason}; the last good kept")
         due = self._expanded_at is None or now >= self._expanded_at + REFRESH
         if self.expansion is not None and now >= self.expansion.until - REFRESH:
             due = True
-        if data is None and not due:
-            return self._set_stale(None)
-        if data is None:  # due again, unchanged: read it in full
-            version, data = await asyncio.to_thread(read_if_changed, self.path, MAX_BYTES, None)
-        assert data is not None
-        self._file, self._expanded_at, self.stale = version, now, None
+        known = None if due else self._file  # due: read it whether it changed or not
+        try:
+            version, data = await asyncio.to_thread(read_if_changed, self.path, MAX_BYTES, known)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            self.stale = f"cannot read {self.path}: {reason}; the last good kept"
+            return False
+        self.stale = None
+        if data is None:  # unchanged, and not due
+            return False
+        self._file, self._expanded_at = version, now
         try:
             expansion = await expand_in_worker(data, now)
         except CalendarError as exc:
@@ -127,10 +132,6 @@ class CalendarFile:
             self.failed, self.expansion, self.loaded_at = None, expansion, now
         self.version += changed
         return changed
-
-    def _set_stale(self, why: str | None) -> bool:
-        self.stale = why
-        return False
 
 
 async def expand_in_worker(data: bytes, since: datetime) -> Expansion:
